@@ -1,0 +1,148 @@
+"""The project definition: one annotation task, described by a YAML file.
+
+A config error names the file, the key (dotted path, list positions included) and what is wrong.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from labelloop.core.errors import ConfigError
+
+PROJECT_FILE = "labelloop.yaml"
+
+
+class Modality(StrEnum):
+    text = "text"
+    image = "image"
+    tabular = "tabular"
+
+
+class TaskType(StrEnum):
+    single_label = "single_label"
+    multi_label = "multi_label"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelSpec(_Strict):
+    """One label of the taxonomy."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+    guidelines: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _no_outer_space(cls, v: str) -> str:
+        if v != v.strip():
+            raise ValueError("label name must not start or end with whitespace")
+        return v
+
+
+class Metrics(_Strict):
+    """What success means, decided before any model is trained."""
+
+    primary: str = "macro_f1"
+    precision_target: float = Field(default=0.95, gt=0.0, le=1.0)
+    audit_rate: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
+class IngestSettings(_Strict):
+    chunk_size: int = Field(default=5000, ge=1)
+    max_content_chars: int = Field(default=20_000, ge=1)
+    max_image_bytes: int = Field(default=20_000_000, ge=1)
+
+
+class ProjectConfig(_Strict):
+    """A project: its name, what the items are, the taxonomy, the targets and the store."""
+
+    name: str = Field(min_length=1, max_length=200)
+    modality: Modality = Modality.text
+    task: TaskType = TaskType.single_label
+    labels: list[LabelSpec] = Field(min_length=2)
+    content_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
+    # A column that already holds a label (a dataset's own answer); kept in the item's metadata
+    # so simulations and evaluations can use it. It never becomes a human label by itself.
+    label_field: str | None = None
+    id_field: str | None = None
+    metrics: Metrics = Field(default_factory=Metrics)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
+    storage: str = "sqlite:///labelloop.db"
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ProjectConfig:
+        names = [label.name for label in self.labels]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"label {name!r} appears twice in labels")
+            seen.add(name)
+        return self
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    def resolved_storage(self, project_dir: Path) -> str:
+        """The storage URL with a relative SQLite path made absolute against the project folder."""
+        prefix = "sqlite:///"
+        if self.storage.startswith(prefix):
+            raw = self.storage[len(prefix) :]
+            if raw and raw != ":memory:" and not raw.startswith("/"):
+                return prefix + str((project_dir / raw).resolve())
+        return self.storage
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "(top level)"
+
+
+def parse_project_config(data: Any, source: str) -> ProjectConfig:
+    """Validate a mapping; on failure raise ConfigError naming ``source``, the key and the problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, None, "expected a mapping of keys to values at the top level")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        problem = err["msg"]
+        if err["type"] == "extra_forbidden":
+            problem = "unknown key"
+        more = len(exc.errors()) - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(source, _key_of(tuple(err["loc"])), problem) from None
+
+
+def load_project_config(path: str | Path) -> ProjectConfig:
+    """Read and validate a project YAML file (or the ``labelloop.yaml`` inside a folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / PROJECT_FILE
+    if not p.exists():
+        raise ConfigError(str(p), None, "file not found (run `labelloop init` to create a project)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(p), None, f"not UTF-8 text ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(str(p), None, f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_project_config(data, str(p))

@@ -1,0 +1,237 @@
+"""The notebook-facing API: a ``Project`` is a folder with ``labelloop.yaml`` and a store.
+
+    >>> import labelloop
+    >>> p = labelloop.Project.init("spam", name="spam", labels=["ham", "spam"])
+    >>> report = p.ingest("sms.csv")
+    >>> p.status()["items"]
+
+The CLI and the REST API are thin layers over this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from labelloop.core.config import PROJECT_FILE, ProjectConfig, load_project_config, parse_project_config
+from labelloop.core.errors import ConfigError, LabelError
+from labelloop.sources.ingest import IngestReport, ingest
+from labelloop.sources.readers import Reader, SqlReader, reader_for
+from labelloop.sources.validate import reason_kind
+from labelloop.store.db import Database
+from labelloop.store.items import counts_by_state, next_for_review
+from labelloop.store.labels import add_human_label, set_final_labels
+from labelloop.store.models import FinalLabelRow, ItemRow, QuarantineRow
+from labelloop.store.projects import ensure_project
+
+
+class Project:
+    """One annotation task: its configuration, its store and what has happened to its items."""
+
+    def __init__(self, folder: Path, config: ProjectConfig, db: Database, project_id: int) -> None:
+        self.folder = folder
+        self.config = config
+        self.db = db
+        self.id = project_id
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        folder: str | Path,
+        config: ProjectConfig | dict[str, Any] | None = None,
+        *,
+        overwrite: bool = False,
+        **fields: Any,
+    ) -> Project:
+        """Create a project folder with ``labelloop.yaml`` and an empty store.
+
+        Pass a ``ProjectConfig``, a dict, or keyword fields; ``labels`` may be plain names.
+        """
+        folder = Path(folder)
+        path = folder / PROJECT_FILE
+        if path.exists() and not overwrite:
+            raise ConfigError(str(path), None, "a project already exists here (use overwrite=True)")
+        if config is None:
+            config = dict(fields)
+        if isinstance(config, dict):
+            data = dict(config)
+            data["labels"] = [
+                {"name": label} if isinstance(label, str) else label for label in data.get("labels", [])
+            ]
+            config = parse_project_config(data, str(path))
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.to_yaml(), encoding="utf-8")
+        return cls._connect(folder, config)
+
+    @classmethod
+    def open(cls, path: str | Path = ".") -> Project:
+        """Open the project in a folder (or given its YAML file)."""
+        p = Path(path)
+        folder = p if p.is_dir() else p.parent
+        return cls._connect(folder, load_project_config(p))
+
+    @classmethod
+    def _connect(cls, folder: Path, config: ProjectConfig) -> Project:
+        db = Database(config.resolved_storage(folder.resolve()))
+        with db.session() as s:
+            project_id = ensure_project(s, config)
+        return cls(folder, config, db, project_id)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- ingestion -----------------------------------------------------------------------
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.folder / "quarantine"
+
+    def ingest(self, source: str | Path | Reader, *, progress: bool = False) -> IngestReport:
+        """Ingest a CSV, TSV, JSONL or Parquet file, a folder of images, or any ``Reader``."""
+        reader = (
+            source
+            if hasattr(source, "records")
+            else reader_for(source, max_image_bytes=self.config.ingest.max_image_bytes)
+        )
+        return ingest(
+            self.db, self.id, self.config, reader, quarantine_dir=self.quarantine_dir, progress=progress
+        )
+
+    def ingest_sql(self, url: str, query: str, *, progress: bool = False) -> IngestReport:
+        """Ingest the rows of a SQL query against any SQLAlchemy URL."""
+        return self.ingest(SqlReader(url, query), progress=progress)
+
+    # -- reading -------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Counts per state, per final label (and who decided it), and quarantine reasons."""
+        with self.db.engine.connect() as conn:
+            states = counts_by_state(conn, self.id)
+            fl = FinalLabelRow.__table__
+            label_rows = conn.execute(
+                select(fl.c.labels, fl.c.source_kind).where(fl.c.project_id == self.id)
+            ).all()
+            q = QuarantineRow.__table__
+            quarantine = conn.execute(
+                select(q.c.reason).where(q.c.project_id == self.id)
+            ).scalars().all()
+        per_label: dict[str, dict[str, int]] = {}
+        for labels, kind in label_rows:
+            for label in labels:
+                per_label.setdefault(label, {}).setdefault(kind, 0)
+                per_label[label][kind] += 1
+        reasons: dict[str, int] = {}
+        for reason in quarantine:
+            kind = reason_kind(reason)
+            reasons[kind] = reasons.get(kind, 0) + 1
+        return {
+            "project": self.config.name,
+            "items": sum(states.values()),
+            "states": states,
+            "labels": per_label,
+            "quarantined": len(quarantine),
+            "quarantine_reasons": reasons,
+        }
+
+    def items(self, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Items as a DataFrame (id, content, content_hash, state, priority, source, position, meta)."""
+        t = ItemRow.__table__
+        stmt = select(
+            t.c.id, t.c.content, t.c.content_hash, t.c.state, t.c.priority, t.c.source,
+            t.c.position, t.c.media_path, t.c.meta,
+        ).where(t.c.project_id == self.id).order_by(t.c.id)
+        if state is not None:
+            stmt = stmt.where(t.c.state == state)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys()))
+
+    def quarantine(self) -> pd.DataFrame:
+        """Rows that could not become items: source, position, reason, raw text."""
+        t = QuarantineRow.__table__
+        stmt = select(t.c.source, t.c.position, t.c.reason, t.c.raw).where(t.c.project_id == self.id)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt.order_by(t.c.id)).mappings().all(),
+                                columns=["source", "position", "reason", "raw"])
+
+    def next_for_review(self, limit: int = 50) -> pd.DataFrame:
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(next_for_review(conn, self.id, limit))
+
+    def count(self) -> int:
+        with self.db.engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(ItemRow).where(ItemRow.project_id == self.id)
+            ).scalar_one()
+
+    # -- labels --------------------------------------------------------------------------
+    def check_labels(self, labels: Sequence[str]) -> list[str]:
+        """Refuse labels outside the taxonomy (and several labels on a single-label task)."""
+        allowed = set(self.config.label_names)
+        unknown = [label for label in labels if label not in allowed]
+        if unknown:
+            raise LabelError(
+                f"label {unknown[0]!r} is not in the taxonomy of project {self.config.name!r} "
+                f"(labels: {', '.join(self.config.label_names)})"
+            )
+        if not labels:
+            raise LabelError("no label given")
+        if self.config.task == "single_label" and len(labels) != 1:
+            raise LabelError(f"project {self.config.name!r} is single-label; got {len(labels)} labels")
+        return list(dict.fromkeys(labels))
+
+    def label(
+        self,
+        item_id: int,
+        labels: Sequence[str],
+        *,
+        annotator: str,
+        action: str = "label",
+        time_spent_ms: int | None = None,
+        source_kind: str = "human",
+    ) -> None:
+        """Record a human label and make it the item's final label."""
+        labels = self.check_labels(labels)
+        with self.db.engine.begin() as conn:
+            add_human_label(conn, item_id, annotator, labels, action, time_spent_ms)
+            set_final_labels(
+                conn,
+                [
+                    {
+                        "project_id": self.id,
+                        "item_id": item_id,
+                        "labels": labels,
+                        "source_kind": source_kind,
+                        "source_name": annotator,
+                        "source_version": None,
+                        "confidence": None,
+                    }
+                ],
+            )
+
+    def final_labels(self) -> pd.DataFrame:
+        """Every final label with its provenance: one row per item."""
+        fl = FinalLabelRow.__table__
+        it = ItemRow.__table__
+        stmt = (
+            select(
+                it.c.id.label("item_id"), it.c.content, it.c.content_hash, it.c.source,
+                it.c.position, it.c.meta, fl.c.labels, fl.c.source_kind, fl.c.source_name,
+                fl.c.source_version, fl.c.confidence, fl.c.decided_at,
+            )
+            .join(fl, fl.c.item_id == it.c.id)
+            .where(fl.c.project_id == self.id)
+            .order_by(it.c.id)
+        )
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys()))

@@ -1,0 +1,182 @@
+"""Ingestion: stream a source into the store in chunks; bad rows go to quarantine, never lost."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from labelloop.core.config import ProjectConfig
+from labelloop.sources.readers import Reader
+from labelloop.sources.records import RawRecord
+from labelloop.sources.validate import RowRejected, build_item, check_columns, reason_kind
+from labelloop.store.db import Database
+from labelloop.store.events import log_event
+from labelloop.store.items import count_rows, insert_items, insert_quarantine
+from labelloop.store.models import ItemRow, ItemSourceRow
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. ``duplicates`` are new rows whose content was already an item."""
+
+    source: str
+    rows_read: int = 0
+    items_added: int = 0
+    duplicates: int = 0
+    already_ingested: int = 0
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_file: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "rows_per_second": round(self.rows_per_second, 1)}
+
+
+def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    chunk: list[RawRecord] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def quarantine_path(folder: Path, source_id: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source_id).strip("_")[-120:] or "source"
+    return folder / f"{name}.jsonl"
+
+
+def ingest(
+    db: Database,
+    project_id: int,
+    config: ProjectConfig,
+    reader: Reader,
+    *,
+    quarantine_dir: Path | None = None,
+    progress: bool = False,
+    chunk_size: int | None = None,
+) -> IngestReport:
+    """Read every record of ``reader`` into the project; return a report.
+
+    Each chunk is written in one transaction. Items are keyed by content hash (exact
+    duplicates stored once, each sighting linked) and sightings by source position, so
+    running the same ingest twice adds nothing.
+    """
+    started = time.perf_counter()
+    source = reader.source_id
+    check_columns(config, reader.columns(), source)
+    report = IngestReport(source=source)
+    reasons: Counter[str] = Counter()
+    size = chunk_size or config.ingest.chunk_size
+    qfile = None
+    qpath = quarantine_path(quarantine_dir, source) if quarantine_dir else None
+
+    with db.engine.connect() as conn:
+        items_before = count_rows(conn, ItemRow.__table__, project_id)
+        sightings_before = count_rows(conn, ItemSourceRow.__table__, project_id)
+
+    bar = Progress(
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} rows"),
+        TimeElapsedColumn(),
+        disable=not progress,
+        transient=False,
+    )
+    try:
+        with bar:
+            task = bar.add_task("ingest", total=None)
+            for chunk in _chunks(reader.records(), size):
+                items: dict[str, dict[str, Any]] = {}
+                sightings: list[dict[str, Any]] = []
+                bad: list[dict[str, Any]] = []
+                for rec in chunk:
+                    reason = rec.error
+                    if reason is None:
+                        try:
+                            content, h, meta, ext_id = build_item(config, rec)
+                        except RowRejected as exc:
+                            reason = str(exc)
+                    if reason is not None:
+                        where = f"line {rec.line}" if rec.line else f"record {rec.position}"
+                        raw = rec.raw or json.dumps(rec.fields, default=str)[:2000]
+                        bad.append(
+                            {
+                                "project_id": project_id,
+                                "source": source,
+                                "position": rec.position,
+                                "reason": f"{reason} ({where})",
+                                "raw": raw,
+                            }
+                        )
+                        reasons[reason_kind(reason)] += 1
+                        continue
+                    report.rows_read += 1
+                    if h not in items:
+                        items[h] = {
+                            "project_id": project_id,
+                            "content_hash": h,
+                            "content": content,
+                            "media_path": rec.media_path,
+                            "meta": meta,
+                            "source": source,
+                            "position": rec.position,
+                        }
+                    sightings.append(
+                        {
+                            "project_id": project_id,
+                            "source": source,
+                            "position": rec.position,
+                            "content_hash": h,
+                            "external_id": ext_id,
+                            "meta": meta,
+                        }
+                    )
+                with db.engine.begin() as conn:
+                    insert_items(conn, list(items.values()), sightings)
+                    insert_quarantine(conn, bad)
+                if bad and qpath is not None:
+                    if qfile is None:
+                        qpath.parent.mkdir(parents=True, exist_ok=True)
+                        qfile = open(qpath, "w", encoding="utf-8")  # noqa: SIM115
+                    for b in bad:
+                        qfile.write(
+                            json.dumps(
+                                {k: b[k] for k in ("source", "position", "reason", "raw")},
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                        )
+                report.quarantined += len(bad)
+                bar.advance(task, len(chunk))
+    finally:
+        if qfile is not None:
+            qfile.close()
+
+    with db.engine.begin() as conn:
+        items_after = count_rows(conn, ItemRow.__table__, project_id)
+        sightings_after = count_rows(conn, ItemSourceRow.__table__, project_id)
+        report.items_added = items_after - items_before
+        new_sightings = sightings_after - sightings_before
+        report.duplicates = new_sightings - report.items_added
+        report.already_ingested = report.rows_read - new_sightings
+        report.quarantine_reasons = dict(reasons)
+        report.quarantine_file = str(qpath) if qfile is not None else None
+        report.seconds = time.perf_counter() - started
+        log_event(conn, project_id, "ingest", report.as_dict())
+    return report

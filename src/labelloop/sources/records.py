@@ -1,0 +1,24 @@
+"""What a reader yields: one record per row, or the reason it could not be read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """A row as read from a source, before validation.
+
+    ``position`` is the record number in the source (1-based, stable across re-reads, so
+    re-ingesting skips what is there); ``line`` is the line in the file where it starts, when
+    the source has lines. A record with ``error`` set could not be read and is quarantined.
+    """
+
+    position: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+    error: str | None = None
+    raw: str = ""
+    media_path: str | None = None
+    media_bytes: bytes | None = None
