@@ -44,15 +44,32 @@ def test_folder_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, key, problem",
     [
-        (GOOD.replace("precision_target: 0.9", "precision_target: 1.5"), "metrics.precision_target", "less than or equal to 1"),
+        (
+            GOOD.replace("precision_target: 0.9", "precision_target: 1.5"),
+            "metrics.precision_target",
+            "less than or equal to 1",
+        ),
         (GOOD.replace("task: single_label", "task: regression"), "task", "single_label"),
-        (GOOD.replace("    description: unsolicited advertising\n", "    descripton: typo\n"), "labels[1].descripton", "unknown key"),
-        (GOOD.replace("  - name: spam\n    description: unsolicited advertising\n    examples: [\"WIN a FREE prize now\"]\n", ""), "labels", "at least 2"),
+        (
+            GOOD.replace("    description: unsolicited advertising\n", "    descripton: typo\n"),
+            "labels[1].descripton",
+            "unknown key",
+        ),
+        (
+            GOOD.replace(
+                '  - name: spam\n    description: unsolicited advertising\n    examples: ["WIN a FREE prize now"]\n',
+                "",
+            ),
+            "labels",
+            "at least 2",
+        ),
         (GOOD.replace("name: spam\n", "", 1), "name", "required"),
         (GOOD.replace("modality: text", "modality: audio"), "modality", "text"),
     ],
 )
-def test_bad_config_names_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
+def test_bad_config_names_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
         load_project_config(path)

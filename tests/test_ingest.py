@@ -40,7 +40,7 @@ def test_csv_ingest_dedups_and_reingest_adds_nothing(make_project, tmp_path: Pat
         links = conn.execute(
             text("SELECT count(*) FROM item_sources WHERE project_id = :p"), {"p": p.id}
         ).scalar_one()
-    assert links == 4  # each sighting is linked to its one item
+    assert links == 1  # the duplicate's sighting is linked to its one item
 
 
 @pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet"])
@@ -85,7 +85,8 @@ def test_bad_rows_are_quarantined_with_source_line_and_reason(make_project, tmp_
         b",ham\n"  # line 3: empty content
         b"one,two,three\n"  # line 4: wrong field count
         b"caf\xe9 in latin-1,ham\n"  # line 5: bad encoding
-        + b"x" * 80
+        + b"x"
+        * 80
         + b",spam\n"  # line 6: oversize
         b"another fine one,ham\n"  # line 7
     )
@@ -101,7 +102,10 @@ def test_bad_rows_are_quarantined_with_source_line_and_reason(make_project, tmp_
     assert list(q["position"]) == [2, 3, 4, 5]
     assert all(q["source"] == str(src.resolve()))
     assert [reason.rsplit("(", 1)[1] for reason in q["reason"]] == [
-        "line 3)", "line 4)", "line 5)", "line 6)"
+        "line 3)",
+        "line 4)",
+        "line 5)",
+        "line 6)",
     ]
     assert "caf\\xe9" in q["raw"][2]  # the bad bytes are kept, visibly
     # ... and in the quarantine file, one JSON line each
@@ -134,7 +138,9 @@ def test_jsonl_bad_lines(make_project, tmp_path: Path) -> None:
     assert reasons[3].startswith("bad encoding") and reasons[3].endswith("(line 5)")
 
 
-def test_missing_content_column_refuses_whole_file_and_writes_nothing(make_project, tmp_path: Path) -> None:
+def test_missing_content_column_refuses_whole_file_and_writes_nothing(
+    make_project, tmp_path: Path
+) -> None:
     p = make_project()
     src = tmp_path / "wrong.csv"
     src.write_text("body,label\nhello,ham\n")

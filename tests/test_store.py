@@ -20,7 +20,10 @@ def test_migrations_reach_head_and_are_idempotent(storage_url: str) -> None:
     db = Database(storage_url)
     Database(storage_url).dispose()  # opening again is a no-op
     with db.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            == head_revision()
+        )
     db.dispose()
 
 
@@ -65,7 +68,9 @@ def _queue(p, priorities: list[float]) -> list[int]:
     with p.db.engine.begin() as conn:
         for item_id, pr in zip(ids, priorities, strict=True):
             conn.execute(
-                update(ItemRow).where(ItemRow.id == item_id).values(state=ItemState.queued, priority=pr)
+                update(ItemRow)
+                .where(ItemRow.id == item_id)
+                .values(state=ItemState.queued, priority=pr)
             )
     return ids
 
@@ -95,13 +100,25 @@ def test_suggestions_keep_provenance(make_project) -> None:
     p = make_project()
     ids = _queue(p, [0.5])
     s = Suggestion(
-        item_id=ids[0], content_hash="h", labeler="llm", labeler_version="smollm2@q4",
-        probs={"ham": 0.2, "spam": 0.8}, confidence=0.8, confidence_method="logprobs",
-        latency_ms=120.0, cost_usd=0.0001, tokens=42, prompt_version="v1",
+        item_id=ids[0],
+        content_hash="h",
+        labeler="llm",
+        labeler_version="smollm2@q4",
+        probs={"ham": 0.2, "spam": 0.8},
+        confidence=0.8,
+        confidence_method="logprobs",
+        latency_ms=120.0,
+        cost_usd=0.0001,
+        tokens=42,
+        prompt_version="v1",
     )
     with p.db.engine.begin() as conn:
         add_suggestions(conn, [s])
-        row = conn.execute(text("SELECT labeler, label, confidence_method, prompt_version, tokens FROM suggestions")).one()
+        row = conn.execute(
+            text(
+                "SELECT labeler, label, confidence_method, prompt_version, tokens FROM suggestions"
+            )
+        ).one()
     assert tuple(row) == ("llm", "spam", "logprobs", "v1", 42)
 
 

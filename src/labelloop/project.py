@@ -17,7 +17,12 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import func, select
 
-from labelloop.core.config import PROJECT_FILE, ProjectConfig, load_project_config, parse_project_config
+from labelloop.core.config import (
+    PROJECT_FILE,
+    ProjectConfig,
+    load_project_config,
+    parse_project_config,
+)
 from labelloop.core.errors import ConfigError, LabelError
 from labelloop.sources.ingest import IngestReport, ingest
 from labelloop.sources.readers import Reader, SqlReader, reader_for
@@ -61,7 +66,8 @@ class Project:
         if isinstance(config, dict):
             data = dict(config)
             data["labels"] = [
-                {"name": label} if isinstance(label, str) else label for label in data.get("labels", [])
+                {"name": label} if isinstance(label, str) else label
+                for label in data.get("labels", [])
             ]
             config = parse_project_config(data, str(path))
         folder.mkdir(parents=True, exist_ok=True)
@@ -104,7 +110,12 @@ class Project:
             else reader_for(source, max_image_bytes=self.config.ingest.max_image_bytes)
         )
         return ingest(
-            self.db, self.id, self.config, reader, quarantine_dir=self.quarantine_dir, progress=progress
+            self.db,
+            self.id,
+            self.config,
+            reader,
+            quarantine_dir=self.quarantine_dir,
+            progress=progress,
         )
 
     def ingest_sql(self, url: str, query: str, *, progress: bool = False) -> IngestReport:
@@ -121,9 +132,9 @@ class Project:
                 select(fl.c.labels, fl.c.source_kind).where(fl.c.project_id == self.id)
             ).all()
             q = QuarantineRow.__table__
-            quarantine = conn.execute(
-                select(q.c.reason).where(q.c.project_id == self.id)
-            ).scalars().all()
+            quarantine = (
+                conn.execute(select(q.c.reason).where(q.c.project_id == self.id)).scalars().all()
+            )
         per_label: dict[str, dict[str, int]] = {}
         for labels, kind in label_rows:
             for label in labels:
@@ -145,24 +156,41 @@ class Project:
     def items(self, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Items as a DataFrame (id, content, content_hash, state, priority, source, position, meta)."""
         t = ItemRow.__table__
-        stmt = select(
-            t.c.id, t.c.content, t.c.content_hash, t.c.state, t.c.priority, t.c.source,
-            t.c.position, t.c.media_path, t.c.meta,
-        ).where(t.c.project_id == self.id).order_by(t.c.id)
+        stmt = (
+            select(
+                t.c.id,
+                t.c.content,
+                t.c.content_hash,
+                t.c.state,
+                t.c.priority,
+                t.c.source,
+                t.c.position,
+                t.c.media_path,
+                t.c.meta,
+            )
+            .where(t.c.project_id == self.id)
+            .order_by(t.c.id)
+        )
         if state is not None:
             stmt = stmt.where(t.c.state == state)
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.db.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys()))
+            return pd.DataFrame(
+                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
+            )
 
     def quarantine(self) -> pd.DataFrame:
         """Rows that could not become items: source, position, reason, raw text."""
         t = QuarantineRow.__table__
-        stmt = select(t.c.source, t.c.position, t.c.reason, t.c.raw).where(t.c.project_id == self.id)
+        stmt = select(t.c.source, t.c.position, t.c.reason, t.c.raw).where(
+            t.c.project_id == self.id
+        )
         with self.db.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(stmt.order_by(t.c.id)).mappings().all(),
-                                columns=["source", "position", "reason", "raw"])
+            return pd.DataFrame(
+                conn.execute(stmt.order_by(t.c.id)).mappings().all(),
+                columns=["source", "position", "reason", "raw"],
+            )
 
     def next_for_review(self, limit: int = 50) -> pd.DataFrame:
         with self.db.engine.connect() as conn:
@@ -187,7 +215,9 @@ class Project:
         if not labels:
             raise LabelError("no label given")
         if self.config.task == "single_label" and len(labels) != 1:
-            raise LabelError(f"project {self.config.name!r} is single-label; got {len(labels)} labels")
+            raise LabelError(
+                f"project {self.config.name!r} is single-label; got {len(labels)} labels"
+            )
         return list(dict.fromkeys(labels))
 
     def label(
@@ -225,13 +255,24 @@ class Project:
         it = ItemRow.__table__
         stmt = (
             select(
-                it.c.id.label("item_id"), it.c.content, it.c.content_hash, it.c.source,
-                it.c.position, it.c.meta, fl.c.labels, fl.c.source_kind, fl.c.source_name,
-                fl.c.source_version, fl.c.confidence, fl.c.decided_at,
+                it.c.id.label("item_id"),
+                it.c.content,
+                it.c.content_hash,
+                it.c.source,
+                it.c.position,
+                it.c.meta,
+                fl.c.labels,
+                fl.c.source_kind,
+                fl.c.source_name,
+                fl.c.source_version,
+                fl.c.confidence,
+                fl.c.decided_at,
             )
             .join(fl, fl.c.item_id == it.c.id)
             .where(fl.c.project_id == self.id)
             .order_by(it.c.id)
         )
         with self.db.engine.connect() as conn:
-            return pd.DataFrame(conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys()))
+            return pd.DataFrame(
+                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
+            )

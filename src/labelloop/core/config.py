@@ -144,5 +144,7 @@ def load_project_config(path: str | Path) -> ProjectConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(str(p), None, f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            str(p), None, f"invalid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     return parse_project_config(data, str(p))

@@ -16,10 +16,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from labelloop.core.config import ProjectConfig
 from labelloop.sources.readers import Reader
 from labelloop.sources.records import RawRecord
-from labelloop.sources.validate import RowRejected, build_item, check_columns, reason_kind
+from labelloop.sources.validate import ItemBuilder, RowRejected, check_columns, reason_kind
 from labelloop.store.db import Database
 from labelloop.store.events import log_event
-from labelloop.store.items import count_rows, insert_items, insert_quarantine
+from labelloop.store.items import count_rows, first_sightings, insert_items, insert_quarantine
 from labelloop.store.models import ItemRow, ItemSourceRow
 
 
@@ -56,6 +56,18 @@ def _chunks(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]
         yield chunk
 
 
+def refresh_planner_stats(db: Database) -> None:
+    """Let PostgreSQL's planner see that the tables are no longer empty.
+
+    Before autovacuum's first ANALYZE the planner takes a fresh table for empty and scans
+    it whole for each duplicate lookup, which makes a first big ingest quadratic.
+    """
+    if db.dialect == "postgresql":
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE items")
+            conn.exec_driver_sql("ANALYZE item_sources")
+
+
 def quarantine_path(folder: Path, source_id: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", source_id).strip("_")[-120:] or "source"
     return folder / f"{name}.jsonl"
@@ -73,14 +85,16 @@ def ingest(
 ) -> IngestReport:
     """Read every record of ``reader`` into the project; return a report.
 
-    Each chunk is written in one transaction. Items are keyed by content hash (exact
-    duplicates stored once, each sighting linked) and sightings by source position, so
-    running the same ingest twice adds nothing.
+    Each chunk is written in one transaction. Items are keyed by content hash: an item row
+    records its first sighting (source, position), and each exact duplicate seen elsewhere is
+    linked to it as an ``item_sources`` row; so running the same ingest twice adds nothing.
     """
     started = time.perf_counter()
     source = reader.source_id
     check_columns(config, reader.columns(), source)
     report = IngestReport(source=source)
+    build_item = ItemBuilder(config)
+    dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
     reasons: Counter[str] = Counter()
     size = chunk_size or config.ingest.chunk_size
     qfile = None
@@ -101,15 +115,17 @@ def ingest(
     try:
         with bar:
             task = bar.add_task("ingest", total=None)
+            chunks_done = 0
             for chunk in _chunks(reader.records(), size):
-                items: dict[str, dict[str, Any]] = {}
-                sightings: list[dict[str, Any]] = []
+                good: list[tuple[Any, ...]] = []
+                items: list[tuple[Any, ...]] = []
+                sightings: list[tuple[Any, ...]] = []
                 bad: list[dict[str, Any]] = []
                 for rec in chunk:
                     reason = rec.error
                     if reason is None:
                         try:
-                            content, h, meta, ext_id = build_item(config, rec)
+                            content, h, meta, ext_id = build_item(rec)
                         except RowRejected as exc:
                             reason = str(exc)
                     if reason is not None:
@@ -127,29 +143,23 @@ def ingest(
                         reasons[reason_kind(reason)] += 1
                         continue
                     report.rows_read += 1
-                    if h not in items:
-                        items[h] = {
-                            "project_id": project_id,
-                            "content_hash": h,
-                            "content": content,
-                            "media_path": rec.media_path,
-                            "meta": meta,
-                            "source": source,
-                            "position": rec.position,
-                        }
-                    sightings.append(
-                        {
-                            "project_id": project_id,
-                            "source": source,
-                            "position": rec.position,
-                            "content_hash": h,
-                            "external_id": ext_id,
-                            "meta": meta,
-                        }
-                    )
+                    good.append((h, content, rec.media_path, dumps(meta), rec.position, ext_id))
                 with db.engine.begin() as conn:
-                    insert_items(conn, list(items.values()), sightings)
+                    seen = first_sightings(conn, project_id, [g[0] for g in good])
+                    for h, content, media_path, meta_json, position, ext_id in good:
+                        first = seen.get(h)
+                        if first is None:  # a new item; this row is its first sighting
+                            seen[h] = (source, position)
+                            items.append(
+                                (project_id, h, content, media_path, meta_json, source, position)
+                            )
+                        elif first != (source, position):  # an exact duplicate: link it
+                            sightings.append((project_id, source, position, h, ext_id, meta_json))
+                    insert_items(conn, items, sightings)
                     insert_quarantine(conn, bad)
+                if chunks_done == 0:
+                    refresh_planner_stats(db)
+                chunks_done += 1
                 if bad and qpath is not None:
                     if qfile is None:
                         qpath.parent.mkdir(parents=True, exist_ok=True)
@@ -172,9 +182,8 @@ def ingest(
         items_after = count_rows(conn, ItemRow.__table__, project_id)
         sightings_after = count_rows(conn, ItemSourceRow.__table__, project_id)
         report.items_added = items_after - items_before
-        new_sightings = sightings_after - sightings_before
-        report.duplicates = new_sightings - report.items_added
-        report.already_ingested = report.rows_read - new_sightings
+        report.duplicates = sightings_after - sightings_before
+        report.already_ingested = report.rows_read - report.items_added - report.duplicates
         report.quarantine_reasons = dict(reasons)
         report.quarantine_file = str(qpath) if qfile is not None else None
         report.seconds = time.perf_counter() - started

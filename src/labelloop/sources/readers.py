@@ -95,24 +95,31 @@ class DelimitedReader:
                 if not row:
                     position -= 1  # blank lines are not records
                     continue
+                if len(row) == width:
+                    try:
+                        "".join(row).encode("utf-8")
+                    except UnicodeEncodeError:
+                        pass  # reported below
+                    else:
+                        yield RawRecord(position, fields=dict(zip(header, row, strict=True)), line=start)
+                        continue
                 raw = self.delimiter.join(row)
                 if _bad_utf8(row) is not None:
                     yield RawRecord(
                         position,
                         line=start,
                         error="bad encoding: the row is not valid UTF-8",
-                        raw=raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")[:_RAW_KEEP],
+                        raw=raw.encode("utf-8", "surrogateescape").decode(
+                            "utf-8", "backslashreplace"
+                        )[:_RAW_KEEP],
                     )
                     continue
-                if len(row) != width:
-                    yield RawRecord(
-                        position,
-                        line=start,
-                        error=f"wrong field count: expected {width} (as in the header), found {len(row)}",
-                        raw=raw[:_RAW_KEEP],
-                    )
-                    continue
-                yield RawRecord(position, fields=dict(zip(header, row, strict=True)), line=start)
+                yield RawRecord(
+                    position,
+                    line=start,
+                    error=f"wrong field count: expected {width} (as in the header), found {len(row)}",
+                    raw=raw[:_RAW_KEEP],
+                )
 
 
 class JsonlReader:
@@ -277,7 +284,9 @@ class SqlReader:
                     position += 1
                     yield RawRecord(position, fields=dict(row))
         except SQLAlchemyError as exc:
-            raise IngestError(f"SQL source failed: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from None
+            raise IngestError(
+                f"SQL source failed: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+            ) from None
         finally:
             engine.dispose()
 

@@ -6,11 +6,11 @@ import json
 import math
 from datetime import date, datetime
 from decimal import Decimal
+from hashlib import sha256
 from typing import Any
 
 from labelloop.core.config import Modality, ProjectConfig
 from labelloop.core.errors import IngestError
-from labelloop.core.hashing import content_hash
 from labelloop.sources.records import RawRecord
 
 
@@ -61,35 +61,57 @@ def _text_of(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def build_item(config: ProjectConfig, rec: RawRecord) -> tuple[str, str, dict[str, Any], str | None]:
-    """(content, content hash, metadata, external id) for a record, or RowRejected."""
-    fields = rec.fields
-    if config.modality == Modality.image:
-        if rec.media_bytes is None:
-            raise RowRejected("unreadable image: no image data")
-        content = str(fields.get("path", rec.media_path or ""))
-        meta = {k: _json_safe(v) for k, v in fields.items()}
-        return content, content_hash(rec.media_bytes), meta, None
+class ItemBuilder:
+    """Turns records into (content, content hash, metadata, external id), or RowRejected.
 
-    values: dict[str, str] = {}
-    for name in config.content_fields:
-        if name not in fields:
-            raise RowRejected(f"missing content: no field {name!r}")
-        text = _text_of(fields[name])
-        if not text.strip():
+    Built once per ingest with the project's settings looked up in advance: this runs for
+    every row, millions of times.
+    """
+
+    def __init__(self, config: ProjectConfig) -> None:
+        self.image = config.modality == Modality.image
+        self.tabular = config.modality == Modality.tabular
+        self.fields = list(config.content_fields)
+        self.single = self.fields[0] if len(self.fields) == 1 and not self.tabular else None
+        self.limit = config.ingest.max_content_chars
+        self.id_field = config.id_field
+
+    def __call__(self, rec: RawRecord) -> tuple[str, str, dict[str, Any], str | None]:
+        fields = rec.fields
+        if self.image:
+            if rec.media_bytes is None:
+                raise RowRejected("unreadable image: no image data")
+            content = str(fields.get("path", rec.media_path or ""))
+            meta = {k: _json_safe(v) for k, v in fields.items()}
+            return content, sha256(rec.media_bytes).hexdigest(), meta, None
+
+        if self.single is not None:
+            content = self._text(fields, self.single)
+            names: tuple[str, ...] | list[str] = (self.single,)
+        else:
+            values = {name: self._text(fields, name) for name in self.fields}
+            names = self.fields
+            if self.tabular:
+                content = json.dumps(values, sort_keys=True, ensure_ascii=False)
+            else:
+                content = "\n".join(f"{k}: {v}" for k, v in values.items())
+        if len(content) > self.limit:
+            raise RowRejected(f"oversize content: {len(content)} characters > limit {self.limit}")
+        meta = {
+            k: v if type(v) is str else _json_safe(v) for k, v in fields.items() if k not in names
+        }
+        external_id = None
+        if self.id_field is not None and fields.get(self.id_field) is not None:
+            external_id = _text_of(fields[self.id_field])
+        return content, sha256(content.encode("utf-8")).hexdigest(), meta, external_id
+
+    @staticmethod
+    def _text(fields: dict[str, Any], name: str) -> str:
+        try:
+            value = fields[name]
+        except KeyError:
+            raise RowRejected(f"missing content: no field {name!r}") from None
+        text = value if type(value) is str else _text_of(value)
+        if not text or text.isspace():
             raise RowRejected(f"missing content: field {name!r} is empty")
-        values[name] = text
-    if config.modality == Modality.tabular:
-        content = json.dumps(values, sort_keys=True, ensure_ascii=False)
-    elif len(values) == 1:
-        content = next(iter(values.values()))
-    else:
-        content = "\n".join(f"{k}: {v}" for k, v in values.items())
-    limit = config.ingest.max_content_chars
-    if len(content) > limit:
-        raise RowRejected(f"oversize content: {len(content)} characters > limit {limit}")
-    meta = {k: _json_safe(v) for k, v in fields.items() if k not in values}
-    external_id = None
-    if config.id_field is not None and fields.get(config.id_field) is not None:
-        external_id = _text_of(fields[config.id_field])
-    return content, content_hash(content), meta, external_id
+        return text

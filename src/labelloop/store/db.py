@@ -66,7 +66,9 @@ def upgrade(engine: Engine) -> None:
     """Bring the schema to the newest migration (a no-op when it is already there)."""
     with engine.begin() as conn:
         rev = current_revision(conn)
-        known = {s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+        known = {
+            s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+        }
         if rev is not None and rev not in known:
             raise StoreError(
                 f"the database is at schema revision {rev}, which this version of labelloop does "

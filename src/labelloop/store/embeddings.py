@@ -46,7 +46,9 @@ class StoreEmbeddingCache:
         if not rows:
             return
         with self.db.engine.begin() as conn:
-            conn.execute(insert_ignore(conn, EmbeddingRow.__table__, ["model_id", "content_hash"]), rows)
+            conn.execute(
+                insert_ignore(conn, EmbeddingRow.__table__, ["model_id", "content_hash"]), rows
+            )
 
     def load_all(self, model_id: str) -> tuple[list[str], np.ndarray]:
         """Every stored vector of ``model_id``: (content hashes, float32 matrix)."""
@@ -61,5 +63,3 @@ class StoreEmbeddingCache:
         dim = rows[0][2]
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dim)
         return [r[0] for r in rows], matrix
-
-

@@ -7,32 +7,65 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from labelloop.store.bulk import datetime_param, insert_ignore_rows
 from labelloop.store.dialect import insert_ignore
-from labelloop.store.models import ItemRow, ItemSourceRow, ItemState, QuarantineRow, utcnow
+from labelloop.store.models import ItemRow, ItemState, QuarantineRow, utcnow
+
+ITEM_COLUMNS = (
+    "project_id",
+    "content_hash",
+    "content",
+    "media_path",
+    "meta",
+    "source",
+    "position",
+    "state",
+    "priority",
+    "created_at",
+)
+_IN_CHUNK = 900  # stays under SQLite's limit on bound parameters
+SIGHTING_COLUMNS = ("project_id", "source", "position", "content_hash", "external_id", "meta")
 
 
 def insert_items(
     conn: Connection,
-    items: Sequence[dict[str, Any]],
-    sightings: Sequence[dict[str, Any]],
+    items: Sequence[tuple[Any, ...]],
+    sightings: Sequence[tuple[Any, ...]],
 ) -> None:
-    """Insert items (once per content hash) and their sightings (once per source position).
+    """Insert new items and the extra sightings of exact duplicates, skipping conflicts.
 
-    ``items`` rows carry project_id, content_hash, content, media_path, meta, source, position;
-    ``sightings`` rows carry project_id, source, position, content_hash, external_id, meta.
+    ``items`` are tuples of (project_id, content_hash, content, media_path, meta_json, source,
+    position); ``sightings`` tuples follow ``SIGHTING_COLUMNS`` with meta as a JSON string.
     Conflicts are skipped, so re-ingesting a source adds nothing.
     """
-    now = utcnow()
-    if items:
-        rows = [
-            {**r, "state": ItemState.new, "priority": 0.0, "created_at": now} for r in items
-        ]
-        conn.execute(insert_ignore(conn, ItemRow.__table__, ["project_id", "content_hash"]), rows)
-    if sightings:
-        conn.execute(
-            insert_ignore(conn, ItemSourceRow.__table__, ["project_id", "source", "position"]),
-            list(sightings),
-        )
+    now = datetime_param(conn, ItemRow.__table__.c.created_at, utcnow())
+    tail = (ItemState.new, 0.0, now)
+    insert_ignore_rows(
+        conn, "items", ITEM_COLUMNS, [r + tail for r in items], ["project_id", "content_hash"]
+    )
+    insert_ignore_rows(
+        conn, "item_sources", SIGHTING_COLUMNS, sightings, ["project_id", "source", "position"]
+    )
+
+
+def first_sightings(
+    conn: Connection, project_id: int, hashes: Sequence[str]
+) -> dict[str, tuple[str, int]]:
+    """For hashes already stored as items: the (source, position) where each was first seen."""
+    found: dict[str, tuple[str, int]] = {}
+    unique = list(dict.fromkeys(hashes))
+    sql = "SELECT content_hash, source, position FROM items WHERE project_id = "
+    # Raw driver SQL: compiling an expanding IN with SQLAlchemy cost more than the query.
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(sql + "%s AND content_hash = ANY(%s)", (project_id, unique))
+        found.update({h: (src, pos) for h, src, pos in rows})
+        return found
+    for start in range(0, len(unique), _IN_CHUNK):
+        part = unique[start : start + _IN_CHUNK]
+        marks = ", ".join("?" * len(part))
+        rows = conn.exec_driver_sql(sql + f"? AND content_hash IN ({marks})", (project_id, *part))
+        found.update({h: (src, pos) for h, src, pos in rows})
+    return found
 
 
 def insert_quarantine(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

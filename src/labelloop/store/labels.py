@@ -78,7 +78,14 @@ def set_final_labels(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         index_elements=["item_id"],
         set_={
             c: ins.excluded[c]
-            for c in ("labels", "source_kind", "source_name", "source_version", "confidence", "decided_at")
+            for c in (
+                "labels",
+                "source_kind",
+                "source_name",
+                "source_version",
+                "confidence",
+                "decided_at",
+            )
         },
     )
     conn.execute(stmt, values)

@@ -1,8 +1,9 @@
 """The schema. Alembic migrations (``store/migrations``) create and evolve it; this is their source.
 
-Items are stored once per content hash (``items``); every place an item was seen
-(a file and line, a table row) is an ``item_sources`` row linked by the hash, so exact
-duplicates are labeled once and re-ingesting the same source adds nothing.
+Items are stored once per content hash (``items``, with the source and position where each
+was first seen); every further place the same content was seen (an exact duplicate) is an
+``item_sources`` row linked by the hash, so duplicates are labeled once and re-ingesting the
+same source adds nothing.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class ItemRow(Base):
 
 
 class ItemSourceRow(Base):
-    """One sighting of an item in a source; several sightings of one hash are exact duplicates."""
+    """A further sighting of an item's exact content (a duplicate) in a source."""
 
     __tablename__ = "item_sources"
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

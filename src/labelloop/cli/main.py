@@ -1,0 +1,212 @@
+"""The ``labelloop`` command: thin over the Python API (``labelloop.project.Project``).
+
+Errors a user can act on print as one red line and exit with status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labelloop.core.errors import LabelloopError
+
+app = typer.Typer(
+    name="labelloop",
+    help="Annotate data in real time and at scale, and keep the models that learn from it healthy.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ProjectOpt = Annotated[
+    Path, typer.Option("--project", "-p", help="Project folder (holds labelloop.yaml).")
+]
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn labelloop's own errors into one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LabelloopError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(project: Path):  # noqa: ANN202
+    from labelloop.project import Project
+
+    return Project.open(project)
+
+
+@app.command()
+@friendly_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    name: Annotated[
+        str | None, typer.Option(help="Project name (default: the folder name).")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Comma-separated label names, e.g. 'ham,spam'.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="An existing project YAML to copy and validate.")
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Input field that holds the content.")] = "text",
+    label_field: Annotated[
+        str | None, typer.Option(help="Input field holding a known label (kept as metadata).")
+    ] = None,
+    multi_label: Annotated[bool, typer.Option(help="Items may take several labels.")] = False,
+    storage: Annotated[
+        str, typer.Option(help="SQLAlchemy URL; default a SQLite file in the folder.")
+    ] = "sqlite:///labelloop.db",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing project file.")] = False,
+) -> None:
+    """Create a project: a folder with labelloop.yaml and an empty store."""
+    from labelloop.core.config import load_project_config
+    from labelloop.project import Project
+
+    if config is not None:
+        cfg = load_project_config(config)
+        p = Project.init(folder, cfg, overwrite=force)
+    else:
+        if not labels:
+            raise LabelloopError("give --labels 'a,b,...' or --config FILE")
+        p = Project.init(
+            folder,
+            overwrite=force,
+            name=name or folder.resolve().name,
+            labels=[x.strip() for x in labels.split(",") if x.strip()],
+            content_fields=[text_field],
+            label_field=label_field,
+            task="multi_label" if multi_label else "single_label",
+            storage=storage,
+        )
+    console.print(
+        f"Created project [bold]{p.config.name}[/] in {p.folder} "
+        f"({len(p.config.labels)} labels, store {p.db.safe_url})"
+    )
+    p.close()
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A .csv, .tsv, .jsonl or .parquet file, a folder of images, or a SQLAlchemy URL with --query."
+        ),
+    ],
+    project: ProjectOpt = Path("."),
+    query: Annotated[
+        str | None, typer.Option(help="SQL query to run when SOURCE is a database URL.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Stream items in. Bad rows are quarantined with their reason; re-running adds nothing."""
+    with _open(project) as p:
+        if query is not None:
+            report = p.ingest_sql(source, query, progress=not as_json)
+        else:
+            report = p.ingest(source, progress=not as_json)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+        return
+    table = Table(title=f"ingested {report.source}", show_header=False)
+    table.add_row("rows read", f"{report.rows_read:,}")
+    table.add_row("new items", f"{report.items_added:,}")
+    table.add_row("exact duplicates (linked)", f"{report.duplicates:,}")
+    table.add_row("already ingested", f"{report.already_ingested:,}")
+    table.add_row("quarantined", f"{report.quarantined:,}")
+    for reason, n in report.quarantine_reasons.items():
+        table.add_row(f"  {reason}", f"{n:,}")
+    if report.quarantine_file:
+        table.add_row("quarantine file", report.quarantine_file)
+    table.add_row("rows/s", f"{report.rows_per_second:,.0f}")
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def status(
+    project: ProjectOpt = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Counts per state, per label (human or machine), and quarantined rows by reason."""
+    with _open(project) as p:
+        s = p.status()
+    if as_json:
+        console.print_json(json.dumps(s))
+        return
+    console.print(
+        f"[bold]{s['project']}[/]: {s['items']:,} items, {s['quarantined']:,} quarantined"
+    )
+    states = Table("state", "items", title="items by state")
+    for state, n in s["states"].items():
+        states.add_row(state, f"{n:,}")
+    console.print(states)
+    if s["labels"]:
+        labels = Table("label", "human", "machine", "import", title="final labels")
+        for label, by_kind in sorted(s["labels"].items()):
+            labels.add_row(
+                label, *(f"{by_kind.get(k, 0):,}" for k in ("human", "machine", "import"))
+            )
+        console.print(labels)
+    if s["quarantine_reasons"]:
+        q = Table("reason", "rows", title="quarantine")
+        for reason, n in s["quarantine_reasons"].items():
+            q.add_row(reason, f"{n:,}")
+        console.print(q)
+
+
+@app.command()
+@friendly_errors
+def quickstart(
+    folder: Annotated[Path, typer.Argument(help="Where to create the example project.")] = Path(
+        "labelloop-quickstart"
+    ),
+) -> None:
+    """Create a project on the bundled SMS spam dataset and ingest it (no servers, no network)."""
+    from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+    from labelloop.project import Project
+
+    if (folder / "labelloop.yaml").exists():
+        p = Project.open(folder)
+        console.print(f"Using the existing project in {folder}")
+    else:
+        p = Project.init(
+            folder,
+            name="sms-spam",
+            labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
+            content_fields=["text"],
+            label_field="label",
+        )
+        console.print(f"Created project [bold]sms-spam[/] in {folder}")
+    with p:
+        report = p.ingest(sms_spam_path(), progress=True)
+        console.print(
+            f"Ingested {report.rows_read:,} rows: {report.items_added:,} new items, "
+            f"{report.duplicates:,} exact duplicates linked, {report.already_ingested:,} already "
+            f"there, {report.quarantined:,} quarantined ({report.rows_per_second:,.0f} rows/s)."
+        )
+    status(project=folder, as_json=False)
+
+
+if __name__ == "__main__":
+    app()

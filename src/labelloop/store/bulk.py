@@ -1,0 +1,55 @@
+"""Fast bulk inserts that skip conflicting rows, below SQLAlchemy's per-row parameter handling.
+
+Ingest is the hottest write path (millions of rows), and SQLAlchemy's per-parameter
+processing cost more than the database itself, so rows go to the driver as plain tuples:
+``executemany`` on SQLite, and ``COPY`` into a staging table then ``INSERT ... SELECT ...
+ON CONFLICT DO NOTHING`` on PostgreSQL. JSON values arrive already serialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+
+def insert_ignore_rows(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: Sequence[str],
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) into ``table``, skipping conflicts."""
+    if not rows:
+        return
+    cols = ", ".join(columns)
+    on_conflict = f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) {on_conflict}", list(rows)
+        )
+    elif dialect == "postgresql":
+        stage = f"_stage_{table}"
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {stage}")
+            cur.execute(
+                f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"
+            )
+            with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} {on_conflict}")
+    else:
+        raise NotImplementedError(f"labelloop supports SQLite and PostgreSQL, not {dialect}")
+
+
+def datetime_param(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as the driver expects it for ``column`` (SQLite stores datetimes as text)."""
+    proc = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return proc(value) if proc else value
