@@ -24,6 +24,7 @@ from labelloop.core.config import (
     parse_project_config,
 )
 from labelloop.core.errors import ConfigError, LabelError
+from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
 from labelloop.sources.readers import Reader, SqlReader, reader_for
 from labelloop.sources.validate import reason_kind
@@ -248,6 +249,47 @@ class Project:
                     }
                 ],
             )
+
+    # -- review ------------------------------------------------------------------------------
+    @property
+    def queue(self) -> ReviewQueue:
+        """The review queue (leases, submit, skip, undo) of this project."""
+        return ReviewQueue(self.db, self.id, self.config.task)
+
+    def enqueue(
+        self,
+        item_ids: Sequence[int],
+        priorities: Sequence[float] | None = None,
+        *,
+        reason: str = "review",
+        reviews_needed: int = 1,
+    ) -> None:
+        """Send items to people, highest priority first."""
+        self.queue.enqueue(item_ids, priorities, reason=reason, reviews_needed=reviews_needed)
+
+    def next_item(self, annotator: str, lease_seconds: int = 600) -> dict[str, Any] | None:
+        """The next item for ``annotator``, leased to them, with the machines' suggestions."""
+        return self.queue.claim(annotator, lease_seconds)
+
+    def submit(
+        self,
+        item_id: int,
+        labels: Sequence[str],
+        *,
+        annotator: str,
+        time_spent_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """A reviewer's answer on a leased item (labels checked against the taxonomy)."""
+        return self.queue.submit(
+            item_id, annotator, self.check_labels(labels), time_spent_ms=time_spent_ms
+        )
+
+    def skip(self, item_id: int, *, annotator: str) -> None:
+        self.queue.skip(item_id, annotator)
+
+    def undo(self, *, annotator: str) -> dict[str, Any] | None:
+        """Take back the reviewer's last answer; the item is leased to them again."""
+        return self.queue.undo(annotator)
 
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,11 +72,15 @@ class ItemRow(Base):
     position: Mapped[int] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), default=ItemState.new)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    # How many people must label the item (more than one for overlap and gold checks).
+    reviews_needed: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Why it is queued: "review" (machines unsure), "audit" (a sampled machine label), "gold".
+    queue_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
         # "next items to review": WHERE project_id=? AND state=? ORDER BY priority DESC, id
-        Index("ix_items_queue", "project_id", "state", "priority", "id"),
+        Index("ix_items_queue", "project_id", "state", text("priority DESC"), "id"),
     )
 
 
@@ -182,3 +187,50 @@ class EmbeddingRow(Base):
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UserRow(Base):
+    """A person (or a machine account) who may use the review app and the API."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin, reviewer, viewer
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiTokenRow(Base):
+    """An API token for machines; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class WebSessionRow(Base):
+    """A logged-in browser session; only the SHA-256 of the cookie value is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LeaseRow(Base):
+    """An item handed to a reviewer until ``expires_at``; nobody else gets it meanwhile."""
+
+    __tablename__ = "leases"
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    annotator: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -101,7 +101,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_items_queue", ["project_id", "state", "priority", "id"], unique=False
+            "ix_items_queue",
+            ["project_id", "state", sa.text("priority DESC"), "id"],
+            unique=False,
         )
 
     op.create_table(
