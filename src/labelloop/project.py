@@ -291,6 +291,22 @@ class Project:
         """Take back the reviewer's last answer; the item is leased to them again."""
         return self.queue.undo(annotator)
 
+    # -- moving labels in and out ------------------------------------------------------------
+    def export(self, path: str | Path, fmt: str | None = None, **options: Any) -> Any:
+        """Final labels with provenance to CSV, JSONL or Parquet, or Label Studio JSON
+        (``fmt="label-studio"``). Returns a summary (rows, columns, per source kind)."""
+        from labelloop.export import export_label_studio, export_labels
+
+        if fmt == "label-studio":
+            return export_label_studio(self, path, **options)
+        return export_labels(self, path, fmt, **options)
+
+    def import_label_studio(self, path: str | Path, **options: Any) -> Any:
+        """Tasks, annotations and predictions from Label Studio's JSON (or JSONL) export."""
+        from labelloop.export import import_label_studio
+
+        return import_label_studio(self, path, **options)
+
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
         fl = FinalLabelRow.__table__

@@ -177,6 +177,55 @@ def status(
 
 @app.command()
 @friendly_errors
+def export(
+    path: Annotated[Path, typer.Argument(help="Output file: .csv, .jsonl, .parquet or .json.")],
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="csv, jsonl, parquet or label-studio (default: from the suffix)."
+        ),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Only labels from these sources: human, machine, import."),
+    ] = None,
+) -> None:
+    """Write final labels with provenance (who or what labeled, version, confidence)."""
+    options: dict[str, Any] = {"progress": True}
+    if source:
+        options["source_kinds"] = source
+    with _open(project) as p:
+        if fmt == "label-studio":
+            summary = p.export(path, "label-studio")
+        else:
+            summary = p.export(path, fmt, **options)
+    console.print(f"Wrote {summary.rows:,} labels to {summary.path} ({summary.format}).")
+
+
+@app.command("import")
+@friendly_errors
+def import_(
+    path: Annotated[Path, typer.Argument(help="A Label Studio JSON (or JSONL) export.")],
+    project: ProjectOpt = Path("."),
+    from_name: Annotated[
+        str | None, typer.Option(help="The Label Studio control holding the choices.")
+    ] = None,
+) -> None:
+    """Import Label Studio tasks with their annotations (human labels) and predictions."""
+    with _open(project) as p:
+        s = p.import_label_studio(path, from_name=from_name, progress=True)
+    console.print(
+        f"Imported {s.tasks:,} tasks: {s.ingest.items_added:,} new items, {s.annotations:,} "
+        f"annotations, {s.predictions:,} predictions; {s.annotations_rejected:,} annotations and "
+        f"{s.predictions_rejected:,} predictions rejected, {s.annotations_cancelled:,} cancelled."
+    )
+    for issue in s.issues[:10]:
+        console.print(f"  task {issue.task_id}: {issue.reason}", highlight=False)
+
+
+@app.command()
+@friendly_errors
 def quickstart(
     folder: Annotated[Path, typer.Argument(help="Where to create the example project.")] = Path(
         "labelloop-quickstart"

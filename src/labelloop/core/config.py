@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -62,6 +62,50 @@ class IngestSettings(_Strict):
     max_image_bytes: int = Field(default=20_000_000, ge=1)
 
 
+class EmbeddingSettings(_Strict):
+    """Which embedder turns items into vectors (the zero-shot and student labelers use them)."""
+
+    backend: Literal["minilm", "openai", "sentence-transformers"] = "minilm"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    threads: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+
+
+class LLMSettings(_Strict):
+    """The LLM labeler: the bundled local model, or any OpenAI-compatible endpoint."""
+
+    enabled: bool = False
+    backend: Literal["llama-cpp", "openai"] = "llama-cpp"
+    base_url: str | None = None
+    model: str | None = None
+    # The NAME of the environment variable holding the API key; the key itself never lives here.
+    api_key_env: str | None = None
+    concurrency: int = Field(default=4, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    few_shot: int = Field(default=4, ge=0)
+    price_in_per_1k: float = Field(default=0.0, ge=0)
+    price_out_per_1k: float = Field(default=0.0, ge=0)
+
+
+class CascadeSettings(_Strict):
+    """When the expensive labeler (the LLM) is asked, on top of the cheap ones."""
+
+    min_human_labels: int = Field(default=50, ge=0)
+    confidence_threshold: float = Field(default=0.8, ge=0, le=1)
+    disagreement_threshold: float = Field(default=0.3, ge=0, le=1)
+
+
+class LabelerSettings(_Strict):
+    zeroshot: bool = True
+    student: bool = True
+    student_min_labels: int = Field(default=10, ge=2)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    cascade: CascadeSettings = Field(default_factory=CascadeSettings)
+
+
 class ProjectConfig(_Strict):
     """A project: its name, what the items are, the taxonomy, the targets and the store."""
 
@@ -76,6 +120,8 @@ class ProjectConfig(_Strict):
     id_field: str | None = None
     metrics: Metrics = Field(default_factory=Metrics)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    labelers: LabelerSettings = Field(default_factory=LabelerSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

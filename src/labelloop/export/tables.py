@@ -1,0 +1,500 @@
+"""Final labels with their provenance, written to CSV, JSONL or Parquet in chunks.
+
+One row per labeled item: the item (id, content hash, content, where it was first seen), its
+final labels, who or what decided them (``source_kind`` human / machine / import,
+``source_name``, ``source_version``, ``confidence``, ``decided_at``) and one column per key of
+the item's metadata. Rows are read from the store ``chunk_size`` at a time and written as they
+come, so memory stays flat whatever the size of the project.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, Select, bindparam, func, select, text
+
+from labelloop.core.config import Modality
+from labelloop.core.errors import LabelloopError
+from labelloop.store.models import FinalLabelRow, ItemRow
+
+if TYPE_CHECKING:
+    from labelloop.project import Project
+
+FORMATS = ("csv", "jsonl", "parquet")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+SOURCE_KINDS = ("human", "machine", "import")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class ExportError(LabelloopError):
+    """An export cannot be written (unknown format, a label that clashes with the separator)."""
+
+
+@dataclass
+class ExportSummary:
+    """What one export wrote: where, in which format, how many rows, and who decided them."""
+
+    path: str
+    format: str
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    by_source_kind: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def export_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format named by ``fmt``, or else by the suffix of ``path``; a clear error otherwise."""
+    if fmt is not None:
+        name = fmt.lower().lstrip(".")
+        name = _SUFFIXES.get(f".{name}", name)
+        if name not in FORMATS:
+            raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+        return name
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ExportError(
+            f"{path}: cannot tell the export format from the suffix {suffix or '(none)'}; "
+            f"use .csv, .jsonl or .parquet, or pass fmt= ({', '.join(FORMATS)})"
+        )
+    return _SUFFIXES[suffix]
+
+
+# -- reading the store ----------------------------------------------------------------------
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; the store writes UTC, so say so."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def final_labels_query(
+    project_id: int, source_kinds: Sequence[str] | None = None, *, media_path: bool = False
+) -> Select[Any]:
+    """Final labels joined to their items, in item id order."""
+    fl = FinalLabelRow.__table__
+    it = ItemRow.__table__
+    columns = [
+        it.c.id.label("item_id"),
+        it.c.content_hash,
+        it.c.content,
+        fl.c.labels,
+        fl.c.source_kind,
+        fl.c.source_name,
+        fl.c.source_version,
+        fl.c.confidence,
+        fl.c.decided_at,
+        it.c.source,
+        it.c.position,
+    ]
+    if media_path:
+        columns.append(it.c.media_path)
+    stmt = (
+        select(*columns, it.c.meta)
+        .join(fl, fl.c.item_id == it.c.id)
+        .where(fl.c.project_id == project_id)
+        .order_by(it.c.id)
+    )
+    if source_kinds is not None:
+        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
+    return stmt
+
+
+def stream_rows(
+    conn: Connection, stmt: Select[Any], chunk_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows of ``stmt`` as lists of dicts, ``chunk_size`` at a time (server-side on PostgreSQL)."""
+    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
+    for part in result.mappings().partitions():
+        yield [dict(r) for r in part]
+
+
+def stream_tuples(conn: Connection, stmt: Select[Any], chunk_size: int) -> Iterator[list[Any]]:
+    """Rows of ``stmt`` as tuples, ``chunk_size`` at a time: cheaper than dicts per row."""
+    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
+    for part in result.partitions():
+        yield [tuple(r) for r in part]
+
+
+def _kind_of(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if _INT64[0] <= value <= _INT64[1] else "float"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    return "json"
+
+
+# The kinds of JSON value each database names, as ``_kind_of`` names them.
+_SQL_KINDS = {
+    "true": "bool",
+    "false": "bool",
+    "integer": "int",
+    "real": "float",
+    "text": "str",
+    "array": "json",
+    "object": "json",
+    "null": None,
+}
+_META_KEYS_SQL = {
+    # json_each yields one row per key with its JSON type (null, true, false, integer, real,
+    # text, array, object); the database does the decoding, Python sees one row per key.
+    "sqlite": """
+        SELECT j.key, j.type, MIN(i.id) AS first_id, MIN(j.id) AS place
+        FROM items i JOIN final_labels f ON f.item_id = i.id, json_each(i.meta) j
+        WHERE f.project_id = :pid {kinds}
+        GROUP BY j.key, j.type""",
+    # json_typeof says "number" for both: an integer is a number whose text is only digits.
+    "postgresql": """
+        SELECT j.key,
+               CASE json_typeof(j.value)
+                 WHEN 'number' THEN
+                   CASE WHEN j.value::text ~ '^-?[0-9]{{1,18}}$' THEN 'integer' ELSE 'real' END
+                 WHEN 'boolean' THEN 'true'
+                 WHEN 'string' THEN 'text'
+                 ELSE json_typeof(j.value)
+               END AS type,
+               MIN(i.id) AS first_id, MIN(j.place) AS place
+        FROM items i JOIN final_labels f ON f.item_id = i.id
+             CROSS JOIN LATERAL json_each(i.meta::json) WITH ORDINALITY AS j(key, value, place)
+        WHERE f.project_id = :pid AND json_typeof(i.meta::json) = 'object' {kinds}
+        GROUP BY 1, 2""",
+}
+
+
+def scan_meta(
+    conn: Connection, project_id: int, source_kinds: Sequence[str] | None, chunk_size: int
+) -> dict[str, set[str]]:
+    """Every metadata key of the final-labeled items (in order of first sight) with the kinds
+    of value it holds. A CSV header and a Parquet schema are fixed up front, hence this pass;
+    on SQLite and PostgreSQL the database does it, elsewhere Python reads every row.
+    """
+    sql = _META_KEYS_SQL.get(conn.dialect.name)
+    if sql is not None:
+        params: dict[str, Any] = {"pid": project_id}
+        stmt = text(sql.format(kinds="AND f.source_kind IN :kinds" if source_kinds else ""))
+        if source_kinds:
+            stmt = stmt.bindparams(bindparam("kinds", expanding=True))
+            params["kinds"] = list(source_kinds)
+        # in order of first sight: the first item holding the key, then the key's place in it
+        rows = sorted(conn.execute(stmt, params), key=lambda r: (r[2], r[3], r[0]))
+        found: dict[str, set[str]] = {}
+        for key, sql_kind, *_ in rows:
+            kind = _SQL_KINDS.get(sql_kind, "json")
+            found.setdefault(key, set()).update([kind] if kind else [])
+        return found
+    return scan_meta_python(conn, project_id, source_kinds, chunk_size)
+
+
+def scan_meta_python(
+    conn: Connection, project_id: int, source_kinds: Sequence[str] | None, chunk_size: int
+) -> dict[str, set[str]]:
+    """``scan_meta`` in Python, row by row: for databases without a JSON key function."""
+    fl = FinalLabelRow.__table__
+    it = ItemRow.__table__
+    stmt = (
+        select(it.c.meta)
+        .join(fl, fl.c.item_id == it.c.id)
+        .where(fl.c.project_id == project_id)
+        .order_by(it.c.id)
+    )
+    if source_kinds is not None:
+        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
+    keys: dict[str, set[str]] = {}
+    for chunk in stream_tuples(conn, stmt, chunk_size):
+        for (meta,) in chunk:
+            for k, v in (meta or {}).items():
+                seen = keys.setdefault(k, set())
+                kind = _kind_of(v)
+                if kind is not None:
+                    seen.add(kind)
+    return keys
+
+
+def count_by_source_kind(
+    conn: Connection, project_id: int, source_kinds: Sequence[str] | None
+) -> dict[str, int]:
+    fl = FinalLabelRow.__table__
+    stmt = (
+        select(fl.c.source_kind, func.count())
+        .where(fl.c.project_id == project_id)
+        .group_by(fl.c.source_kind)
+        .order_by(fl.c.source_kind)
+    )
+    if source_kinds is not None:
+        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
+    return {kind: n for kind, n in conn.execute(stmt)}
+
+
+def meta_columns(keys: Sequence[str], taken: Sequence[str]) -> dict[str, str]:
+    """Column name per metadata key: the key itself, or ``meta_<key>`` where it would clash."""
+    used = set(taken)
+    names: dict[str, str] = {}
+    for key in keys:
+        name = key
+        while name in used:
+            name = f"meta_{name}"
+        used.add(name)
+        names[key] = name
+    return names
+
+
+# -- writers ---------------------------------------------------------------------------------
+
+
+def _arrow_type(kinds: set[str]) -> pa.DataType:
+    if kinds == {"bool"}:
+        return pa.bool_()
+    if kinds == {"int"}:
+        return pa.int64()
+    if kinds and kinds <= {"int", "float"}:
+        return pa.float64()
+    return pa.string()
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = as_utc(value)
+    return None if value is None else value.isoformat()
+
+
+class _Layout:
+    """Where things are in an output row: the fixed columns, then one per metadata key."""
+
+    def __init__(self, fixed: list[str], keys: dict[str, set[str]]) -> None:
+        self.fixed = fixed
+        self.keys = list(keys)
+        self.kinds = keys
+        self.names = meta_columns(self.keys, fixed)
+        self.columns = fixed + [self.names[k] for k in self.keys]
+        self.labels = fixed.index("labels")
+        self.decided_at = fixed.index("decided_at")
+        # metadata columns holding something other than plain strings and numbers
+        self.needs_text = [
+            len(fixed) + i for i, k in enumerate(self.keys) if keys[k] - {"str", "int", "float"}
+        ]
+
+    def rows(self, chunk: list[tuple[Any, ...]]) -> list[list[Any]]:
+        """Query rows (fixed columns, then the meta dict) as output rows."""
+        keys = self.keys
+        out = []
+        for r in chunk:
+            meta = r[-1] or {}
+            out.append([*r[:-1], *(meta.get(k) for k in keys)])
+        return out
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, layout: _Layout, label_sep: str) -> None:
+        self._file = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(layout.columns)
+        self._layout = layout
+        self._sep = label_sep
+
+    def write(self, rows: list[list[Any]]) -> None:
+        lay, sep = self._layout, self._sep
+        for row in rows:
+            labels = row[lay.labels]
+            joined = sep.join(labels)
+            if joined.count(sep) != max(len(labels) - 1, 0):  # a label holds the separator
+                clash = next(label for label in labels if sep in label)
+                raise ExportError(
+                    f"label {clash!r} (item {row[0]}) contains the CSV label separator {sep!r}; "
+                    "pass another label_separator or export to JSONL or Parquet"
+                )
+            row[lay.labels] = joined
+            row[lay.decided_at] = _iso(row[lay.decided_at])
+            for i in lay.needs_text:
+                row[i] = _as_text(row[i])
+        self._csv.writerows(rows)  # None is written as an empty field
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _JsonlWriter:
+    def __init__(self, path: Path, layout: _Layout) -> None:
+        self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self._layout = layout
+
+    def write(self, rows: list[list[Any]]) -> None:
+        lay = self._layout
+        lines = []
+        for row in rows:
+            row[lay.decided_at] = _iso(row[lay.decided_at])
+            obj = dict(zip(lay.columns, row, strict=True))
+            lines.append(json.dumps(obj, ensure_ascii=False, default=str))
+        self._file.write("\n".join(lines) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, layout: _Layout) -> None:
+        self._layout = layout
+        self._schema = pa.schema(
+            [(c, _FIXED_TYPES[c]) for c in layout.fixed]
+            + [(layout.names[k], _arrow_type(layout.kinds[k])) for k in layout.keys]
+        )
+        # string columns fed other kinds of value too (numbers mixed with text, lists, ...)
+        first_meta = len(layout.fixed)
+        self._text = {
+            first_meta + i
+            for i, k in enumerate(layout.keys)
+            if layout.kinds[k] - {"str"} and pa.types.is_string(_arrow_type(layout.kinds[k]))
+        }
+        self._writer = pq.ParquetWriter(path, self._schema)
+
+    def write(self, rows: list[list[Any]]) -> None:
+        lay = self._layout
+        columns = list(zip(*rows, strict=True))
+        arrays = []
+        for i, f in enumerate(self._schema):
+            values: Any = columns[i]
+            if i == lay.decided_at:
+                values = [as_utc(v) for v in values]
+            elif i in self._text:
+                values = [_as_text(v) for v in values]
+            arrays.append(pa.array(values, type=f.type))
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+_FIXED_TYPES: dict[str, pa.DataType] = {
+    "item_id": pa.int64(),
+    "content_hash": pa.string(),
+    "content": pa.string(),
+    "labels": pa.list_(pa.string()),
+    "source_kind": pa.string(),
+    "source_name": pa.string(),
+    "source_version": pa.string(),
+    "confidence": pa.float64(),
+    "decided_at": pa.timestamp("us", tz="UTC"),
+    "source": pa.string(),
+    "position": pa.int64(),
+    "media_path": pa.string(),
+}
+
+
+# -- the export ------------------------------------------------------------------------------
+
+
+def export_labels(
+    project: Project,
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    source_kinds: Sequence[str] | None = None,
+    label_separator: str = "|",
+    chunk_size: int = 10_000,
+    progress: bool = False,
+) -> ExportSummary:
+    """Write every final label of ``project`` with its provenance to ``path``.
+
+    The format comes from ``fmt`` (csv, jsonl, parquet) or the suffix of ``path``. Labels are a
+    list in JSONL and Parquet and joined by ``label_separator`` in CSV. ``source_kinds`` keeps
+    only labels decided by those kinds (human, machine, import). Metadata keys become columns
+    (``meta_<key>`` where a key clashes with a fixed column). The file is written next to
+    ``path`` and renamed into place at the end, so a failed export leaves nothing half-written.
+    """
+    started = time.perf_counter()
+    fmt = export_format(path, fmt)
+    if source_kinds is not None:
+        unknown = [k for k in source_kinds if k not in SOURCE_KINDS]
+        if unknown:
+            raise ExportError(
+                f"unknown source kind {unknown[0]!r}; use one of {', '.join(SOURCE_KINDS)}"
+            )
+    if chunk_size < 1:
+        raise ExportError(f"chunk_size must be at least 1, got {chunk_size}")
+    path = Path(path)
+    image = project.config.modality == Modality.image
+    stmt = final_labels_query(project.id, source_kinds, media_path=image)
+    fixed = [c for c in stmt.selected_columns.keys() if c != "meta"]
+    summary = ExportSummary(path=str(path), format=fmt)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.part")
+    with project.db.engine.connect() as conn:
+        summary.by_source_kind = count_by_source_kind(conn, project.id, source_kinds)
+        layout = _Layout(fixed, scan_meta(conn, project.id, source_kinds, chunk_size))
+        summary.columns = layout.columns
+        writer: _CsvWriter | _JsonlWriter | _ParquetWriter
+        if fmt == "csv":
+            writer = _CsvWriter(part, layout, label_separator)
+        elif fmt == "jsonl":
+            writer = _JsonlWriter(part, layout)
+        else:
+            writer = _ParquetWriter(part, layout)
+        try:
+            with _progress(progress, sum(summary.by_source_kind.values())) as advance:
+                for chunk in stream_tuples(conn, stmt, chunk_size):
+                    writer.write(layout.rows(chunk))
+                    summary.rows += len(chunk)
+                    advance(len(chunk))
+            writer.close()
+            part.replace(path)
+        except BaseException:
+            writer.close()
+            part.unlink(missing_ok=True)
+            raise
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+class _progress:
+    """A rich progress bar when asked for, a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._bar = Progress(
+            TextColumn("[bold]export[/]"), BarColumn(), MofNCompleteColumn(), disable=not enabled
+        )
+        self._total = total
+
+    def __enter__(self):  # noqa: ANN204 - returns the advance callback
+        self._bar.__enter__()
+        task = self._bar.add_task("export", total=self._total)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
