@@ -200,7 +200,8 @@ def export(
             summary = p.export(path, "label-studio")
         else:
             summary = p.export(path, fmt, **options)
-    console.print(f"Wrote {summary.rows:,} labels to {summary.path} ({summary.format}).")
+    what = "tasks" if fmt == "label-studio" else "labels"
+    console.print(f"Wrote {summary.rows:,} {what} to {summary.path} ({summary.format}).")
 
 
 @app.command("import")
