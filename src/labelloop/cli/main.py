@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labelloop.cli.server_commands import serve, user_app
 from labelloop.core.errors import LabelloopError
 
 app = typer.Typer(
@@ -256,6 +257,10 @@ def quickstart(
             f"there, {report.quarantined:,} quarantined ({report.rows_per_second:,.0f} rows/s)."
         )
     status(project=folder, as_json=False)
+
+
+app.command()(serve)
+app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""The FastAPI application: the JSON API under /api and the review pages, over one Project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import HTTPException
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from labelloop.api import routes_api, routes_pages
+from labelloop.core.errors import LabelError, LabelloopError
+from labelloop.project import Project
+from labelloop.review.queue import LeaseError
+
+STATIC = Path(__file__).parent / "static"
+# /docs loads Swagger UI from FastAPI's default CDN, so it gets no CSP; our own pages do.
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+_NO_CSP = ("/docs", "/redoc", "/openapi.json")
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+def _error(request: Request, code: int, detail: object) -> Response:
+    if _wants_html(request):
+        if code == status.HTTP_401_UNAUTHORIZED:
+            target = quote(request.url.path, safe="/")
+            return RedirectResponse(f"/login?next={target}", status_code=303)
+        return routes_pages.templates.TemplateResponse(
+            request,
+            "error.html",
+            {"code": code, "detail": detail, "caller": None},
+            status_code=code,
+        )
+    return JSONResponse({"detail": detail}, status_code=code)
+
+
+def create_app(project: Project) -> FastAPI:
+    """The web app over ``project``; the project stays open for the app's lifetime."""
+    app = FastAPI(
+        title=f"labelloop: {project.config.name}",
+        description=(
+            "Review queue, labels and administration of one labelloop project. Browsers log "
+            "in at /login (session cookie; state-changing requests send the X-CSRF-Token "
+            "header); machines send `Authorization: Bearer <token>` "
+            "(create one with `labelloop user token NAME`)."
+        ),
+        version="1",
+    )
+    app.state.project = project
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(routes_pages.router)
+    app.include_router(routes_api.router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        response = _error(request, exc.status_code, exc.detail)
+        for key, value in (exc.headers or {}).items():
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.exception_handler(LeaseError)
+    async def lease_error(request: Request, exc: LeaseError) -> Response:
+        return _error(request, status.HTTP_409_CONFLICT, str(exc))
+
+    @app.exception_handler(LabelError)
+    async def label_error(request: Request, exc: LabelError) -> Response:
+        return _error(request, 422, str(exc))
+
+    @app.exception_handler(LabelloopError)
+    async def labelloop_error(request: Request, exc: LabelloopError) -> Response:
+        return _error(request, status.HTTP_400_BAD_REQUEST, str(exc))
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith(_NO_CSP):
+            response.headers.setdefault("Content-Security-Policy", _CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.url.path.startswith("/api"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

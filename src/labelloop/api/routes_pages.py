@@ -1,0 +1,179 @@
+"""Server-rendered pages: login, the review page and the dashboard."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from labelloop.api.dashboard import bar_chart_svg, dashboard_numbers, share_bar_svg
+from labelloop.api.security import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Caller,
+    project_of,
+    reviewer,
+    viewer,
+)
+from labelloop.auth import AuthError, authenticate, end_session, start_session, user_for_session
+from labelloop.auth.users import SESSION_HOURS
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: no scheme, no host, no '//' (an open redirect otherwise)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _home_for(caller: Caller) -> str:
+    return "/review" if caller.user.can("reviewer") else "/dashboard"
+
+
+def _login_page(
+    request: Request, *, next_url: str, error: str | None = None, code: int = 200
+) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"csrf_token": token, "next": next_url, "error": error, "caller": None},
+        status_code=code,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return _login_page(request, next_url=_safe_next(next))
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(csrf_token.encode(), expected.encode()):
+        return _login_page(
+            request,
+            next_url=_safe_next(next),
+            error="The login form expired; please try again.",
+            code=status.HTTP_403_FORBIDDEN,
+        )
+    db = project_of(request).db
+    try:
+        user = await run_in_threadpool(authenticate, db, username, password)
+    except AuthError:
+        return _login_page(
+            request,
+            next_url=_safe_next(next),
+            error="Wrong user name or password.",
+            code=status.HTTP_401_UNAUTHORIZED,
+        )
+    cookie, _ = await run_in_threadpool(start_session, db, user)
+    target = _safe_next(next)
+    if target == "/":
+        target = "/review" if user.can("reviewer") else "/dashboard"
+    response = RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """End the session; needs the session's CSRF token so other sites cannot log people out."""
+    db = project_of(request).db
+    cookie = request.cookies.get(SESSION_COOKIE)
+    response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+    if cookie:
+        found = await run_in_threadpool(user_for_session, db, cookie)
+        if found is not None:
+            if not hmac.compare_digest(csrf_token.encode(), found[1].encode()):
+                return Response("missing or invalid CSRF token", status_code=403)
+            await run_in_threadpool(end_session, db, cookie)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/")
+def home(caller: Annotated[Caller, Depends(viewer)]) -> RedirectResponse:
+    return RedirectResponse(_home_for(caller), status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request, caller: Annotated[Caller, Depends(reviewer)]) -> HTMLResponse:
+    config = project_of(request).config
+    labels = [
+        {"key": i + 1 if i < 9 else None, "name": spec.name, "description": spec.description}
+        for i, spec in enumerate(config.labels)
+    ]
+    return templates.TemplateResponse(
+        request,
+        "review.html",
+        {
+            "caller": caller,
+            "project": config.name,
+            "labels": labels,
+            "multi": config.task == "multi_label",
+        },
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> HTMLResponse:
+    numbers: dict[str, Any] = dashboard_numbers(project_of(request))
+    reviewers = numbers["reviewers"]
+    charts = {
+        "states": bar_chart_svg(
+            [(k, v) for k, v in numbers["states"].items()], title="items by state"
+        ),
+        "labels": bar_chart_svg(list(numbers["label_counts"].items()), title="final labels"),
+        "decided_by": share_bar_svg(numbers["decided_by"], title="who decided the final labels"),
+        "throughput": bar_chart_svg(
+            [(r["annotator"], r["labels"]) for r in reviewers], title="labels per reviewer"
+        ),
+        "speed": bar_chart_svg(
+            [(r["annotator"], r["median_seconds"]) for r in reviewers if r["median_seconds"]],
+            title="median seconds per item",
+            unit=" s",
+        ),
+    }
+    return templates.TemplateResponse(
+        request,
+        "dashboard.html",
+        {"caller": caller, "numbers": numbers, "charts": charts},
+    )

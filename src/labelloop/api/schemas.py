@@ -1,0 +1,166 @@
+"""Request and response bodies of the REST API (they make up the OpenAPI document at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class StatusOut(BaseModel):
+    project: str
+    items: int
+    states: dict[str, int] = Field(description="items per state (new, queued, labeled, ...)")
+    labels: dict[str, dict[str, int]] = Field(
+        description="final labels per label, split by who decided (human, machine, import)"
+    )
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+
+
+class IngestOut(BaseModel):
+    source: str
+    rows_read: int
+    items_added: int
+    duplicates: int
+    already_ingested: int
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+    quarantine_file: str | None = None
+    rows_per_second: float
+
+
+class ItemOut(BaseModel):
+    id: int
+    content: str
+    content_hash: str
+    state: str
+    priority: float
+    source: str
+    position: int
+    media_path: str | None = None
+    meta: dict[str, Any] = {}
+
+
+class QuarantineOut(BaseModel):
+    source: str
+    position: int
+    reason: str
+    raw: str
+
+
+class SuggestionOut(BaseModel):
+    labeler: str
+    labeler_version: str
+    prompt_version: str | None = None
+    probs: dict[str, Any] = {}
+    label: str | None = None
+    confidence: float | None = None
+    confidence_method: str | None = None
+    status: str = "ok"
+
+
+class LeasedItem(BaseModel):
+    id: int
+    content: str
+    content_hash: str
+    media_path: str | None = None
+    media_url: str | None = Field(None, description="where to fetch the item's image, if any")
+    meta: dict[str, Any] = {}
+    priority: float
+    queue_reason: str | None = None
+    reviews_needed: int = 1
+    suggestions: list[SuggestionOut] = []
+    lease_expires_at: str
+
+
+class NextOut(BaseModel):
+    item: LeasedItem | None = Field(description="the leased item, or null when nothing is left")
+
+
+class LabelIn(BaseModel):
+    labels: list[str] = Field(min_length=1, examples=[["spam"]])
+    time_spent_ms: int | None = Field(None, ge=0, description="ms between showing and answering")
+
+
+class SubmitOut(BaseModel):
+    item_id: int
+    final: list[str] | None = Field(
+        description="the decided label, or null while more reviews are due"
+    )
+    answers: int
+
+
+class SkipOut(BaseModel):
+    item_id: int
+    skipped: bool = True
+
+
+class EnqueueIn(BaseModel):
+    item_ids: list[int] = Field(min_length=1)
+    priorities: list[float] | None = None
+    reason: str = "review"
+    reviews_needed: int = Field(1, ge=1)
+
+
+class EnqueueOut(BaseModel):
+    enqueued: int
+
+
+class FinalLabelOut(BaseModel):
+    item_id: int
+    content: str
+    labels: list[str]
+    source_kind: str
+    source_name: str
+    source_version: str | None = None
+    confidence: float | None = None
+    decided_at: str | None = None
+
+
+class UserIn(BaseModel):
+    username: str
+    role: str = Field(examples=["reviewer"], description="admin, reviewer or viewer")
+    password: str | None = Field(None, description="needed to log in through the browser")
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+
+
+class TokenOut(BaseModel):
+    username: str
+    token: str = Field(description="shown once; send as 'Authorization: Bearer <token>'")
+
+
+class ReviewerStats(BaseModel):
+    annotator: str
+    labels: int
+    median_seconds: float | None
+
+
+class MeasuredOut(BaseModel):
+    measured: bool
+    value: float | None = None
+    measured_on: str = Field(description="what the number was computed on")
+
+
+class DashboardOut(BaseModel):
+    project: str
+    items: int
+    states: dict[str, int]
+    label_counts: dict[str, int]
+    labels_by_source: dict[str, dict[str, int]] = Field(
+        description="final labels per label, split by who decided them"
+    )
+    decided_by: dict[str, int] = Field(description="final labels by who decided them")
+    human_share: float | None
+    reviewers: list[ReviewerStats]
+    reviewer_agreement: MeasuredOut
+    audited_precision: MeasuredOut
