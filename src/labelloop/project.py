@@ -250,6 +250,27 @@ class Project:
                 ],
             )
 
+    # -- machines ----------------------------------------------------------------------------
+    def suggest(self, *, limit: int | None = None, llm: Any = None, progress: bool = False) -> Any:
+        """Run the machine labelers over items without suggestions (a ``SuggestReport``).
+
+        ``llm`` is an optional expensive labeler (any ``Labeler``) asked only where the cascade
+        policy says it pays; by default the one configured under ``labelers.llm``, if enabled.
+        """
+        from labelloop.pipeline.annotate import suggest
+
+        if llm is None and self.config.labelers.llm.enabled:
+            from labelloop.pipeline.llm import project_llm_labeler
+
+            llm = project_llm_labeler(self)
+        return suggest(self, limit=limit, expensive=llm, progress=progress)
+
+    def route(self) -> Any:
+        """Auto-label what meets the precision target; queue the rest (a ``RouteReport``)."""
+        from labelloop.pipeline.annotate import route
+
+        return route(self)
+
     # -- review ------------------------------------------------------------------------------
     @property
     def queue(self) -> ReviewQueue:

@@ -178,6 +178,62 @@ def status(
 
 @app.command()
 @friendly_errors
+def suggest(
+    project: ProjectOpt = Path("."),
+    limit: Annotated[int | None, typer.Option(help="At most this many items.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the machine labelers over items that lack suggestions."""
+    with _open(project) as p:
+        r = p.suggest(limit=limit, progress=not as_json)
+    if as_json:
+        console.print_json(json.dumps(r.as_dict()))
+        return
+    console.print(
+        f"Suggested labels for {r.items:,} items with {', '.join(r.labelers)} "
+        f"({r.suggestions:,} suggestions; trained on {r.human_labels:,} human labels). "
+        f"LLM calls: {r.expensive_calls:,}, invalid answers: {r.invalid:,} (sent to people), "
+        f"cost ${r.cost_usd:.4f}. {r.seconds:.1f} s."
+    )
+
+
+@app.command()
+@friendly_errors
+def route(
+    project: ProjectOpt = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Auto-accept machine labels that meet the precision target; queue the rest for people."""
+    with _open(project) as p:
+        r = p.route()
+        target = p.config.metrics.precision_target
+    if as_json:
+        console.print_json(json.dumps(r.as_dict(), default=str))
+        return
+    console.print(
+        f"{r.pending:,} items: {r.auto:,} labeled by machines ({r.audit:,} of them also sent to "
+        f"people as an audit), {r.queued:,} queued for people. Human labels: {r.human_labels:,}."
+    )
+    if r.thresholds:
+        table = Table(
+            "label", "threshold", "support", "precision", f"lower bound (target {target})", "note"
+        )
+        for t in r.thresholds:
+            table.add_row(
+                t["label"],
+                f"{t['threshold']:.3f}",
+                str(t["support"]),
+                f"{t['precision']:.3f}",
+                f"{t['lower_bound']:.3f}",
+                t["reason"],
+            )
+        console.print(table)
+    else:
+        console.print("Too few human labels to estimate precision: nothing is auto-accepted yet.")
+
+
+@app.command()
+@friendly_errors
 def export(
     path: Annotated[Path, typer.Argument(help="Output file: .csv, .jsonl, .parquet or .json.")],
     project: ProjectOpt = Path("."),

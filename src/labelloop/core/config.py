@@ -98,6 +98,18 @@ class CascadeSettings(_Strict):
     disagreement_threshold: float = Field(default=0.3, ge=0, le=1)
 
 
+class ActiveSettings(_Strict):
+    """How the review queue is ordered: weights of the acquisition scores (higher first)."""
+
+    uncertainty: float = Field(default=1.0, ge=0)  # margin between the two top labels
+    disagreement: float = Field(default=0.5, ge=0)  # among the machine labelers
+    density: float = Field(default=0.3, ge=0)  # representativeness in embedding space
+    # Below this many human labels, queue the most typical items of unlabeled clusters first.
+    cold_start_labels: int = Field(default=100, ge=0)
+    # Items at least this similar (cosine) are near-duplicates: reviewed once, label spread.
+    near_duplicate_threshold: float = Field(default=0.97, gt=0, le=1)
+
+
 class LabelerSettings(_Strict):
     zeroshot: bool = True
     student: bool = True
@@ -122,6 +134,7 @@ class ProjectConfig(_Strict):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     labelers: LabelerSettings = Field(default_factory=LabelerSettings)
+    active: ActiveSettings = Field(default_factory=ActiveSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

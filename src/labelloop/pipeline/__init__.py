@@ -1,0 +1,1 @@
+"""Runs the stages over a project's store: embed, suggest, route (and, later, retrain)."""

@@ -1,0 +1,279 @@
+"""Suggest and route: machines label what they can settle, the rest queues for people.
+
+``suggest`` runs the cheap labelers (and, where the cascade says it pays, the LLM) over items
+without suggestions and stores every suggestion with its provenance. ``route`` calibrates the
+ensemble's confidence on human labels, picks per-label thresholds whose lower confidence bound
+on precision meets the project's target, auto-labels what clears them (a share of those also
+goes to people as an audit), and queues the rest, most useful first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import bindparam, select, update
+
+from labelloop.pipeline.labelers import (
+    LabelerSet,
+    build_labelers,
+    project_embedder,
+    stack_to_suggestion_rows,
+)
+from labelloop.store.labels import add_suggestions, set_final_labels
+from labelloop.store.models import ItemRow, ItemState
+
+if TYPE_CHECKING:
+    from labelloop.embed.base import Embedder
+    from labelloop.labelers.base import Labeler
+    from labelloop.project import Project
+
+BATCH = 1024
+
+
+@dataclass
+class SuggestReport:
+    items: int = 0
+    suggestions: int = 0
+    expensive_calls: int = 0
+    invalid: int = 0
+    cost_usd: float = 0.0
+    human_labels: int = 0
+    labelers: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RouteReport:
+    pending: int = 0
+    auto: int = 0
+    audit: int = 0
+    queued: int = 0
+    human_labels: int = 0
+    calibration: str = ""
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _items_in(
+    project: Project, states: tuple[str, ...], limit: int | None = None
+) -> list[tuple[int, str, str]]:
+    t = ItemRow.__table__
+    stmt = (
+        select(t.c.id, t.c.content, t.c.content_hash)
+        .where(t.c.project_id == project.id, t.c.state.in_(states))
+        .order_by(t.c.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with project.db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(stmt)]
+
+
+def _set_state(conn: Any, ids: list[int], state: str) -> None:
+    stmt = (
+        update(ItemRow.__table__)
+        .where(ItemRow.__table__.c.id == bindparam("i"))
+        .values(state=state)
+    )
+    conn.execute(stmt, [{"i": int(i)} for i in ids])
+
+
+def suggest(
+    project: Project,
+    *,
+    limit: int | None = None,
+    expensive: Labeler | None = None,
+    embedder: Embedder | None = None,
+    labelers: LabelerSet | None = None,
+    progress: bool = False,
+) -> SuggestReport:
+    """Suggest labels for items in state ``new``; they move to ``suggested``."""
+    from rich.progress import Progress
+
+    started = time.perf_counter()
+    embedder = embedder or project_embedder(project)
+    labelers = labelers or build_labelers(project, embedder)
+    report = SuggestReport(human_labels=len(labelers.humans))
+    report.labelers = [m.labeler_id for m in labelers.members] + ["ensemble"]
+    todo = _items_in(project, (ItemState.new,), limit)
+    cascade_policy = project.config.labelers.cascade
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("suggest", total=len(todo))
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            ids = [b[0] for b in batch]
+            hashes = [b[2] for b in batch]
+            t0 = time.perf_counter()
+            vectors = embedder.embed([b[1] for b in batch])
+            stack, probs, split = labelers.probs(vectors)
+            ms = (time.perf_counter() - t0) * 1000 / max(len(batch), 1)
+            rows = stack_to_suggestion_rows(ids, hashes, stack, probs, labelers, ms)
+            if expensive is not None:
+                rows += _ask_expensive(
+                    expensive,
+                    batch,
+                    probs,
+                    split,
+                    len(labelers.humans),
+                    cascade_policy,
+                    labelers,
+                    report,
+                )
+            with project.db.engine.begin() as conn:
+                add_suggestions(conn, rows)
+                _set_state(conn, ids, ItemState.suggested)
+            report.items += len(batch)
+            report.suggestions += len(rows)
+            bar.advance(task, len(batch))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ask_expensive(
+    expensive: Labeler,
+    batch: list[tuple[int, str, str]],
+    probs: np.ndarray,
+    split: np.ndarray,
+    n_human: int,
+    policy: Any,
+    labelers: LabelerSet,
+    report: SuggestReport,
+) -> list[Any]:
+    """The cascade: the expensive labeler only for cold start, unsure or disputed items."""
+    from labelloop.core.types import Item
+    from labelloop.labelers.ensemble import CascadePolicy, select_for_expensive
+    from labelloop.labelers.probs import confidence_of
+
+    mask, _ = select_for_expensive(
+        confidence_of(probs, labelers.task),
+        split,
+        n_human,
+        CascadePolicy(
+            policy.min_human_labels, policy.confidence_threshold, policy.disagreement_threshold
+        ),
+    )
+    chosen = [
+        Item(content=c, content_hash=h, id=i) for (i, c, h), m in zip(batch, mask, strict=True) if m
+    ]
+    if not chosen:
+        return []
+    out = expensive.suggest(chosen)
+    report.expensive_calls += len(chosen)
+    report.invalid += sum(s.status != "ok" for s in out)
+    report.cost_usd += sum(s.cost_usd for s in out)
+    return out
+
+
+def route(
+    project: Project,
+    *,
+    embedder: Embedder | None = None,
+    labelers: LabelerSet | None = None,
+    min_support: int = 30,
+) -> RouteReport:
+    """Auto-label what meets the precision target; queue the rest with active-learning priority."""
+    from labelloop.routing.calibration import IdentityCalibrator, fit_calibrator
+    from labelloop.routing.router import route as route_probs
+    from labelloop.routing.thresholds import fit_thresholds
+
+    started = time.perf_counter()
+    cfg = project.config
+    embedder = embedder or project_embedder(project)
+    labelers = labelers or build_labelers(project, embedder)
+    report = RouteReport(human_labels=len(labelers.humans))
+    pending = _items_in(project, (ItemState.suggested, ItemState.queued))
+    report.pending = len(pending)
+    if not pending:
+        return report
+
+    can_auto = cfg.task == "single_label" and len(labelers.held_out_probs) >= min_support
+    if can_auto:
+        y = labelers.held_out_y()
+        calibrator = fit_calibrator(labelers.held_out_probs, y)
+        thresholds = fit_thresholds(
+            calibrator.transform(labelers.held_out_probs),
+            y,
+            target=cfg.metrics.precision_target,
+            min_support=min_support,
+            label_names=labelers.label_names,
+        )
+        report.calibration = type(calibrator).__name__
+        report.thresholds = [asdict(t) for t in thresholds.labels]
+    else:
+        calibrator = IdentityCalibrator()
+        thresholds = None  # too few human labels: auto-accept nothing
+
+    ids = np.array([p[0] for p in pending], dtype=np.int64)
+    vectors = embedder.embed([p[1] for p in pending])
+    _, probs, split = labelers.probs(vectors)
+    calibrated = calibrator.transform(probs) if can_auto else probs
+    k = probs.shape[1]
+    decisions = route_probs(
+        calibrated,
+        thresholds if thresholds is not None else np.full(k, np.inf),
+        audit_rate=cfg.metrics.audit_rate,
+        keys=[int(i) for i in ids],
+    )
+    priority = review_priority(project, calibrated, split, vectors, len(labelers.humans))
+
+    auto_rows = [
+        {
+            "project_id": project.id,
+            "item_id": int(i),
+            "labels": [labelers.label_names[int(lab)]],
+            "source_kind": "machine",
+            "source_name": "ensemble",
+            "source_version": labelers.ensemble.version,
+            "confidence": float(c),
+        }
+        for i, lab, c, a in zip(
+            ids, decisions.label, decisions.confidence, decisions.auto, strict=True
+        )
+        if a
+    ]
+    with project.db.engine.begin() as conn:
+        set_final_labels(conn, auto_rows)
+    review = decisions.needs_review
+    audit = decisions.audit
+    queue = project.queue
+    queue.enqueue(
+        ids[review & ~audit].tolist(), priority[review & ~audit].tolist(), reason="review"
+    )
+    # Audit items jump the queue: their answers measure the precision of machine labels.
+    queue.enqueue(ids[audit].tolist(), (priority[audit] + 10.0).tolist(), reason="audit")
+    report.auto = int(decisions.auto.sum())
+    report.audit = int(audit.sum())
+    report.queued = int(review.sum())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def review_priority(
+    project: Project, probs: np.ndarray, split: np.ndarray, vectors: np.ndarray, n_human: int
+) -> np.ndarray:
+    """Higher first: uncertainty, disagreement and density, or typical items at cold start."""
+    from labelloop.active.acquisition import margin_score
+    from labelloop.active.diversity import density, typiclust_cold_start
+    from labelloop.active.priority import combined_priority
+
+    a = project.config.active
+    n = len(probs)
+    scores = {"uncertainty": margin_score(probs), "disagreement": split}
+    weights = {"uncertainty": a.uncertainty, "disagreement": a.disagreement}
+    if a.density and n <= 50_000:  # density is O(n^2): skip it on very large pools
+        scores["density"] = density(vectors)
+        weights["density"] = a.density
+    priority = combined_priority(scores, weights)
+    if n_human < a.cold_start_labels and n > 1:
+        picks = typiclust_cold_start(vectors, batch_size=min(a.cold_start_labels - n_human, n))
+        priority[picks] += 100.0 + np.linspace(1.0, 0.0, len(picks))
+    return priority

@@ -1,0 +1,189 @@
+"""Building a project's machine labelers from its config and the human labels in its store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelloop.embed.base import Embedder
+from labelloop.labelers.ensemble import EnsembleLabeler, disagreement
+from labelloop.labelers.probs import encode_labels
+from labelloop.labelers.student import StudentLabeler
+from labelloop.labelers.zeroshot import ZeroShotLabeler
+
+if TYPE_CHECKING:
+    from labelloop.project import Project
+
+
+def project_embedder(project: Project) -> Embedder:
+    """The configured embedder, wrapped in the store's embedding cache."""
+    from labelloop.embed.cached import CachedEmbedder
+    from labelloop.store.embeddings import StoreEmbeddingCache
+
+    cfg = project.config.embedding
+    inner: Embedder
+    if cfg.backend == "minilm":
+        from labelloop.embed.onnx_minilm import MiniLMEmbedder
+
+        inner = MiniLMEmbedder(intra_op_num_threads=cfg.threads, batch_size=cfg.batch_size)
+    elif cfg.backend == "openai":
+        from labelloop.embed.openai_compat import OpenAIEmbedder
+
+        options: dict[str, Any] = {"batch_size": cfg.batch_size}
+        if cfg.base_url:
+            options["base_url"] = cfg.base_url
+        if cfg.api_key_env:
+            options["api_key_env"] = cfg.api_key_env
+        inner = OpenAIEmbedder(cfg.model or "text-embedding-3-small", **options)
+    else:
+        from labelloop.embed.sentence_transformers import SentenceTransformerEmbedder
+
+        inner = SentenceTransformerEmbedder(
+            cfg.model or "all-MiniLM-L6-v2", batch_size=cfg.batch_size
+        )
+    return CachedEmbedder(inner, StoreEmbeddingCache(project.db))
+
+
+@dataclass
+class HumanSet:
+    """Human-labeled items: ids, contents, labels (names, or lists for multi-label), vectors."""
+
+    item_ids: np.ndarray
+    contents: list[str]
+    labels: list[Any]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+def human_set(project: Project, embedder: Embedder) -> HumanSet:
+    df = project.final_labels()
+    if not df.empty:
+        df = df[df["source_kind"].isin(["human", "import"])]
+    if df.empty:
+        return HumanSet(
+            np.zeros(0, dtype=np.int64), [], [], np.zeros((0, embedder.dim), np.float32)
+        )
+    multi = project.config.task == "multi_label"
+    labels = [list(x) if multi else x[0] for x in df["labels"]]
+    contents = list(df["content"])
+    return HumanSet(df["item_id"].to_numpy(), contents, labels, embedder.embed(contents))
+
+
+@dataclass
+class LabelerSet:
+    """The trained cheap labelers of a project at one moment, and what they were trained on."""
+
+    label_names: list[str]
+    task: str
+    zeroshot: ZeroShotLabeler | None
+    student: StudentLabeler | None
+    ensemble: EnsembleLabeler
+    humans: HumanSet
+    # Ensemble probabilities for the human-labeled items from models that did not see them.
+    held_out_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def members(self) -> list[Any]:
+        return list(self.ensemble.members)
+
+    def member_probs(self, vectors: np.ndarray) -> np.ndarray:
+        """(members, n, K) probabilities for item vectors."""
+        return self.ensemble.member_proba(vectors)
+
+    def probs(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(member stack, ensemble probabilities, disagreement per item)."""
+        stack = self.member_probs(vectors)
+        return stack, self.ensemble.combine(stack), disagreement(stack, self.task)
+
+    def held_out_y(self) -> np.ndarray:
+        """Human labels as indices, for calibration and thresholds (single-label tasks)."""
+        y = np.asarray(encode_labels(self.humans.labels, self.label_names, self.task))
+        return y if y.ndim == 1 else y.argmax(axis=1)
+
+
+def build_labelers(project: Project, embedder: Embedder) -> LabelerSet:
+    """Zero-shot (sharpened by human examples) and student (once there are enough human
+    labels), pooled by an ensemble whose weights are learned on held-out predictions."""
+    cfg = project.config
+    names = cfg.label_names
+    task = str(cfg.task)
+    humans = human_set(project, embedder)
+    members: list[Any] = []
+    held_out: list[np.ndarray] = []
+    zs = None
+    if cfg.labelers.zeroshot:
+        zs = ZeroShotLabeler(embedder, cfg.labels, task)
+        if len(humans):
+            if len(humans) >= 10:
+                held_out.append(zs.out_of_fold_proba(humans.vectors, humans.labels))
+            zs.add_examples(humans.vectors, humans.labels)
+        members.append(zs)
+    st = None
+    distinct = {str(x) for x in humans.labels}
+    if (
+        cfg.labelers.student
+        and len(humans) >= cfg.labelers.student_min_labels
+        and len(distinct) >= 2
+    ):
+        st = StudentLabeler(names, task, embedder=embedder)
+        if len(humans) >= 10:
+            held_out.append(st.out_of_fold_proba(humans.vectors, humans.labels))
+        st.fit(humans.vectors, humans.labels)
+        members.append(st)
+    if not members:
+        raise ValueError(
+            "no machine labeler is enabled: turn on labelers.zeroshot or labelers.student"
+        )
+    ensemble = EnsembleLabeler(members, names, task)
+    held = np.zeros((0, len(names)))
+    if len(held_out) == len(members) and len(humans) >= 10:
+        stack = np.stack(held_out)
+        ensemble.fit(stack, humans.labels)
+        held = ensemble.combine(stack)
+    return LabelerSet(names, task, zs, st, ensemble, humans, held)
+
+
+def stack_to_suggestion_rows(
+    item_ids: Sequence[int],
+    hashes: Sequence[str],
+    stack: np.ndarray,
+    ensemble_probs: np.ndarray,
+    labelers: LabelerSet,
+    latency_ms: float,
+) -> list[Any]:
+    """One Suggestion per member and one for the ensemble, per item (with provenance)."""
+    from labelloop.core.types import Item
+    from labelloop.labelers.probs import build_suggestions
+
+    items = [
+        Item(content="", content_hash=h, id=int(i)) for i, h in zip(item_ids, hashes, strict=True)
+    ]
+    out = []
+    for member, probs in zip(labelers.members, stack, strict=True):
+        method = "softmax" if member.labeler_id == "zeroshot" else "predict_proba"
+        out += build_suggestions(
+            items,
+            probs,
+            labelers.label_names,
+            labelers.task,
+            member.labeler_id,
+            member.version,
+            latency_ms,
+            method,
+        )
+    out += build_suggestions(
+        items,
+        ensemble_probs,
+        labelers.label_names,
+        labelers.task,
+        "ensemble",
+        labelers.ensemble.version,
+        latency_ms,
+        "pool",
+    )
+    return out

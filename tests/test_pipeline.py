@@ -1,0 +1,80 @@
+"""Suggest and route on a small slice of the bundled SMS data, with the real embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+from labelloop.project import Project
+
+
+@pytest.fixture(scope="module")
+def sms_slice(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    df = pd.concat([df[df.label == "spam"].head(60), df[df.label == "ham"].head(240)])
+    path = tmp_path_factory.mktemp("data") / "sms300.csv"
+    df.sample(frac=1.0, random_state=0).to_csv(path, index=False)
+    return path, dict(zip(df.text, df.label, strict=True))
+
+
+def new_project(tmp_path: Path, data: Path) -> Project:
+    p = Project.init(
+        tmp_path / "p",
+        name="sms",
+        labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
+        label_field="label",
+    )
+    p.ingest(data)
+    return p
+
+
+def label_from_queue(p: Project, gold: dict[str, str], n: int) -> int:
+    done = 0
+    for _ in range(n):
+        item = p.next_item("sim")
+        if item is None:
+            break
+        p.submit(item["id"], [gold[item["content"]]], annotator="sim")
+        done += 1
+    return done
+
+
+def test_cold_start_suggests_but_auto_accepts_nothing(tmp_path: Path, sms_slice) -> None:
+    data, _ = sms_slice
+    p = new_project(tmp_path, data)
+    s = p.suggest()
+    assert s.items == 300 and s.labelers == ["zeroshot", "ensemble"]
+    r = p.route()
+    assert r.auto == 0 and r.queued == 300  # no human labels: no precision estimate, no auto
+    assert p.status()["states"]["queued"] == 300
+    item = p.next_item("ana")
+    assert {x["labeler"] for x in item["suggestions"]} == {"zeroshot", "ensemble"}
+
+
+def test_human_labels_train_the_student_and_unlock_auto_labels(tmp_path: Path, sms_slice) -> None:
+    data, gold = sms_slice
+    p = new_project(tmp_path, data)
+    p.suggest()
+    p.route()
+    assert label_from_queue(p, gold, 120) == 120
+    r = p.route()
+    assert r.human_labels == 120
+    assert r.auto > 0, r.thresholds
+    assert r.queued + r.auto - r.audit == r.pending
+    fl = p.final_labels()
+    machine = fl[fl.source_kind == "machine"]
+    precision = np.mean(
+        [labels[0] == gold[c] for c, labels in zip(machine.content, machine.labels, strict=True)]
+    )
+    assert precision >= 0.9
+    assert set(machine.source_name) == {"ensemble"}
+    assert all(0 < c <= 1 for c in machine.confidence)
+    # every threshold that auto-accepts meets the target with its lower bound
+    for t in r.thresholds:
+        assert (
+            t["threshold"] == float("inf") or t["lower_bound"] >= p.config.metrics.precision_target
+        )
