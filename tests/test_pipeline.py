@@ -49,8 +49,9 @@ def test_cold_start_suggests_but_auto_accepts_nothing(tmp_path: Path, sms_slice)
     s = p.suggest()
     assert s.items == 300 and s.labelers == ["zeroshot", "ensemble"]
     r = p.route()
-    assert r.auto == 0 and r.queued == 300  # no human labels: no precision estimate, no auto
-    assert p.status()["states"]["queued"] == 300
+    assert r.auto == 0  # no human labels: no precision estimate, no auto-accept
+    assert r.queued + r.grouped == 300
+    assert p.status()["states"]["queued"] == r.queued
     item = p.next_item("ana")
     assert {x["labeler"] for x in item["suggestions"]} == {"zeroshot", "ensemble"}
 
@@ -64,7 +65,7 @@ def test_human_labels_train_the_student_and_unlock_auto_labels(tmp_path: Path, s
     r = p.route()
     assert r.human_labels == 120
     assert r.auto > 0, r.thresholds
-    assert r.queued + r.auto - r.audit == r.pending
+    assert r.queued + r.grouped + r.auto - r.audit == r.pending
     fl = p.final_labels()
     machine = fl[fl.source_kind == "machine"]
     precision = np.mean(
@@ -78,3 +79,26 @@ def test_human_labels_train_the_student_and_unlock_auto_labels(tmp_path: Path, s
         assert (
             t["threshold"] == float("inf") or t["lower_bound"] >= p.config.metrics.precision_target
         )
+
+
+def test_near_duplicates_are_reviewed_once_and_the_label_spreads(tmp_path: Path) -> None:
+    rows = [
+        ("WINNER!! You have won a 1000 pound prize. Call 09061701461 now to claim", "spam"),
+        ("WINNER!! You have won a 1000 pound prize. Call 09061701461 now to claim!", "spam"),
+        ("WINNER!!  You have won a 1000 pound prize. Call 09061701461 now to claim.", "spam"),
+        ("See you at the station at six, don't be late", "ham"),
+    ]
+    data = tmp_path / "dups.csv"
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(data, index=False)
+    p = new_project(tmp_path, data)
+    p.suggest()
+    r = p.route()
+    assert r.grouped == 2 and r.queued == 2
+    first = p.next_item("ana")
+    second = p.next_item("ben")
+    assert {first["content"][:7], second["content"][:7]} == {"WINNER!", "See you"}
+    spam = first if first["content"].startswith("WINNER") else second
+    p.submit(spam["id"], ["spam"], annotator="ana" if spam is first else "ben")
+    fl = p.final_labels()
+    assert sorted(fl["source_kind"]) == ["human", "propagated", "propagated"]
+    assert all(labels == ["spam"] for labels in fl["labels"])

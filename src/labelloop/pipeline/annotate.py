@@ -54,6 +54,7 @@ class RouteReport:
     auto: int = 0
     audit: int = 0
     queued: int = 0
+    grouped: int = 0  # near-duplicates waiting for their representative's label
     human_labels: int = 0
     calibration: str = ""
     thresholds: list[dict[str, Any]] = field(default_factory=list)
@@ -244,6 +245,9 @@ def route(
         set_final_labels(conn, auto_rows)
     review = decisions.needs_review
     audit = decisions.audit
+    waiting = group_near_duplicates(project, ids, vectors, priority, review & ~audit)
+    review &= ~waiting
+    report.grouped = int(waiting.sum())
     queue = project.queue
     queue.enqueue(
         ids[review & ~audit].tolist(), priority[review & ~audit].tolist(), reason="review"
@@ -255,6 +259,42 @@ def route(
     report.queued = int(review.sum())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def group_near_duplicates(
+    project: Project,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    priority: np.ndarray,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """Among items bound for review, near-duplicates wait for their group's representative
+    (its most useful member) and take its label. Returns a mask of the items that wait."""
+    from labelloop.active.dedup import near_duplicate_groups, representatives
+
+    waiting = np.zeros(len(ids), dtype=bool)
+    idx = np.flatnonzero(candidates)
+    if len(idx) < 2:
+        return waiting
+    groups = near_duplicate_groups(
+        vectors[idx], threshold=project.config.active.near_duplicate_threshold
+    )
+    reps = representatives(groups, priority[idx])
+    rep_of = reps[groups]  # position (within idx) of each item's representative
+    members = rep_of != np.arange(len(idx))
+    if not members.any():
+        return waiting
+    waiting[idx[members]] = True
+    rows = [{"i": int(ids[idx[j]]), "g": int(ids[idx[rep_of[j]]])} for j in np.flatnonzero(members)]
+    t = ItemRow.__table__
+    stmt = (
+        update(t)
+        .where(t.c.id == bindparam("i"))
+        .values(group_id=bindparam("g"), state=ItemState.grouped)
+    )
+    with project.db.engine.begin() as conn:
+        conn.execute(stmt, rows)
+    return waiting
 
 
 def review_priority(

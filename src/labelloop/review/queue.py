@@ -270,24 +270,53 @@ class ReviewQueue:
             decided = None
             if len(answers) >= needed:
                 decided, share = self._decide(answers)
+                if len(answers) > 1 and share * 2 <= 1:
+                    # No majority (a recheck that disagrees): one more person decides.
+                    decided = None
+                    conn.execute(
+                        update(ItemRow)
+                        .where(ItemRow.id == item_id)
+                        .values(reviews_needed=len(answers) + 1)
+                    )
+            if decided is not None:
+                name = annotator if len(answers) == 1 else "majority"
+                final = {
+                    "project_id": self.project_id,
+                    "labels": decided,
+                    "source_version": None,
+                    "confidence": share if len(answers) > 1 else None,
+                }
                 set_final_labels(
                     conn,
-                    [
-                        {
-                            "project_id": self.project_id,
-                            "item_id": item_id,
-                            "labels": decided,
-                            "source_kind": "human",
-                            "source_name": annotator if len(answers) == 1 else "majority",
-                            "source_version": None,
-                            "confidence": share if len(answers) > 1 else None,
-                        }
-                    ],
+                    [{**final, "item_id": item_id, "source_kind": "human", "source_name": name}],
                 )
+                self._spread_to_group(conn, item_id, final, name)
             log_event(
                 conn, self.project_id, "label", {"annotator": annotator, "labels": labels}, item_id
             )
         return {"item_id": item_id, "final": decided, "answers": len(answers)}
+
+    def _spread_to_group(
+        self, conn: Connection, item_id: int, final: dict[str, Any], name: str
+    ) -> None:
+        """Near-duplicates waiting on this item take its label, marked as propagated."""
+        t = ItemRow.__table__
+        members = (
+            conn.execute(
+                select(t.c.id).where(t.c.group_id == item_id, t.c.state == ItemState.grouped)
+            )
+            .scalars()
+            .all()
+        )
+        if members:
+            set_final_labels(
+                conn,
+                [
+                    {**final, "item_id": m, "source_kind": "propagated", "source_name": name}
+                    for m in members
+                    if m != item_id
+                ],
+            )
 
     def skip(self, item_id: int, annotator: str) -> None:
         """The reviewer passes on the item: it goes back to the queue for others."""

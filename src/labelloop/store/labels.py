@@ -92,6 +92,7 @@ def set_final_labels(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     by_state: dict[str, list[int]] = {}
     for r in rows:
         state = ItemState.auto if r["source_kind"] == "machine" else ItemState.labeled
+        # (human, import and propagated labels all come from people)
         by_state.setdefault(state, []).append(r["item_id"])
     for state, ids in by_state.items():
         for start in range(0, len(ids), 900):

@@ -56,8 +56,9 @@ class ItemState:
     auto = "auto"  # labeled by machines (may still be audited)
     labeled = "labeled"  # labeled by a person
     skipped = "skipped"
+    grouped = "grouped"  # a near-duplicate waiting for its group's representative to be labeled
 
-    all = (new, suggested, queued, auto, labeled, skipped)
+    all = (new, suggested, queued, auto, labeled, skipped, grouped)
 
 
 class ItemRow(Base):
@@ -76,6 +77,8 @@ class ItemRow(Base):
     reviews_needed: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # Why it is queued: "review" (machines unsure), "audit" (a sampled machine label), "gold".
     queue_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Near-duplicates share the id of their group's representative; its label spreads to them.
+    group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
@@ -234,3 +237,22 @@ class LeaseRow(Base):
     annotator: Mapped[str] = mapped_column(String(200), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelVersionRow(Base):
+    """A trained model: what it is, how well it did, on which human labels, and the model itself."""
+
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32))  # student, ...
+    version: Mapped[str] = mapped_column(String(200))
+    algorithm: Mapped[str] = mapped_column(String(100))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    n_labels: Mapped[int] = mapped_column(Integer)
+    trained_on: Mapped[list[Any]] = mapped_column(JSON)  # human-labeled item ids
+    promoted: Mapped[bool] = mapped_column(default=False)
+    model: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
