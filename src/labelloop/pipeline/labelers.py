@@ -86,6 +86,8 @@ class LabelerSet:
     humans: HumanSet
     # Ensemble probabilities for the human-labeled items from models that did not see them.
     held_out_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # The same per member, (members, n, K), in the order of ``members``.
+    held_out_stack: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
     @property
     def members(self) -> list[Any]:
@@ -141,11 +143,12 @@ def build_labelers(project: Project, embedder: Embedder) -> LabelerSet:
         )
     ensemble = EnsembleLabeler(members, names, task)
     held = np.zeros((0, len(names)))
+    stack = np.zeros((0, 0, 0))
     if len(held_out) == len(members) and len(humans) >= 10:
         stack = np.stack(held_out)
         ensemble.fit(stack, humans.labels)
         held = ensemble.combine(stack)
-    return LabelerSet(names, task, zs, st, ensemble, humans, held)
+    return LabelerSet(names, task, zs, st, ensemble, humans, held, stack)
 
 
 def stack_to_suggestion_rows(

@@ -77,6 +77,33 @@ class ReviewQueue:
         with self.db.engine.begin() as conn:
             conn.execute(stmt, rows)
 
+    def recheck(self, item_ids: Sequence[int], reasons: Sequence[str]) -> None:
+        """Send labeled items back for one more reviewer (a suspected label error).
+
+        The item needs one more answer than it has; the next reviewer will not be the one who
+        answered before, and the final label becomes the majority (or waits for a third).
+        """
+        h = HumanLabelRow.__table__
+        t = ItemRow.__table__
+        with self.db.engine.begin() as conn:
+            for item_id, reason in zip(item_ids, reasons, strict=True):
+                answers = conn.execute(
+                    select(func.count(h.c.annotator.distinct())).where(
+                        h.c.item_id == item_id, h.c.action.in_(("label", "accept", "correct"))
+                    )
+                ).scalar_one()
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == item_id)
+                    .values(
+                        state=ItemState.queued,
+                        queue_reason="recheck",
+                        reviews_needed=answers + 1,
+                        priority=1000.0,
+                    )
+                )
+                log_event(conn, self.project_id, "label_issue", {"reason": reason}, item_id)
+
     def set_priorities(self, item_ids: Sequence[int], priorities: Sequence[float]) -> None:
         """Re-score queued items in small transactions, so reviewers are never blocked long."""
         t = ItemRow.__table__

@@ -1,0 +1,222 @@
+"""The feedback loop: every N new human labels, retrain and let the change flow everywhere.
+
+A retrain rebuilds the student (and the zero-shot prototypes) from the human labels, stores the
+model version with its held-out metrics and the labels it was trained on, suggests labels for
+new items, re-routes the pending ones (recalibrated thresholds, re-scored queue) and sends
+human labels that look wrong (confident learning on held-out probabilities) to a second
+reviewer. It runs beside the review app in a background thread and never holds a lock for
+longer than one short transaction, so reviewers keep labeling while it works.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import func, insert, select
+
+from labelloop.pipeline.annotate import RouteReport, route, suggest
+from labelloop.pipeline.labelers import LabelerSet, build_labelers, project_embedder
+from labelloop.store.events import log_event
+from labelloop.store.models import HumanLabelRow, ItemRow, ModelVersionRow
+
+if TYPE_CHECKING:
+    from labelloop.embed.base import Embedder
+    from labelloop.labelers.base import Labeler
+    from labelloop.project import Project
+
+
+@dataclass
+class RetrainReport:
+    n_labels: int
+    student_version: str | None
+    held_out_macro_f1: float | None
+    held_out_accuracy: float | None
+    suggested: int
+    route: RouteReport
+    label_issues: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def human_label_count(project: Project) -> int:
+    h = HumanLabelRow.__table__
+    t = ItemRow.__table__
+    with project.db.engine.connect() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(h.join(t, t.c.id == h.c.item_id))
+            .where(t.c.project_id == project.id, h.c.action.in_(("label", "import")))
+        ).scalar_one()
+
+
+class FeedbackLoop:
+    """Retrain after every ``retrain_every`` new human labels (or on demand)."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        retrain_every: int = 50,
+        embedder: Embedder | None = None,
+        llm: Labeler | None = None,
+        flag_label_issues: bool = True,
+    ) -> None:
+        self.project = project
+        self.retrain_every = retrain_every
+        self.embedder = embedder or project_embedder(project)
+        self.llm = llm
+        self.flag_label_issues = flag_label_issues
+        self.labelers: LabelerSet | None = None
+        self.labels_at_last_retrain = -1
+        self.history: list[RetrainReport] = []
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        n = human_label_count(self.project)
+        return (
+            self.labels_at_last_retrain < 0 or n - self.labels_at_last_retrain >= self.retrain_every
+        )
+
+    def step(self) -> RetrainReport | None:
+        """Retrain if enough new human labels arrived since the last time."""
+        return self.retrain() if self.due() else None
+
+    def retrain(self) -> RetrainReport:
+        with self._lock:
+            started = time.perf_counter()
+            p = self.project
+            n = human_label_count(p)
+            labelers = build_labelers(p, self.embedder)
+            self.labelers = labelers
+            f1, acc = self._student_metrics(labelers)
+            if labelers.student is not None:
+                self._store_version(labelers, f1, acc)
+            if self.llm is not None and hasattr(self.llm, "set_few_shot_pool"):
+                self.llm.set_few_shot_pool(
+                    labelers.humans.contents, labelers.humans.labels, labelers.humans.vectors
+                )
+            s = suggest(p, expensive=self.llm, embedder=self.embedder, labelers=labelers)
+            r = route(p, embedder=self.embedder, labelers=labelers)
+            issues = self._recheck_label_issues(labelers) if self.flag_label_issues else []
+            self.labels_at_last_retrain = n
+            report = RetrainReport(
+                n_labels=len(labelers.humans),
+                student_version=labelers.student.version if labelers.student else None,
+                held_out_macro_f1=f1,
+                held_out_accuracy=acc,
+                suggested=s.items,
+                route=r,
+                label_issues=issues,
+                seconds=time.perf_counter() - started,
+            )
+            with p.db.engine.begin() as conn:
+                log_event(
+                    conn,
+                    p.id,
+                    "retrain",
+                    {
+                        "n_labels": report.n_labels,
+                        "student": report.student_version,
+                        "held_out_macro_f1": f1,
+                        "auto": r.auto,
+                        "queued": r.queued,
+                        "label_issues": len(issues),
+                        "seconds": round(report.seconds, 3),
+                    },
+                )
+            self.history.append(report)
+            return report
+
+    def _student_metrics(self, labelers: LabelerSet) -> tuple[float | None, float | None]:
+        """Macro-F1 and accuracy of the student on human labels it did not see (out of fold)."""
+        from sklearn.metrics import accuracy_score, f1_score
+
+        if labelers.student is None or labelers.held_out_stack.size == 0:
+            return None, None
+        idx = [m.labeler_id for m in labelers.members].index("student")
+        y = labelers.held_out_y()
+        pred = labelers.held_out_stack[idx].argmax(axis=1)
+        return (
+            float(f1_score(y, pred, average="macro", labels=np.unique(y))),
+            float(accuracy_score(y, pred)),
+        )
+
+    def _store_version(self, labelers: LabelerSet, f1: float | None, acc: float | None) -> None:
+        import joblib
+
+        st = labelers.student
+        assert st is not None
+        buf = io.BytesIO()
+        joblib.dump(st.model, buf)
+        with self.project.db.engine.begin() as conn:
+            conn.execute(
+                insert(ModelVersionRow).values(
+                    project_id=self.project.id,
+                    kind="student",
+                    version=st.version,
+                    algorithm=type(st.model).__name__,
+                    metrics={
+                        "held_out_macro_f1": f1,
+                        "held_out_accuracy": acc,
+                        "measured_on": f"{len(labelers.humans)} human labels, 5-fold out of fold",
+                    },
+                    n_labels=len(labelers.humans),
+                    trained_on=[int(i) for i in labelers.humans.item_ids],
+                    promoted=True,
+                    model=buf.getvalue(),
+                )
+            )
+
+    def _recheck_label_issues(self, labelers: LabelerSet) -> list[dict[str, Any]]:
+        """Human labels the held-out models strongly contradict go to a second reviewer."""
+        from labelloop.quality.label_issues import find_label_issues
+
+        if labelers.task != "single_label" or len(labelers.held_out_probs) < 30:
+            return []
+        y = labelers.held_out_y()
+        flagged = find_label_issues(y, labelers.held_out_probs, class_names=labelers.label_names)
+        if flagged.empty:
+            return []
+        ids = labelers.humans.item_ids[flagged["index"].to_numpy()]
+        t = ItemRow.__table__
+        with self.project.db.engine.connect() as conn:
+            already = set(
+                conn.execute(
+                    select(t.c.id).where(t.c.id.in_([int(i) for i in ids]), t.c.reviews_needed > 1)
+                ).scalars()
+            )
+        out = []
+        p = self.project
+        for item_id, reason in zip(ids, flagged["reason"], strict=True):
+            if int(item_id) in already:
+                continue  # already rechecked once
+            out.append({"item_id": int(item_id), "reason": str(reason)})
+        if out:
+            p.queue.recheck([o["item_id"] for o in out], [o["reason"] for o in out])
+        return out
+
+    # -- beside the review app -----------------------------------------------------------------
+    def run_in_background(
+        self, stop: threading.Event, poll_seconds: float = 2.0
+    ) -> threading.Thread:
+        """Poll for new human labels and retrain when due, until ``stop`` is set."""
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    self.step()
+                except Exception as exc:  # keep the loop alive; say what happened
+                    with self.project.db.engine.begin() as conn:
+                        log_event(conn, self.project.id, "retrain_failed", {"error": repr(exc)})
+                stop.wait(poll_seconds)
+
+        thread = threading.Thread(target=work, name="labelloop-feedback-loop", daemon=True)
+        thread.start()
+        return thread

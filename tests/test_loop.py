@@ -1,0 +1,120 @@
+"""The feedback loop on a small dataset: retrain, thresholds and queue move, a wrong label is
+caught, and a reviewer keeps labeling while a retrain runs."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import labelloop.pipeline.loop as loop_module
+from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+from labelloop.pipeline.loop import FeedbackLoop
+from labelloop.project import Project
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    df = pd.concat([df[df.label == "spam"].head(80), df[df.label == "ham"].head(220)])
+    path = tmp_path_factory.mktemp("loop") / "sms.csv"
+    df.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    return path, dict(zip(df.text, df.label, strict=True))
+
+
+def make(tmp_path: Path, path: Path) -> Project:
+    p = Project.init(
+        tmp_path / "p",
+        name="loop",
+        label_field="label",
+        labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
+    )
+    p.ingest(path)
+    return p
+
+
+def review(
+    p: Project, gold: dict[str, str], n: int, who: str = "sim", wrong: int | None = None
+) -> list[int]:
+    done = []
+    for _ in range(n):
+        item = p.next_item(who)
+        if item is None:
+            break
+        label = gold[item["content"]]
+        if wrong is not None and len(done) == wrong:
+            label = "ham" if label == "spam" else "spam"
+        p.submit(item["id"], [label], annotator=who)
+        done.append(item["id"])
+    return done
+
+
+def test_labels_arrive_retrain_moves_thresholds_and_queue_and_catches_a_wrong_label(
+    tmp_path, data
+) -> None:
+    path, gold = data
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=40)
+    first = loop.step()
+    assert first is not None and first.route.auto == 0 and first.student_version is None
+    assert loop.step() is None  # nothing new: no retrain
+    order_before = list(p.next_for_review(20)["id"])
+
+    # a clearly wrong human label: a spam message labeled ham
+    items = p.items()
+    spam_item = int(
+        items[
+            items["content"].str.contains("prize", case=False)
+            & items["content"].map(gold).eq("spam")
+        ]["id"].iloc[0]
+    )
+    p.enqueue([int(spam_item)], [1e6])
+    wrong_item = p.next_item("sim")
+    assert wrong_item["id"] == spam_item
+    p.submit(spam_item, ["ham"], annotator="sim")
+    review(p, gold, 119)
+
+    second = loop.step()
+    assert second is not None and second.n_labels == 120
+    assert second.student_version is not None and second.held_out_macro_f1 > 0.8
+    assert second.route.auto > 0  # thresholds now exist
+    assert any(t["threshold"] != float("inf") for t in second.route.thresholds)
+    assert list(p.next_for_review(20)["id"]) != order_before  # priorities were re-scored
+    flagged = {i["item_id"]: i["reason"] for i in second.label_issues}
+    assert int(spam_item) in flagged and "given ham" in flagged[int(spam_item)]
+    # the flagged item goes to a second reviewer, not back to the first
+    assert all(x["id"] != spam_item for x in [p.next_item("sim") or {"id": None}])
+    second_look = p.next_item("other")
+    assert second_look["id"] == spam_item
+    with p.db.engine.connect() as conn:
+        versions = conn.exec_driver_sql("SELECT n_labels, metrics FROM model_versions").all()
+    assert [v[0] for v in versions] == [120]
+
+
+def test_reviewer_keeps_labeling_while_a_retrain_runs(tmp_path, data, monkeypatch) -> None:
+    path, gold = data
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=10)
+    loop.step()
+    review(p, gold, 20)
+
+    in_retrain = threading.Event()
+    reviewer_done = threading.Event()
+    real_route = loop_module.route
+
+    def slow_route(*args, **kwargs):
+        in_retrain.set()
+        assert reviewer_done.wait(timeout=60), "the reviewer was blocked by the retrain"
+        return real_route(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "route", slow_route)
+    result: dict[str, object] = {}
+    t = threading.Thread(target=lambda: result.setdefault("r", loop.retrain()))
+    t.start()
+    assert in_retrain.wait(timeout=120)
+    labeled = review(p, gold, 3, who="ana")  # while the retrain is in the middle of its work
+    reviewer_done.set()
+    t.join(timeout=120)
+    assert len(labeled) == 3 and "r" in result
