@@ -31,7 +31,7 @@ from labelloop.sources.validate import reason_kind
 from labelloop.store.db import Database
 from labelloop.store.items import counts_by_state, next_for_review
 from labelloop.store.labels import add_human_label, set_final_labels
-from labelloop.store.models import FinalLabelRow, ItemRow, QuarantineRow
+from labelloop.store.models import EventRow, FinalLabelRow, HumanLabelRow, ItemRow, QuarantineRow
 from labelloop.store.projects import ensure_project
 
 
@@ -327,6 +327,69 @@ class Project:
         from labelloop.export import import_label_studio
 
         return import_label_studio(self, path, **options)
+
+    def audit_results(self) -> pd.DataFrame:
+        """Audited machine labels: the machine's label next to the person's answer.
+
+        One row per audited item a person has answered: item_id, machine_label, confidence,
+        human_label, correct. ``routing.router.audited_precision(df.correct)`` gives the
+        precision of machine labels with its interval.
+        """
+        e, h = EventRow.__table__, HumanLabelRow.__table__
+        with self.db.engine.connect() as conn:
+            audits = conn.execute(
+                select(e.c.item_id, e.c.payload).where(
+                    e.c.project_id == self.id, e.c.kind == "audit"
+                )
+            ).all()
+            ids = [a[0] for a in audits]
+            answers: dict[int, list[str]] = {}
+            for start in range(0, len(ids), 900):
+                rows = conn.execute(
+                    select(h.c.item_id, h.c.labels)
+                    .where(h.c.item_id.in_(ids[start : start + 900]), h.c.action == "label")
+                    .order_by(h.c.id)
+                )
+                for item_id, labels in rows:
+                    answers.setdefault(item_id, list(labels))  # the first person's answer
+        out = [
+            {
+                "item_id": item_id,
+                "machine_label": payload["machine_label"],
+                "confidence": payload.get("confidence"),
+                "human_label": answers[item_id][0],
+                "correct": answers[item_id][0] == payload["machine_label"],
+            }
+            for item_id, payload in dict(audits).items()
+            if answers.get(item_id)
+        ]
+        cols = ["item_id", "machine_label", "confidence", "human_label", "correct"]
+        return pd.DataFrame(out, columns=cols)
+
+    def label_issues(self) -> pd.DataFrame:
+        """Labels flagged as probably wrong (sent to a second reviewer), with the reason."""
+        e, t = EventRow.__table__, ItemRow.__table__
+        stmt = (
+            select(e.c.item_id, e.c.payload, e.c.created_at, t.c.content, t.c.state)
+            .join(t, t.c.id == e.c.item_id)
+            .where(e.c.project_id == self.id, e.c.kind == "label_issue")
+            .order_by(e.c.id.desc())
+        )
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return pd.DataFrame(
+            [
+                {
+                    "item_id": r[0],
+                    "reason": r[1].get("reason"),
+                    "flagged_at": r[2],
+                    "content": r[3],
+                    "state": r[4],
+                }
+                for r in rows
+            ],
+            columns=["item_id", "reason", "flagged_at", "content", "state"],
+        )
 
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""

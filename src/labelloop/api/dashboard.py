@@ -74,12 +74,32 @@ def dashboard_numbers(project: Project) -> dict[str, Any]:
         "human_share": round(decided_by.get("human", 0) / total, 4) if total else None,
         "reviewers": reviewer_throughput(actions),
         "reviewer_agreement": reviewer_agreement(actions),
-        # Built by the routing/audit work; shown as "not measured yet" until it exists.
-        "audited_precision": {
+        "audited_precision": audited_precision_numbers(project),
+        "label_issues": project.label_issues().head(20).to_dict("records"),
+    }
+
+
+def audited_precision_numbers(project: Project) -> dict[str, Any]:
+    """Precision of machine labels measured on the audited share, with a 95% interval."""
+    from labelloop.routing.router import audited_precision
+
+    audit = project.audit_results()
+    if audit.empty:
+        return {
             "measured": False,
             "value": None,
-            "measured_on": "no audited machine labels yet",
-        },
+            "low": None,
+            "high": None,
+            "measured_on": "no audited machine labels answered yet",
+        }
+    est, low, high = audited_precision(audit["correct"].to_numpy())
+    return {
+        "measured": True,
+        "value": round(est, 4),
+        "low": round(low, 4),
+        "high": round(high, 4),
+        "measured_on": f"{len(audit)} audited machine labels checked by people "
+        f"(95% interval {low:.1%} to {high:.1%})",
     }
 
 

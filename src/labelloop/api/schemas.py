@@ -151,6 +151,18 @@ class MeasuredOut(BaseModel):
     measured_on: str = Field(description="what the number was computed on")
 
 
+class IntervalOut(MeasuredOut):
+    low: float | None = None
+    high: float | None = None
+
+
+class LabelIssueOut(BaseModel):
+    item_id: int
+    reason: str | None
+    state: str
+    content: str
+
+
 class DashboardOut(BaseModel):
     project: str
     items: int
@@ -163,4 +175,9 @@ class DashboardOut(BaseModel):
     human_share: float | None
     reviewers: list[ReviewerStats]
     reviewer_agreement: MeasuredOut
-    audited_precision: MeasuredOut
+    audited_precision: IntervalOut = Field(
+        description="precision of machine labels on the audited share, with a 95% interval"
+    )
+    label_issues: list[LabelIssueOut] = Field(
+        description="labels flagged as probably wrong, sent to a second reviewer"
+    )

@@ -284,6 +284,84 @@ def import_(
 
 @app.command()
 @friendly_errors
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the project and the report.")] = Path(
+        "labelloop-demo"
+    ),
+    simulate: Annotated[
+        bool,
+        typer.Option(help="A simulated reviewer answers from the dataset's labels (unattended)."),
+    ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A labeled CSV, TSV, JSONL or Parquet file (default: bundled SMS spam)."),
+    ] = None,
+    text_col: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
+    label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    budget: Annotated[int, typer.Option(help="Human labels the simulated reviewer gives.")] = 400,
+    retrain_every: Annotated[int, typer.Option(help="Retrain after this many new labels.")] = 50,
+    llm: Annotated[
+        bool, typer.Option(help="Use the local LLM (SmolLM2) where the cascade says it pays.")
+    ] = True,
+    llm_budget: Annotated[int, typer.Option(help="At most this many LLM calls.")] = 200,
+    host: Annotated[str, typer.Option(help="Review app host (without --simulate).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
+) -> None:
+    """The whole loop on the bundled example (or --data): label with people, or --simulate."""
+    from labelloop.pipeline.demo import run_demo
+    from labelloop.pipeline.report import write_report
+
+    llm_labeler = None
+    if llm:
+        from labelloop.pipeline.llm import local_llm_for_demo
+
+        llm_labeler = local_llm_for_demo(console, max_calls=llm_budget)
+    result, p, loop = run_demo(
+        out,
+        data=data,
+        text_col=text_col,
+        label_col=label_col,
+        simulate=simulate,
+        budget=budget,
+        retrain_every=retrain_every,
+        llm=llm_labeler,
+        console=console,
+    )
+    if simulate:
+        report = write_report(result, out / "report", p.config.metrics.precision_target)
+        console.print(f"[bold green]Report:[/] {report}")
+        p.close()
+        return
+    _serve_demo(p, loop, host, port)
+
+
+def _serve_demo(p: Any, loop: Any, host: str, port: int) -> None:
+    """Open the review app with the feedback loop retraining beside it."""
+    import secrets
+    import threading
+
+    import uvicorn
+
+    from labelloop.api import create_app
+    from labelloop.auth import create_user
+
+    password = secrets.token_urlsafe(9)
+    create_user(p.db, "demo", "admin", password)
+    stop = threading.Event()
+    loop.run_in_background(stop)
+    console.print(
+        f"Review app: [bold]http://{host}:{port}/review[/] · user [bold]demo[/], password "
+        f"[bold]{password}[/] · the student retrains every {loop.retrain_every} labels · Ctrl-C stops."
+    )
+    try:
+        uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        p.close()
+
+
+@app.command()
+@friendly_errors
 def quickstart(
     folder: Annotated[Path, typer.Argument(help="Where to create the example project.")] = Path(
         "labelloop-quickstart"

@@ -22,6 +22,7 @@ from labelloop.pipeline.labelers import (
     project_embedder,
     stack_to_suggestion_rows,
 )
+from labelloop.store.events import log_event
 from labelloop.store.labels import add_suggestions, set_final_labels
 from labelloop.store.models import ItemRow, ItemState
 
@@ -162,8 +163,13 @@ def _ask_expensive(
             policy.min_human_labels, policy.confidence_threshold, policy.disagreement_threshold
         ),
     )
+    picked = np.flatnonzero(mask)
+    budget = getattr(expensive, "remaining_calls", None)
+    if budget is not None:  # a capped labeler: the least certain items first
+        conf = confidence_of(probs, labelers.task)
+        picked = picked[np.argsort(conf[picked], kind="stable")][:budget]
     chosen = [
-        Item(content=c, content_hash=h, id=i) for (i, c, h), m in zip(batch, mask, strict=True) if m
+        Item(content=batch[j][1], content_hash=batch[j][2], id=batch[j][0]) for j in sorted(picked)
     ]
     if not chosen:
         return []
@@ -243,6 +249,25 @@ def route(
     ]
     with project.db.engine.begin() as conn:
         set_final_labels(conn, auto_rows)
+        # The machine label of each audited item, to compare with the person's answer later.
+        for i, lab, c in zip(
+            ids[decisions.audit],
+            decisions.label[decisions.audit],
+            decisions.confidence[decisions.audit],
+            strict=True,
+        ):
+            log_event(
+                conn,
+                project.id,
+                "audit",
+                {
+                    "machine_label": labelers.label_names[int(lab)],
+                    "confidence": float(c),
+                    "labeler": "ensemble",
+                    "version": labelers.ensemble.version,
+                },
+                int(i),
+            )
     review = decisions.needs_review
     audit = decisions.audit
     waiting = group_near_duplicates(project, ids, vectors, priority, review & ~audit)

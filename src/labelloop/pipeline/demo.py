@@ -1,0 +1,275 @@
+"""The main job: the whole loop on a labeled dataset, attended (review app) or simulated.
+
+``run_demo`` creates a project, streams the data in, runs the machine labelers, routes, and then
+either opens the review app for a person (the feedback loop retrains beside it) or, with
+``simulate=True``, lets a simulated reviewer answer from the dataset's own labels and runs the
+loop unattended. A share of the data (``test_share``) is held out and never ingested: the
+student's macro-F1 is measured on it, beside a student trained on the same number of labels
+picked at random (no loop), and both end in an HTML report with PNG charts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from labelloop.core.errors import LabelloopError
+from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+from labelloop.pipeline.loop import FeedbackLoop
+from labelloop.project import Project
+
+SIMULATED = "simulated-reviewer"
+
+
+@dataclass
+class Checkpoint:
+    """The state of the loop after a retrain."""
+
+    human_labels: int
+    student_macro_f1: float | None
+    random_macro_f1: float | None
+    auto_labeled: int
+    auto_share: float
+    machine_precision_true: float | None  # against the dataset's labels (simulation only)
+    audited: int
+    audited_precision: float | None
+    audited_low: float | None
+    audited_high: float | None
+    seconds: float
+
+
+@dataclass
+class DemoResult:
+    project_dir: str
+    items: int
+    test_items: int
+    simulated: bool
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    report_path: str | None = None
+    llm: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_labeled(path: Path | None, text_col: str, label_col: str) -> pd.DataFrame:
+    """The dataset as a DataFrame with ``text`` and ``label`` columns (clear errors)."""
+    src = path or sms_spam_path()
+    suffix = src.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            df = pd.read_csv(src, sep="\t" if suffix == ".tsv" else ",")
+        elif suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(src, lines=True)
+        elif suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(src)
+        else:
+            raise LabelloopError(f"{src}: use a .csv, .tsv, .jsonl or .parquet file")
+    except (OSError, ValueError) as exc:
+        raise LabelloopError(f"{src}: cannot read it ({exc})") from None
+    missing = [c for c in (text_col, label_col) if c not in df.columns]
+    if missing:
+        raise LabelloopError(
+            f"{src}: no column {', '.join(map(repr, missing))}; the columns are "
+            f"{', '.join(map(str, df.columns))} (use --text-col and --label-col)"
+        )
+    df = df[[text_col, label_col]].rename(columns={text_col: "text", label_col: "label"})
+    df = df.dropna()
+    df["text"] = df["text"].astype(str)
+    df["label"] = df["label"].astype(str)
+    df = df[df["text"].str.strip() != ""].drop_duplicates("text")
+    if df["label"].nunique() < 2:
+        raise LabelloopError(f"{src}: column {label_col!r} needs at least two distinct labels")
+    return df.reset_index(drop=True)
+
+
+def split_holdout(df: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    counts = df["label"].value_counts()
+    strat = df["label"] if counts.min() >= 2 else None
+    pool, test = train_test_split(df, test_size=share, random_state=seed, stratify=strat)
+    return pool.reset_index(drop=True), test.reset_index(drop=True)
+
+
+class _Evaluator:
+    """Student macro-F1 on the held-out test set, for the loop and for random sampling."""
+
+    def __init__(
+        self, loop: FeedbackLoop, pool: pd.DataFrame, test: pd.DataFrame, seed: int
+    ) -> None:
+        self.loop = loop
+        self.label_names = loop.project.config.label_names
+        self.test_vectors = loop.embedder.embed(list(test["text"]))
+        self.test_y = test["label"].to_numpy()
+        self.pool = pool
+        self.rng = np.random.default_rng(seed)
+        self.pool_order = self.rng.permutation(len(pool))
+        self._pool_vectors: np.ndarray | None = None
+
+    def _f1(self, vectors: np.ndarray, labels: list[str]) -> float | None:
+        from sklearn.metrics import f1_score
+
+        from labelloop.labelers.student import StudentLabeler
+
+        if len(set(labels)) < 2:
+            return None
+        st = StudentLabeler(self.label_names, "single_label").fit(vectors, labels)
+        pred = np.array(self.label_names)[st.predict_proba(self.test_vectors).argmax(axis=1)]
+        return float(f1_score(self.test_y, pred, average="macro"))
+
+    def loop_f1(self) -> float | None:
+        humans = self.loop.labelers.humans if self.loop.labelers else None
+        if humans is None or len(humans) == 0:
+            return None
+        return self._f1(humans.vectors, list(humans.labels))
+
+    def random_f1(self, n: int) -> float | None:
+        if n == 0:
+            return None
+        if self._pool_vectors is None:
+            self._pool_vectors = self.loop.embedder.embed(list(self.pool["text"]))
+        idx = self.pool_order[: min(n, len(self.pool))]
+        return self._f1(self._pool_vectors[idx], list(self.pool["label"].to_numpy()[idx]))
+
+
+def _machine_stats(p: Project, gold: dict[str, str]) -> dict[str, Any]:
+    """Machine-labeled share, their precision against the dataset, and the audited precision."""
+    from labelloop.routing.router import audited_precision
+
+    fl = p.final_labels()
+    machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
+    total = p.count()
+    true_prec = None
+    if len(machine):
+        true_prec = float(
+            np.mean(
+                [
+                    ls[0] == gold.get(c)
+                    for c, ls in zip(machine["content"], machine["labels"], strict=True)
+                ]
+            )
+        )
+    audit = p.audit_results()
+    est = low = high = None
+    if len(audit):
+        est, low, high = audited_precision(audit["correct"].to_numpy())
+    return {
+        "auto_labeled": int(len(machine)),
+        "auto_share": len(machine) / total if total else 0.0,
+        "machine_precision_true": true_prec,
+        "audited": int(len(audit)),
+        "audited_precision": est,
+        "audited_low": low,
+        "audited_high": high,
+    }
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    data: Path | None = None,
+    text_col: str = "text",
+    label_col: str = "label",
+    simulate: bool = False,
+    budget: int = 400,
+    batch: int = 25,
+    retrain_every: int = 50,
+    test_share: float = 0.2,
+    llm: Any = None,
+    seed: int = 0,
+    console: Console | None = None,
+) -> tuple[DemoResult, Project, FeedbackLoop]:
+    """Run the loop; returns the result, the project and the loop (still usable)."""
+    console = console or Console()
+    df = load_labeled(data, text_col, label_col)
+    pool, test = split_holdout(df, test_share, seed)
+    gold = dict(zip(pool["text"], pool["label"], strict=True))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pool_file = out_dir / "pool.csv"
+    pool.to_csv(pool_file, index=False)
+    names = sorted(df["label"].unique())
+    described = data is None
+    labels = [
+        {"name": n, "description": SMS_SPAM_LABELS.get(n, n) if described else n} for n in names
+    ]
+    project_dir = out_dir / "project"
+    if (project_dir / "labelloop.yaml").exists():
+        raise LabelloopError(
+            f"{project_dir} already holds a project: pick another --out or remove it"
+        )
+    p = Project.init(project_dir, name="demo", labels=labels, label_field="label")
+    console.print(
+        f"[bold]Project[/] {project_dir} · {len(names)} labels · {len(pool):,} items to label, "
+        f"{len(test):,} held out to measure the student"
+    )
+    p.ingest(pool_file, progress=True)
+    if hasattr(llm, "bind"):  # a labeler that needs the project (its embedder, its cache)
+        llm = llm.bind(p)
+    loop = FeedbackLoop(p, retrain_every=retrain_every, llm=llm)
+    result = DemoResult(
+        str(project_dir),
+        len(pool),
+        len(test),
+        simulate,
+        llm=getattr(llm, "version", None) if llm is not None else None,
+    )
+    with console.status("embedding items and running the machine labelers..."):
+        first = loop.retrain()
+    console.print(
+        f"Machines suggested labels for {first.suggested:,} items; {first.route.queued:,} queued for people "
+        f"(no human labels yet, so nothing is auto-accepted)."
+    )
+    evaluator = _Evaluator(loop, pool, test, seed)
+    started = time.perf_counter()
+
+    def checkpoint() -> None:
+        n = len(loop.labelers.humans) if loop.labelers else 0
+        stats = _machine_stats(p, gold)
+        cp = Checkpoint(
+            n,
+            evaluator.loop_f1(),
+            evaluator.random_f1(n),
+            seconds=time.perf_counter() - started,
+            **stats,
+        )
+        result.checkpoints.append(cp)
+        f1 = f"{cp.student_macro_f1:.3f}" if cp.student_macro_f1 is not None else "-"
+        rf1 = f"{cp.random_macro_f1:.3f}" if cp.random_macro_f1 is not None else "-"
+        prec = f"{cp.machine_precision_true:.3f}" if cp.machine_precision_true is not None else "-"
+        console.print(
+            f"  {n:>5} human labels · student macro-F1 {f1} (random sampling {rf1}) · "
+            f"machine-labeled {cp.auto_labeled:,} ({cp.auto_share:.0%}), precision {prec}"
+        )
+
+    if not simulate:
+        return result, p, loop
+    console.print(
+        f"[yellow]SIMULATION[/]: a simulated reviewer answers from the dataset's own labels "
+        f"(budget {budget} labels)."
+    )
+    checkpoint()
+    done = 0
+    while done < budget:
+        answered = 0
+        for _ in range(min(batch, budget - done)):
+            item = p.next_item(SIMULATED)
+            if item is None:
+                break
+            p.submit(item["id"], [gold[item["content"]]], annotator=SIMULATED)
+            answered += 1
+        done += answered
+        if loop.step() is not None:
+            checkpoint()
+        if answered == 0:
+            break
+    if loop.labels_at_last_retrain != done:
+        loop.retrain()
+        checkpoint()
+    return result, p, loop

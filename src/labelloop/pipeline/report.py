@@ -1,0 +1,133 @@
+"""The demo's report: an HTML page with PNG charts, readable without a server."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from labelloop.pipeline.demo import DemoResult  # noqa: E402
+
+
+def _learning_curve(result: DemoResult, path: Path) -> None:
+    cps = [c for c in result.checkpoints if c.student_macro_f1 is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(
+        [c.human_labels for c in cps],
+        [c.student_macro_f1 for c in cps],
+        "o-",
+        label="labelloop loop (active learning)",
+    )
+    rnd = [c for c in cps if c.random_macro_f1 is not None]
+    ax.plot(
+        [c.human_labels for c in rnd],
+        [c.random_macro_f1 for c in rnd],
+        "s--",
+        label="random sampling, no loop",
+    )
+    ax.set_xlabel("human labels")
+    ax.set_ylabel(f"student macro-F1 on {result.test_items:,} held-out items")
+    ax.set_title("Student quality against human labels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _machine_share(result: DemoResult, path: Path) -> None:
+    cps = result.checkpoints
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    x = [c.human_labels for c in cps]
+    ax.plot(x, [c.auto_share for c in cps], "o-", label="share of items labeled by machines")
+    prec = [
+        (c.human_labels, c.machine_precision_true)
+        for c in cps
+        if c.machine_precision_true is not None
+    ]
+    if prec:
+        ax.plot(*zip(*prec, strict=True), "s-", label="their precision (vs the dataset's labels)")
+    aud = [(c.human_labels, c.audited_precision) for c in cps if c.audited_precision is not None]
+    if aud:
+        ax.plot(*zip(*aud, strict=True), "^:", label="their precision (audited by people)")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("human labels")
+    ax.set_title("Machine labels")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1%}"
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def write_report(result: DemoResult, folder: Path, target: float) -> Path:
+    """``report.html`` with ``learning_curve.png`` and ``machine_labels.png`` beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _learning_curve(result, folder / "learning_curve.png")
+    _machine_share(result, folder / "machine_labels.png")
+    last = result.checkpoints[-1] if result.checkpoints else None
+    rows = "\n".join(
+        f"<tr><td>{c.human_labels}</td><td>{_num(c.student_macro_f1)}</td><td>{_num(c.random_macro_f1)}</td>"
+        f"<td>{c.auto_labeled:,}</td><td>{_pct(c.auto_share)}</td><td>{_pct(c.machine_precision_true)}</td>"
+        f"<td>{_pct(c.audited_precision)} ({c.audited} audited)</td><td>{c.seconds:.0f}</td></tr>"
+        for c in result.checkpoints
+    )
+    saved = ""
+    if last is not None:
+        labeled_total = last.human_labels + last.auto_labeled
+        saved = (
+            f"<p><b>{labeled_total:,}</b> of {result.items:,} items have a label; people labeled "
+            f"<b>{last.human_labels:,}</b> of them and machines <b>{last.auto_labeled:,}</b> "
+            f"(precision target {target:.0%}): <b>{last.auto_labeled:,} human labels saved</b>.</p>"
+        )
+    sim = (
+        '<p class="sim">SIMULATION: the reviewer was simulated; it answered with the dataset\'s own '
+        "labels.</p>"
+        if result.simulated
+        else ""
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>labelloop demo report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #1d2330; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.sim {{ background: #fff4d6; border: 1px solid #e0b64b; padding: .6em 1em; }}
+img {{ max-width: 48%; }}
+</style></head><body>
+<h1>labelloop demo report</h1>
+{sim}
+<p>Project: <code>{html.escape(result.project_dir)}</code> · {result.items:,} items to label ·
+{result.test_items:,} items held out (never shown to the loop) to measure the student ·
+LLM labeler: {html.escape(result.llm or "off")}</p>
+{saved}
+<img src="learning_curve.png" alt="student macro-F1 against human labels, loop versus random sampling">
+<img src="machine_labels.png" alt="share of items labeled by machines and their precision">
+<h2>After each retrain</h2>
+<table><thead><tr><th>human labels</th><th>student macro-F1</th><th>random sampling macro-F1</th>
+<th>machine-labeled</th><th>share</th><th>precision (dataset labels)</th><th>audited precision</th>
+<th>seconds</th></tr></thead><tbody>
+{rows}
+</tbody></table>
+<p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
+number of labels drawn at random from the pool, without the loop. Machine precision is measured
+against the dataset's labels (possible only in a simulation) and, as in production, on the audited
+share that people re-checked.</p>
+</body></html>
+"""
+    out = folder / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
