@@ -303,7 +303,7 @@ def demo(
     llm: Annotated[
         bool, typer.Option(help="Use the local LLM (SmolLM2) where the cascade says it pays.")
     ] = True,
-    llm_budget: Annotated[int, typer.Option(help="At most this many LLM calls.")] = 200,
+    llm_budget: Annotated[int, typer.Option(help="At most this many LLM calls.")] = 100,
     host: Annotated[str, typer.Option(help="Review app host (without --simulate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
 ) -> None:
