@@ -24,7 +24,7 @@ from labelloop.pipeline.labelers import (
 )
 from labelloop.store.events import log_event
 from labelloop.store.labels import add_suggestions, set_final_labels
-from labelloop.store.models import ItemRow, ItemState
+from labelloop.store.models import ItemRow, ItemState, SuggestionRow
 
 if TYPE_CHECKING:
     from labelloop.embed.base import Embedder
@@ -56,6 +56,7 @@ class RouteReport:
     audit: int = 0
     queued: int = 0
     grouped: int = 0  # near-duplicates waiting for their representative's label
+    llm_weight: float = 0.0  # weight of the LLM's answers in the pooled probabilities
     human_labels: int = 0
     calibration: str = ""
     thresholds: list[dict[str, Any]] = field(default_factory=list)
@@ -180,12 +181,129 @@ def _ask_expensive(
     return out
 
 
+def ask_expensive(
+    project: Project,
+    expensive: Labeler,
+    *,
+    embedder: Embedder,
+    labelers: LabelerSet,
+) -> SuggestReport:
+    """The cascade over pending items: the expensive labeler (the LLM) answers only where the
+    policy says it pays, once per item (items it has already answered are skipped)."""
+    report = SuggestReport(human_labels=len(labelers.humans), labelers=[expensive.labeler_id])
+    pending = _items_in(project, (ItemState.suggested, ItemState.queued))
+    asked = _answered_by(project, expensive.labeler_id, [p[0] for p in pending])
+    pending = [p for p in pending if p[0] not in asked]
+    for start in range(0, len(pending), BATCH):
+        if getattr(expensive, "remaining_calls", None) == 0:
+            break
+        batch = pending[start : start + BATCH]
+        _, probs, split = labelers.probs(embedder.embed([b[1] for b in batch]))
+        rows = _ask_expensive(
+            expensive,
+            batch,
+            probs,
+            split,
+            len(labelers.humans),
+            project.config.labelers.cascade,
+            labelers,
+            report,
+        )
+        with project.db.engine.begin() as conn:
+            add_suggestions(conn, rows)
+        report.items += len(rows)
+        report.suggestions += len(rows)
+    return report
+
+
+def _answered_by(project: Project, labeler: str, ids: list[int]) -> set[int]:
+    s = SuggestionRow.__table__
+    out: set[int] = set()
+    with project.db.engine.connect() as conn:
+        for start in range(0, len(ids), 900):
+            out.update(
+                conn.execute(
+                    select(s.c.item_id).where(
+                        s.c.labeler == labeler, s.c.item_id.in_(ids[start : start + 900])
+                    )
+                ).scalars()
+            )
+    return out
+
+
+def expensive_probs(
+    project: Project, labeler: str, ids: list[int], label_names: list[str]
+) -> dict[int, np.ndarray]:
+    """The latest valid answer of ``labeler`` per item, as probability rows."""
+    s = SuggestionRow.__table__
+    out: dict[int, np.ndarray] = {}
+    with project.db.engine.connect() as conn:
+        for start in range(0, len(ids), 900):
+            rows = conn.execute(
+                select(s.c.item_id, s.c.probs)
+                .where(
+                    s.c.labeler == labeler,
+                    s.c.status == "ok",
+                    s.c.item_id.in_(ids[start : start + 900]),
+                )
+                .order_by(s.c.id)
+            )
+            for item_id, probs in rows:
+                row = np.array([float(probs.get(n, 0.0)) for n in label_names])
+                if row.sum() > 0:
+                    out[item_id] = row / row.sum()
+    return out
+
+
+def expensive_weight(
+    project: Project, labeler: str, labelers: LabelerSet, min_items: int = 20
+) -> float:
+    """The weight of the expensive labeler in the pool, learned on human-labeled items it
+    also answered (against the cheap ensemble's held-out probabilities). With fewer than
+    ``min_items`` such items it is 0: a labeler not yet measured does not move labels."""
+    from labelloop.labelers.ensemble import fit_pool_weights
+
+    human_ids = [int(i) for i in labelers.humans.item_ids]
+    answered = expensive_probs(project, labeler, human_ids, labelers.label_names)
+    if len(answered) < min_items or not len(labelers.held_out_probs):
+        return 0.0
+    rows = [k for k, i in enumerate(human_ids) if i in answered]
+    stack = np.stack(
+        [labelers.held_out_probs[rows], np.stack([answered[human_ids[k]] for k in rows])]
+    )
+    return float(fit_pool_weights(stack, labelers.held_out_y()[rows])[1])
+
+
+def blend_expensive(
+    project: Project,
+    labeler: str,
+    label_names: list[str],
+    ids: np.ndarray,
+    probs: np.ndarray,
+    weight: float,
+) -> np.ndarray:
+    """Pool the expensive labeler's answers (where it gave one) into ``probs``."""
+    from labelloop.labelers.ensemble import combine_probs
+
+    if weight <= 0.0:
+        return probs
+    answered = expensive_probs(project, labeler, [int(i) for i in ids], label_names)
+    out = probs.copy()
+    for k, item_id in enumerate(ids):
+        row = answered.get(int(item_id))
+        if row is not None:
+            pair = np.stack([probs[k : k + 1], row[None, :]])
+            out[k] = combine_probs(pair, np.array([1 - weight, weight]))[0]
+    return out
+
+
 def route(
     project: Project,
     *,
     embedder: Embedder | None = None,
     labelers: LabelerSet | None = None,
     min_support: int = 30,
+    llm_labeler: str | None = None,
 ) -> RouteReport:
     """Auto-label what meets the precision target; queue the rest with active-learning priority."""
     from labelloop.routing.calibration import IdentityCalibrator, fit_calibrator
@@ -202,12 +320,20 @@ def route(
     if not pending:
         return report
 
-    can_auto = cfg.task == "single_label" and len(labelers.held_out_probs) >= min_support
+    held_out = labelers.held_out_probs
+    weight = 0.0
+    if llm_labeler is not None:
+        weight = expensive_weight(project, llm_labeler, labelers)
+        held_out = blend_expensive(
+            project, llm_labeler, labelers.label_names, labelers.humans.item_ids, held_out, weight
+        )
+        report.llm_weight = weight
+    can_auto = cfg.task == "single_label" and len(held_out) >= min_support
     if can_auto:
         y = labelers.held_out_y()
-        calibrator = fit_calibrator(labelers.held_out_probs, y)
+        calibrator = fit_calibrator(held_out, y)
         thresholds = fit_thresholds(
-            calibrator.transform(labelers.held_out_probs),
+            calibrator.transform(held_out),
             y,
             target=cfg.metrics.precision_target,
             min_support=min_support,
@@ -222,6 +348,8 @@ def route(
     ids = np.array([p[0] for p in pending], dtype=np.int64)
     vectors = embedder.embed([p[1] for p in pending])
     _, probs, split = labelers.probs(vectors)
+    if llm_labeler is not None:
+        probs = blend_expensive(project, llm_labeler, labelers.label_names, ids, probs, weight)
     calibrated = calibrator.transform(probs) if can_auto else probs
     k = probs.shape[1]
     decisions = route_probs(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, insert, select
 
-from labelloop.pipeline.annotate import RouteReport, route, suggest
+from labelloop.pipeline.annotate import RouteReport, SuggestReport, ask_expensive, route, suggest
 from labelloop.pipeline.labelers import LabelerSet, build_labelers, project_embedder
 from labelloop.store.events import log_event
 from labelloop.store.models import HumanLabelRow, ItemRow, ModelVersionRow
@@ -38,6 +38,7 @@ class RetrainReport:
     held_out_accuracy: float | None
     suggested: int
     route: RouteReport
+    llm: SuggestReport | None = None
     label_issues: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -102,8 +103,16 @@ class FeedbackLoop:
                 self.llm.set_few_shot_pool(
                     labelers.humans.contents, labelers.humans.labels, labelers.humans.vectors
                 )
-            s = suggest(p, expensive=self.llm, embedder=self.embedder, labelers=labelers)
-            r = route(p, embedder=self.embedder, labelers=labelers)
+            s = suggest(p, embedder=self.embedder, labelers=labelers)
+            asked = None
+            if self.llm is not None:
+                asked = ask_expensive(p, self.llm, embedder=self.embedder, labelers=labelers)
+            r = route(
+                p,
+                embedder=self.embedder,
+                labelers=labelers,
+                llm_labeler=self.llm.labeler_id if self.llm is not None else None,
+            )
             issues = self._recheck_label_issues(labelers) if self.flag_label_issues else []
             self.labels_at_last_retrain = n
             report = RetrainReport(
@@ -113,6 +122,7 @@ class FeedbackLoop:
                 held_out_accuracy=acc,
                 suggested=s.items,
                 route=r,
+                llm=asked,
                 label_issues=issues,
                 seconds=time.perf_counter() - started,
             )

@@ -1,0 +1,71 @@
+"""Embed each distinct content once: vectors are kept by (model id, content hash)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from labelloop.core.hashing import content_hash
+from labelloop.embed.base import Embedder, EmbeddingCache
+from labelloop.embed.onnx_minilm import check_texts
+
+
+class InMemoryEmbeddingCache:
+    """An EmbeddingCache in a dict, for notebooks and tests (the store keeps vectors on disk)."""
+
+    def __init__(self) -> None:
+        self.vectors: dict[tuple[str, str], np.ndarray] = {}
+
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        found = ((h, self.vectors.get((model_id, h))) for h in hashes)
+        return {h: v for h, v in found if v is not None}
+
+    def put_many(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        if len(hashes) != len(vectors):
+            raise ValueError(f"{len(hashes)} hashes for {len(vectors)} vectors")
+        for h, vector in zip(hashes, vectors, strict=True):
+            self.vectors[(model_id, h)] = np.array(vector, dtype=np.float32)
+
+
+class CachedEmbedder:
+    """An Embedder that asks ``cache`` first and embeds only contents it has not seen.
+
+    Repeated texts within one call are embedded once. ``computed`` counts the texts actually sent
+    to the wrapped embedder, which makes the saving visible.
+    """
+
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache) -> None:
+        self.embedder = embedder
+        self.cache = cache
+        self.computed = 0
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        hashes = [content_hash(text) for text in texts]
+        text_of = dict(zip(hashes, texts, strict=True))
+        unique = list(text_of)
+        found = self.cache.get_many(self.model_id, unique)
+        missing = [h for h in unique if h not in found]
+        if missing:
+            vectors = self.embedder.embed([text_of[h] for h in missing])
+            self.cache.put_many(self.model_id, missing, vectors)
+            self.computed += len(missing)
+            found = {**found, **dict(zip(missing, vectors, strict=True))}
+        wrong = next((h for h in unique if np.shape(found[h]) != (self.dim,)), None)
+        if wrong is not None:
+            raise ValueError(
+                f"the cached vector for {self.model_id!r}, content {wrong[:12]}, has shape "
+                f"{np.shape(found[wrong])}, expected ({self.dim},)"
+            )
+        return np.asarray([found[h] for h in hashes], dtype=np.float32)

@@ -1,0 +1,211 @@
+"""Image features: a built-in offline featurizer and a runner for any user-supplied ONNX model.
+
+The built-in one needs no model: it concatenates a colour histogram (what colours), a small
+grayscale thumbnail (the layout) and a gradient-orientation histogram (edges and texture). It is
+far weaker than a learned model but enough for near-duplicate search, diversity sampling and a
+first student model; plug in an ONNX image encoder for anything semantic.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from labelloop.core.errors import LabelloopError
+from labelloop.embed.onnx_minilm import l2_normalise
+
+ImageInput = str | Path | bytes | Image.Image
+
+
+class ImageReadError(LabelloopError):
+    """An image file is missing or cannot be decoded."""
+
+
+@runtime_checkable
+class ImageFeaturizer(Protocol):
+    """Turns images into L2-normalised float32 vectors, shape (len(images), dim)."""
+
+    featurizer_id: str
+    dim: int
+
+    def featurize(self, images: Sequence[ImageInput]) -> np.ndarray: ...
+
+
+def load_rgb(image: ImageInput, where: str = "") -> Image.Image:
+    """``image`` (path, encoded bytes or PIL image) as an RGB PIL image, upright per its EXIF."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, bytes):
+        source, name = io.BytesIO(image), f"image bytes{where}"
+    elif isinstance(image, str | Path):
+        source, name = Path(image), str(image)
+    else:
+        raise TypeError(
+            f"image{where} is {type(image).__name__}, expected a path, bytes or PIL image"
+        )
+    try:
+        with Image.open(source) as opened:
+            return ImageOps.exif_transpose(opened).convert("RGB")
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"{name}: image file not found") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageReadError(f"{name}: cannot read image: {exc}") from exc
+
+
+def _check_images(images: Sequence[ImageInput]) -> Sequence[ImageInput]:
+    if isinstance(images, str | bytes | Path | Image.Image):
+        raise TypeError("featurize() takes a sequence of images: wrap the one image in a list")
+    return images
+
+
+def _load(images: Sequence[ImageInput], start: int = 0) -> Iterator[Image.Image]:
+    """Decodes images one at a time, so only a batch is ever held in memory."""
+    for offset, image in enumerate(images):
+        yield load_rgb(image, f" at index {start + offset}")
+
+
+def colour_histogram(rgb: Image.Image, bins: tuple[int, int, int] = (8, 4, 4)) -> np.ndarray:
+    """Joint hue/saturation/value histogram of a 64x64 copy, as fractions of the pixels."""
+    hsv = np.asarray(rgb.resize((64, 64), Image.Resampling.BILINEAR).convert("HSV"))
+    counts, _ = np.histogramdd(hsv.reshape(-1, 3), bins=bins, range=[(0, 256)] * 3)
+    return counts.ravel() / (64 * 64)
+
+
+def grayscale_thumbnail(rgb: Image.Image, size: int = 16) -> np.ndarray:
+    """A size x size grayscale thumbnail, standardised so that brightness and contrast drop out."""
+    gray = np.asarray(rgb.convert("L").resize((size, size), Image.Resampling.BOX), np.float32)
+    return ((gray - gray.mean()) / (gray.std() + 1e-6)).ravel()
+
+
+def gradient_histogram(rgb: Image.Image, cells: int = 2, bins: int = 9) -> np.ndarray:
+    """Magnitude-weighted histograms of unsigned edge orientation over a cells x cells grid."""
+    gray = np.asarray(rgb.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    dy, dx = np.gradient(gray)
+    magnitude = np.hypot(dx, dy)
+    angle = np.mod(np.arctan2(dy, dx), np.pi)
+    which = np.minimum((angle / np.pi * bins).astype(int), bins - 1)
+    step = 64 // cells
+    out = np.zeros((cells, cells, bins))
+    for row in range(cells):
+        for col in range(cells):
+            cell = np.s_[row * step : (row + 1) * step, col * step : (col + 1) * step]
+            out[row, col] = np.bincount(which[cell].ravel(), magnitude[cell].ravel(), bins)
+    total = out.sum()
+    return (out / total if total > 0 else out).ravel()
+
+
+def _unit(block: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(block)
+    return block / norm if norm > 0 else block
+
+
+class HandcraftedImageFeaturizer:
+    """Colour histogram (128) + grayscale 16x16 (256) + gradient orientations (36): 420 dims.
+
+    Each block is scaled to unit length before concatenation, so each counts about equally.
+    """
+
+    featurizer_id = "handcrafted-hsv-gray-hog-v1"
+    dim = 128 + 256 + 36
+
+    def featurize(self, images: Sequence[ImageInput]) -> np.ndarray:
+        rows = [
+            np.concatenate(
+                [
+                    _unit(colour_histogram(rgb)),
+                    _unit(grayscale_thumbnail(rgb)),
+                    _unit(gradient_histogram(rgb)),
+                ]
+            )
+            for rgb in _load(_check_images(images))
+        ]
+        if not rows:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return l2_normalise(np.vstack(rows))
+
+
+def to_nchw(
+    rgb: Image.Image,
+    size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> np.ndarray:
+    """One image as a normalised float32 (3, height, width) array; ``size`` is (height, width)."""
+    height, width = size
+    pixels = np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR), np.float32) / 255.0
+    pixels = (pixels - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return pixels.transpose(2, 0, 1)
+
+
+class OnnxImageFeaturizer:
+    """Runs a user-supplied ONNX image model that takes an NCHW float32 batch.
+
+    Images are resized to ``input_size`` (height, width), scaled to [0, 1] and standardised with
+    ``mean``/``std`` per channel (ImageNet's by default). The output named ``output_name`` (the
+    first by default) is flattened per image and L2-normalised.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        input_size: tuple[int, int] = (224, 224),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        output_name: str | None = None,
+        batch_size: int = 16,
+        intra_op_num_threads: int = 1,
+        featurizer_id: str | None = None,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ImageReadError(f"{path}: ONNX image model not found")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each, std > 0; got {mean}, {std}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_num_threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise LabelloopError(f"{path}: cannot load the ONNX model: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        if output_name is not None and output_name not in outputs:
+            raise ValueError(f"{path}: no output {output_name!r}; outputs are {outputs}")
+        self.output_name = output_name or outputs[0]
+        self.input_size = input_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.batch_size = batch_size
+        self.featurizer_id = featurizer_id or f"onnx:{path.name}"
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        """Read from the model's output shape; found by running one blank image if it is dynamic."""
+        if self._dim is None:
+            self._dim = self.featurize([Image.new("RGB", self.input_size[::-1])]).shape[1]
+        return self._dim
+
+    def featurize(self, images: Sequence[ImageInput]) -> np.ndarray:
+        images = _check_images(images)
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            batch = np.stack(
+                [to_nchw(rgb, self.input_size, self.mean, self.std) for rgb in _load(chunk, start)]
+            )
+            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            parts.append(np.asarray(output, np.float32).reshape(len(batch), -1))
+        if not parts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = l2_normalise(np.vstack(parts))
+        self._dim = vectors.shape[1]
+        return vectors
