@@ -101,7 +101,9 @@ class DelimitedReader:
                     except UnicodeEncodeError:
                         pass  # reported below
                     else:
-                        yield RawRecord(position, fields=dict(zip(header, row, strict=True)), line=start)
+                        yield RawRecord(
+                            position, fields=dict(zip(header, row, strict=True)), line=start
+                        )
                         continue
                 raw = self.delimiter.join(row)
                 if _bad_utf8(row) is not None:
