@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,38 @@ def test_near_duplicates_are_reviewed_once_and_the_label_spreads(tmp_path: Path)
     fl = p.final_labels()
     assert sorted(fl["source_kind"]) == ["human", "propagated", "propagated"]
     assert all(labels == ["spam"] for labels in fl["labels"])
+
+
+def test_audits_below_target_raise_the_threshold(tmp_path: Path, sms_slice) -> None:
+    data, gold = sms_slice
+    p = new_project(tmp_path, data)
+    p.config.metrics.audit_rate = 0.2  # many audits, to see them quickly
+    p.suggest()
+    p.route()
+    label_from_queue(p, gold, 120)
+    first = p.route()
+    assert first.audit > 0
+    audited = p.queue.stats()
+    assert audited["queued"] > 0
+    # people contradict every audited machine label
+    wrong = 0
+    while True:
+        item = p.next_item("auditor")
+        if item is None or item["queue_reason"] != "audit":
+            break
+        with p.db.engine.connect() as conn:
+            payload = conn.exec_driver_sql(
+                "SELECT payload FROM events WHERE kind = 'audit' AND item_id = ?", (item["id"],)
+            ).scalar_one()
+        machine = json.loads(payload)["machine_label"]
+        p.submit(item["id"], ["ham" if machine == "spam" else "spam"], annotator="auditor")
+        wrong += 1
+    assert wrong == first.audit
+    results = p.audit_results()
+    assert len(results) == wrong and not results["correct"].any()
+    second = p.route()
+    before = {t["label"]: t["threshold"] for t in first.thresholds}
+    after = {t["label"]: t["threshold"] for t in second.thresholds}
+    assert all(after[k] >= before[k] for k in before)
+    assert any(after[k] > before[k] for k in before)
+    assert second.auto < first.auto

@@ -116,8 +116,10 @@ def test_suggestions_keep_provenance(make_project) -> None:
         add_suggestions(conn, [s])
         row = conn.execute(
             text(
-                "SELECT labeler, label, confidence_method, prompt_version, tokens FROM suggestions"
-            )
+                "SELECT labeler, label, confidence_method, prompt_version, tokens FROM suggestions "
+                "WHERE item_id = :i"
+            ),
+            {"i": ids[0]},
         ).one()
     assert tuple(row) == ("llm", "spam", "logprobs", "v1", 42)
 

@@ -307,6 +307,7 @@ def route(
 ) -> RouteReport:
     """Auto-label what meets the precision target; queue the rest with active-learning priority."""
     from labelloop.routing.calibration import IdentityCalibrator, fit_calibrator
+    from labelloop.routing.router import adjust_thresholds
     from labelloop.routing.router import route as route_probs
     from labelloop.routing.thresholds import fit_thresholds
 
@@ -339,6 +340,16 @@ def route(
             min_support=min_support,
             label_names=labelers.label_names,
         )
+        audit = project.audit_results()
+        if len(audit):  # audited precision below target raises that label's threshold
+            index = {n: i for i, n in enumerate(labelers.label_names)}
+            audit = audit[audit["machine_label"].isin(index)]
+            thresholds = adjust_thresholds(
+                thresholds,
+                audit["machine_label"].map(index).to_numpy(),
+                audit["confidence"].astype(float).to_numpy(),
+                audit["correct"].to_numpy(),
+            )
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
     else:
