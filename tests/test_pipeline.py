@@ -138,3 +138,38 @@ def test_audits_below_target_raise_the_threshold(tmp_path: Path, sms_slice) -> N
     assert all(after[k] >= before[k] for k in before)
     assert any(after[k] > before[k] for k in before)
     assert second.auto < first.auto
+
+
+def test_overlap_and_gold_items_score_reviewers(tmp_path: Path, sms_slice) -> None:
+    data, gold = sms_slice
+    p = new_project(tmp_path, data)
+    p.config.review.overlap_share = 0.5
+    p.config.review.gold_share = 0.1
+    p.config.review.gold_from_label_field = True
+    p.suggest()
+    r = p.route()
+    assert 0 < r.overlap < r.queued and r.gold == round(0.1 * r.queued)
+    seen_gold = 0
+    for who, right in (("good", True), ("sloppy", False)):
+        for _ in range(60):
+            item = p.next_item(who)
+            if item is None:
+                break
+            truth = gold[item["content"]]
+            answer = (
+                truth
+                if right or item["queue_reason"] != "gold"
+                else ("ham" if truth == "spam" else "spam")
+            )
+            seen_gold += item["queue_reason"] == "gold"
+            p.submit(item["id"], [answer], annotator=who)
+    scores = p.gold_scores().set_index("annotator")
+    assert seen_gold > 0
+    assert scores.loc["good", "accuracy"] == 1.0
+    assert scores.loc["sloppy", "accuracy"] == 0.0
+    # an overlap item answered once is still queued for a second person
+    with p.db.engine.connect() as conn:
+        waiting = conn.exec_driver_sql(
+            "SELECT count(*) FROM items WHERE queue_reason = 'overlap' AND state = 'queued'"
+        ).scalar_one()
+    assert waiting > 0

@@ -366,6 +366,47 @@ class Project:
         cols = ["item_id", "machine_label", "confidence", "human_label", "correct"]
         return pd.DataFrame(out, columns=cols)
 
+    def gold_answers(self) -> dict[int, str]:
+        """Items with a known answer: imported labels, and the input's label field when
+        ``review.gold_from_label_field`` is on (single-label tasks)."""
+        out: dict[int, str] = {}
+        fl = self.final_labels()
+        if not fl.empty:
+            imported = fl[fl["source_kind"] == "import"]
+            out.update(
+                {
+                    int(i): ls[0]
+                    for i, ls in zip(imported["item_id"], imported["labels"], strict=True)
+                }
+            )
+        field = self.config.label_field
+        if self.config.review.gold_from_label_field and field:
+            allowed = set(self.config.label_names)
+            items = self.items()
+            for i, meta in zip(items["id"], items["meta"], strict=True):
+                value = (meta or {}).get(field)
+                if value in allowed:
+                    out.setdefault(int(i), value)
+        return out
+
+    def gold_scores(self) -> pd.DataFrame:
+        """Each reviewer's accuracy on the gold items they answered, with a Wilson interval."""
+        from labelloop.quality.gold import score_against_gold
+
+        h, t = HumanLabelRow.__table__, ItemRow.__table__
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                select(h.c.item_id, h.c.annotator, h.c.labels)
+                .join(t, t.c.id == h.c.item_id)
+                .where(t.c.project_id == self.id, h.c.action == "gold")
+            ).all()
+        df = pd.DataFrame(
+            [{"item_id": r[0], "annotator_id": r[1], "label": r[2][0]} for r in rows if r[2]],
+            columns=["item_id", "annotator_id", "label"],
+        )
+        scores = score_against_gold(df, self.gold_answers())
+        return scores.reset_index().rename(columns={"annotator_id": "annotator"})
+
     def label_issues(self) -> pd.DataFrame:
         """Labels flagged as probably wrong (sent to a second reviewer), with the reason."""
         e, t = EventRow.__table__, ItemRow.__table__

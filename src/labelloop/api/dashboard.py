@@ -76,6 +76,7 @@ def dashboard_numbers(project: Project) -> dict[str, Any]:
         "reviewer_agreement": reviewer_agreement(actions),
         "audited_precision": audited_precision_numbers(project),
         "label_issues": project.label_issues().head(20).to_dict("records"),
+        "gold_scores": project.gold_scores().to_dict("records"),
     }
 
 

@@ -163,6 +163,15 @@ class LabelIssueOut(BaseModel):
     content: str
 
 
+class GoldScoreOut(BaseModel):
+    annotator: str
+    n_gold: int
+    n_correct: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+
+
 class DashboardOut(BaseModel):
     project: str
     items: int
@@ -180,4 +189,7 @@ class DashboardOut(BaseModel):
     )
     label_issues: list[LabelIssueOut] = Field(
         description="labels flagged as probably wrong, sent to a second reviewer"
+    )
+    gold_scores: list[GoldScoreOut] = Field(
+        description="each reviewer's accuracy on gold items, with a 95% Wilson interval"
     )

@@ -110,6 +110,18 @@ class ActiveSettings(_Strict):
     near_duplicate_threshold: float = Field(default=0.97, gt=0, le=1)
 
 
+class ReviewSettings(_Strict):
+    """How people's work is checked: overlap between reviewers and gold items."""
+
+    overlap_share: float = Field(default=0.0, ge=0, le=1)  # share of review items given to k people
+    overlap_k: int = Field(default=2, ge=2)
+    gold_share: float = Field(
+        default=0.0, ge=0, le=1
+    )  # gold items mixed into the queue, per item queued
+    # Use the input's label_field as the gold answer (for datasets that carry one).
+    gold_from_label_field: bool = False
+
+
 class LabelerSettings(_Strict):
     zeroshot: bool = True
     student: bool = True
@@ -135,6 +147,7 @@ class ProjectConfig(_Strict):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     labelers: LabelerSettings = Field(default_factory=LabelerSettings)
     active: ActiveSettings = Field(default_factory=ActiveSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

@@ -57,6 +57,8 @@ class RouteReport:
     queued: int = 0
     grouped: int = 0  # near-duplicates waiting for their representative's label
     llm_weight: float = 0.0  # weight of the LLM's answers in the pooled probabilities
+    overlap: int = 0  # review items that k people label (agreement)
+    gold: int = 0  # gold items mixed into the queue (reviewer scoring)
     human_labels: int = 0
     calibration: str = ""
     thresholds: list[dict[str, Any]] = field(default_factory=list)
@@ -413,9 +415,19 @@ def route(
     review &= ~waiting
     report.grouped = int(waiting.sum())
     queue = project.queue
+    plain = review & ~audit
+    overlap = plain & (_keyed_share(ids, "overlap") < cfg.review.overlap_share)
     queue.enqueue(
-        ids[review & ~audit].tolist(), priority[review & ~audit].tolist(), reason="review"
+        ids[plain & ~overlap].tolist(), priority[plain & ~overlap].tolist(), reason="review"
     )
+    queue.enqueue(
+        ids[overlap].tolist(),
+        priority[overlap].tolist(),
+        reason="overlap",
+        reviews_needed=cfg.review.overlap_k,
+    )
+    report.overlap = int(overlap.sum())
+    report.gold = mix_in_gold(project, int(plain.sum()), priority)
     # Audit items jump the queue: their answers measure the precision of machine labels.
     queue.enqueue(ids[audit].tolist(), (priority[audit] + 10.0).tolist(), reason="audit")
     report.auto = int(decisions.auto.sum())
@@ -423,6 +435,37 @@ def route(
     report.queued = int(review.sum())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _keyed_share(ids: np.ndarray, salt: str) -> np.ndarray:
+    """A uniform number in [0, 1) per item id, stable across runs (which items get overlap)."""
+    import hashlib
+
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(f"{salt}:{int(i)}".encode(), digest_size=8).digest(), "big"
+            )
+            / 2.0**64
+            for i in ids
+        ]
+    )
+
+
+def mix_in_gold(project: Project, n_queued: int, priority: np.ndarray) -> int:
+    """Put gold items (known answers) into the queue, spread through its priorities."""
+    share = project.config.review.gold_share
+    if not share or not n_queued:
+        return 0
+    gold = project.gold_answers()
+    if not gold:
+        return 0
+    n = min(len(gold), max(1, round(share * n_queued)))
+    picked = sorted(gold)[:: max(1, len(gold) // n)][:n]
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(float(np.min(priority)), float(np.max(priority)), size=len(picked))
+    project.queue.enqueue(picked, spread.tolist(), reason="gold", reviews_needed=10_000)
+    return len(picked)
 
 
 def group_near_duplicates(

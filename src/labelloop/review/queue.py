@@ -286,6 +286,17 @@ class ReviewQueue:
         """
         with self.db.engine.begin() as conn:
             self._check_lease(conn, item_id, annotator)
+            reason = conn.execute(
+                select(ItemRow.queue_reason).where(ItemRow.id == item_id)
+            ).scalar_one()
+            if reason == "gold":  # scores the reviewer; the item's label is known already
+                add_human_label(conn, item_id, annotator, labels, "gold", time_spent_ms)
+                conn.execute(
+                    delete(LeaseRow).where(
+                        LeaseRow.item_id == item_id, LeaseRow.annotator == annotator
+                    )
+                )
+                return {"item_id": item_id, "final": None, "answers": 0, "gold": True}
             add_human_label(conn, item_id, annotator, labels, action, time_spent_ms)
             conn.execute(
                 delete(LeaseRow).where(LeaseRow.item_id == item_id, LeaseRow.annotator == annotator)
