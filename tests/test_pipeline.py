@@ -173,3 +173,27 @@ def test_overlap_and_gold_items_score_reviewers(tmp_path: Path, sms_slice) -> No
             "SELECT count(*) FROM items WHERE queue_reason = 'overlap' AND state = 'queued'"
         ).scalar_one()
     assert waiting > 0
+
+
+def test_bias_check_flags_a_labeler_that_over_predicts(tmp_path: Path, sms_slice) -> None:
+    from labelloop.core.types import Suggestion
+    from labelloop.store.labels import add_suggestions
+
+    data, gold = sms_slice
+    p = new_project(tmp_path, data)
+    p.suggest()
+    p.route()
+    label_from_queue(p, gold, 40)
+    ids = list(p.items()["id"])
+    with p.db.engine.begin() as conn:  # a labeler that says spam to everything
+        add_suggestions(
+            conn,
+            [
+                Suggestion(i, "h", "always-spam", "1", {"ham": 0.1, "spam": 0.9}, 0.9, "test")
+                for i in ids
+            ],
+        )
+    bias = p.labeler_bias().set_index("labeler")
+    assert bias.loc["always-spam", "flagged"]
+    assert bias.loc["always-spam", "over_predicted"] == "spam"
+    assert bias.loc["always-spam", "mode_share"] == 1.0

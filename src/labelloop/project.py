@@ -407,6 +407,12 @@ class Project:
         scores = score_against_gold(df, self.gold_answers())
         return scores.reset_index().rename(columns={"annotator_id": "annotator"})
 
+    def labeler_bias(self) -> pd.DataFrame:
+        """Each machine labeler's spread over the labels next to people's (skew, one-label answers)."""
+        from labelloop.pipeline.checks import labeler_bias
+
+        return labeler_bias(self)
+
     def label_issues(self) -> pd.DataFrame:
         """Labels flagged as probably wrong (sent to a second reviewer), with the reason."""
         e, t = EventRow.__table__, ItemRow.__table__

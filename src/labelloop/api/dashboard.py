@@ -77,6 +77,7 @@ def dashboard_numbers(project: Project) -> dict[str, Any]:
         "audited_precision": audited_precision_numbers(project),
         "label_issues": project.label_issues().head(20).to_dict("records"),
         "gold_scores": project.gold_scores().to_dict("records"),
+        "labeler_bias": project.labeler_bias().to_dict("records"),
     }
 
 

@@ -172,6 +172,18 @@ class GoldScoreOut(BaseModel):
     ci_high: float
 
 
+class LabelerBiasOut(BaseModel):
+    labeler: str
+    n: int
+    total_variation: float
+    over_predicted: str
+    mode: str
+    mode_share: float
+    human_mode_share: float
+    one_label: bool
+    flagged: bool
+
+
 class DashboardOut(BaseModel):
     project: str
     items: int
@@ -189,6 +201,9 @@ class DashboardOut(BaseModel):
     )
     label_issues: list[LabelIssueOut] = Field(
         description="labels flagged as probably wrong, sent to a second reviewer"
+    )
+    labeler_bias: list[LabelerBiasOut] = Field(
+        description="each machine labeler's label spread against people's"
     )
     gold_scores: list[GoldScoreOut] = Field(
         description="each reviewer's accuracy on gold items, with a 95% Wilson interval"

@@ -234,6 +234,58 @@ def route(
 
 @app.command()
 @friendly_errors
+def check(
+    project: ProjectOpt = Path("."),
+    llm_order: Annotated[
+        int, typer.Option(help="Also ask the LLM N human-labeled items under two label orders.")
+    ] = 0,
+) -> None:
+    """Machine labelers against people: label skew, one-label answers, order sensitivity."""
+    with _open(project) as p:
+        bias = p.labeler_bias()
+        if bias.empty:
+            console.print("Too few human labels (two labels at least) to compare with.")
+        else:
+            table = Table(
+                "labeler",
+                "answers",
+                "total variation",
+                "over-predicted",
+                "mode",
+                "its share",
+                "people's share",
+                "flag",
+                title="labelers against people",
+            )
+            for r in bias.itertuples():
+                table.add_row(
+                    r.labeler,
+                    f"{r.n:,}",
+                    f"{r.total_variation:.3f}",
+                    r.over_predicted or "-",
+                    str(r.mode),
+                    f"{r.mode_share:.0%}",
+                    f"{r.human_mode_share:.0%}",
+                    "[red]check[/]" if r.flagged else "ok",
+                )
+            console.print(table)
+        if llm_order:
+            from labelloop.pipeline.checks import llm_order_sensitivity
+            from labelloop.pipeline.llm import project_llm_labeler
+
+            res = llm_order_sensitivity(p, project_llm_labeler(p), llm_order)
+            if res["flip_rate"] is None:
+                console.print(f"Order sensitivity: not measured ({res['measured_on']}).")
+            else:
+                console.print(
+                    f"LLM order sensitivity: {res['flips']} of {res['n_items']} answers changed "
+                    f"with the label order ({res['flip_rate']:.0%}, 95% interval "
+                    f"{res['ci_low']:.0%} to {res['ci_high']:.0%})."
+                )
+
+
+@app.command()
+@friendly_errors
 def export(
     path: Annotated[Path, typer.Argument(help="Output file: .csv, .jsonl, .parquet or .json.")],
     project: ProjectOpt = Path("."),
@@ -328,7 +380,9 @@ def demo(
         console=console,
     )
     if simulate:
-        report = write_report(result, out / "report", p.config.metrics.precision_target)
+        report = write_report(
+            result, out / "report", p.config.metrics.precision_target, p.labeler_bias()
+        )
         console.print(f"[bold green]Report:[/] {report}")
         p.close()
         return

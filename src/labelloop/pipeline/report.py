@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -72,7 +73,25 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
 
-def write_report(result: DemoResult, folder: Path, target: float) -> Path:
+def _bias_table(bias: pd.DataFrame | None) -> str:
+    if bias is None or bias.empty:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{html.escape(str(r.labeler))}</td><td>{r.n:,}</td><td>{r.total_variation:.3f}</td>"
+        f"<td>{html.escape(str(r.mode))}: {r.mode_share:.0%} (people {r.human_mode_share:.0%})</td>"
+        f"<td>{'check: over-predicts ' + html.escape(r.over_predicted) if r.over_predicted else ('check' if r.flagged else 'ok')}</td></tr>"
+        for r in bias.itertuples()
+    )
+    return (
+        "<h2>Machine labelers against people</h2><table><thead><tr><th>labeler</th><th>answers</th>"
+        "<th>skew (total variation)</th><th>most frequent answer</th><th>flag</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def write_report(
+    result: DemoResult, folder: Path, target: float, bias: pd.DataFrame | None = None
+) -> Path:
     """``report.html`` with ``learning_curve.png`` and ``machine_labels.png`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     _learning_curve(result, folder / "learning_curve.png")
@@ -122,6 +141,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 <th>seconds</th></tr></thead><tbody>
 {rows}
 </tbody></table>
+{_bias_table(bias)}
 <p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
 number of labels drawn at random from the pool, without the loop. Machine precision is measured
 against the dataset's labels (possible only in a simulation) and, as in production, on the audited
