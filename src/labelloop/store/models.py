@@ -78,12 +78,18 @@ class ItemRow(Base):
     # Why it is queued: "review" (machines unsure), "audit" (a sampled machine label), "gold".
     queue_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Near-duplicates share the id of their group's representative; its label spreads to them.
-    group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (
         UniqueConstraint("project_id", "content_hash", name="uq_items_project_hash"),
         # "next items to review": WHERE project_id=? AND state=? ORDER BY priority DESC, id
         Index("ix_items_queue", "project_id", "state", text("priority DESC"), "id"),
+        Index(
+            "ix_items_group_id",
+            "group_id",
+            sqlite_where=text("group_id IS NOT NULL"),
+            postgresql_where=text("group_id IS NOT NULL"),
+        ),
     )
 
 

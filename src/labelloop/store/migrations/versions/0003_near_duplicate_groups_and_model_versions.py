@@ -44,7 +44,15 @@ def upgrade() -> None:
 
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.add_column(sa.Column("group_id", sa.BigInteger(), nullable=True))
-        batch_op.create_index(batch_op.f("ix_items_group_id"), ["group_id"], unique=False)
+        # Partial: almost every item has no group, and a full index on a mostly-NULL column
+        # looks useless to the planner once statistics exist (it then scans the table).
+        batch_op.create_index(
+            batch_op.f("ix_items_group_id"),
+            ["group_id"],
+            unique=False,
+            sqlite_where=sa.text("group_id IS NOT NULL"),
+            postgresql_where=sa.text("group_id IS NOT NULL"),
+        )
 
     # ### end Alembic commands ###
 
