@@ -28,11 +28,11 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def label_first(p, n: int) -> None:
-    """Write n human labels (the dataset's own) straight to the store."""
+    """Write n human labels (the dataset's own, on a random sample) straight to the store."""
     from labelloop.store.labels import set_final_labels
     from labelloop.store.models import HumanLabelRow, utcnow
 
-    items = p.items(limit=n)
+    items = p.items().sample(n=n, random_state=0)  # files are often sorted by label
     field = p.config.label_field
     with p.db.engine.begin() as conn:
         conn.execute(
