@@ -118,3 +118,31 @@ def test_reviewer_keeps_labeling_while_a_retrain_runs(tmp_path, data, monkeypatc
     reviewer_done.set()
     t.join(timeout=120)
     assert len(labeled) == 3 and "r" in result
+
+
+def test_model_selection_keeps_the_champion_unless_a_challenger_wins(tmp_path, data) -> None:
+    path, gold = data
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=10, select_every=1, flag_label_issues=False)
+    loop.step()
+    review(p, gold, 60)
+    report = loop.retrain()
+    sel = loop.last_selection
+    assert sel is not None and sel["champion"] == "logreg"
+    assert {row["candidate"] for row in sel["table"]} == {
+        "logreg",
+        "linear_svm",
+        "random_forest",
+        "mlp",
+    }
+    table = {row["candidate"]: row["macro_f1"] for row in sel["table"]}
+    if sel["replaced"]:
+        assert table[sel["best"]] > table["logreg"] and loop.student_algorithm == sel["best"]
+    else:
+        assert loop.student_algorithm == "logreg"
+    assert (
+        report.student_version.split("-")[1].startswith(loop.student_algorithm) or sel["replaced"]
+    )
+    with p.db.engine.connect() as conn:
+        metrics = conn.exec_driver_sql("SELECT metrics FROM model_versions").scalars().all()
+    assert any('"selection"' in m and "random_forest" in m for m in metrics), metrics

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
@@ -104,7 +104,11 @@ class StudentLabeler:
         incremental: Literal["refit", "sgd"] = "refit",
         random_state: int = 0,
         threads: int | None = 1,
+        algorithm: str = "logreg",
+        estimator_factory: Callable[[], Any] | None = None,
     ) -> None:
+        """``algorithm``/``estimator_factory``: another single-label classifier (for example
+        the winner of ``labelloop.learn.select_student``); default logistic regression."""
         if incremental not in ("refit", "sgd"):
             raise ValueError(f"incremental must be 'refit' or 'sgd', got {incremental!r}")
         if C <= 0:
@@ -116,6 +120,8 @@ class StudentLabeler:
         self.incremental = incremental
         self.random_state = random_state
         self.threads = threads
+        self.algorithm = algorithm
+        self.estimator_factory = estimator_factory
         self.n_fits = 0
         self.model: object | None = None
         self._seen: np.ndarray = np.zeros(0, dtype=np.int64)  # class indices the model knows
@@ -131,7 +137,7 @@ class StudentLabeler:
     @property
     def version(self) -> str:
         emb = self.embedder.model_id if self.embedder is not None else "vectors"
-        return f"{self.incremental}-logreg.v{self.n_fits}/{emb}/n{self.n_labels}"
+        return f"{self.incremental}-{self.algorithm}.v{self.n_fits}/{emb}/n{self.n_labels}"
 
     def _uniform_prior(self) -> np.ndarray:
         k = len(self.label_names)
@@ -201,7 +207,10 @@ class StudentLabeler:
             self.model = None  # nothing to discriminate yet: answer with the prior
             self._seen = seen
             return
-        self.model = LogisticRegression(C=self.C, max_iter=1000, random_state=self.random_state)
+        if self.estimator_factory is not None:
+            self.model = self.estimator_factory()
+        else:
+            self.model = LogisticRegression(C=self.C, max_iter=1000, random_state=self.random_state)
         self.model.fit(X, Y)
         self._seen = self.model.classes_.astype(np.int64)
 

@@ -108,7 +108,9 @@ class LabelerSet:
         return y if y.ndim == 1 else y.argmax(axis=1)
 
 
-def build_labelers(project: Project, embedder: Embedder) -> LabelerSet:
+def build_labelers(
+    project: Project, embedder: Embedder, student_algorithm: str = "logreg"
+) -> LabelerSet:
     """Zero-shot (sharpened by human examples) and student (once there are enough human
     labels), pooled by an ensemble whose weights are learned on held-out predictions."""
     cfg = project.config
@@ -132,7 +134,14 @@ def build_labelers(project: Project, embedder: Embedder) -> LabelerSet:
         and len(humans) >= cfg.labelers.student_min_labels
         and len(distinct) >= 2
     ):
-        st = StudentLabeler(names, task, embedder=embedder)
+        factory = None
+        if student_algorithm != "logreg":
+            from labelloop.learn.selection import default_candidates
+
+            factory = default_candidates(0, len(humans), len(distinct))[student_algorithm]
+        st = StudentLabeler(
+            names, task, embedder=embedder, algorithm=student_algorithm, estimator_factory=factory
+        )
         if len(humans) >= 10:
             held_out.append(st.out_of_fold_proba(humans.vectors, humans.labels))
         st.fit(humans.vectors, humans.labels)
