@@ -54,4 +54,6 @@ def test_the_check_itself_catches_gpl_and_spares_lgpl() -> None:
     assert FORBIDDEN.search("License :: OSI Approved :: GNU Affero General Public License v3")
     assert FORBIDDEN.search("GPL-3.0-or-later")
     assert not FORBIDDEN.search("LGPL-3.0-only")
-    assert not FORBIDDEN.search("License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)")
+    assert not FORBIDDEN.search(
+        "License :: OSI Approved :: GNU Lesser General Public License v3 (LGPLv3)"
+    )
