@@ -140,3 +140,44 @@ def test_embedding_cache_round_trip(storage_url: str) -> None:
     np.testing.assert_array_equal(matrix, vecs[order])
     assert cache.get_many("other-model", hashes) == {}
     db.dispose()
+
+
+def test_status_counts_labeler_usage(make_project) -> None:
+    p = make_project()
+    ids = _queue(p, [0.5, 0.4])
+    with p.db.engine.begin() as conn:
+        add_suggestions(
+            conn,
+            [
+                Suggestion(
+                    ids[0],
+                    "h",
+                    "llm",
+                    "v",
+                    {"ham": 1.0, "spam": 0.0},
+                    1.0,
+                    "logprobs",
+                    tokens=100,
+                    cost_usd=0.002,
+                ),
+                Suggestion(
+                    ids[1],
+                    "h",
+                    "llm",
+                    "v",
+                    {},
+                    None,
+                    None,
+                    status="invalid",
+                    tokens=50,
+                    cost_usd=0.001,
+                ),
+            ],
+        )
+    usage = p.status()["labelers"]["llm"]
+    assert usage == {
+        "suggestions": 2,
+        "invalid": 1,
+        "tokens": 150,
+        "cost_usd": pytest.approx(0.003),
+    }

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from labelloop.core.config import (
     PROJECT_FILE,
@@ -31,7 +31,14 @@ from labelloop.sources.validate import reason_kind
 from labelloop.store.db import Database
 from labelloop.store.items import counts_by_state, next_for_review
 from labelloop.store.labels import add_human_label, set_final_labels
-from labelloop.store.models import EventRow, FinalLabelRow, HumanLabelRow, ItemRow, QuarantineRow
+from labelloop.store.models import (
+    EventRow,
+    FinalLabelRow,
+    HumanLabelRow,
+    ItemRow,
+    QuarantineRow,
+    SuggestionRow,
+)
 from labelloop.store.projects import ensure_project
 
 
@@ -148,10 +155,38 @@ class Project:
         return {
             "project": self.config.name,
             "items": sum(states.values()),
+            "labelers": self.labeler_usage(),
             "states": states,
             "labels": per_label,
             "quarantined": len(quarantine),
             "quarantine_reasons": reasons,
+        }
+
+    def labeler_usage(self) -> dict[str, dict[str, float]]:
+        """Per machine labeler: suggestions, invalid answers, tokens and cost (USD) so far."""
+        s, t = SuggestionRow.__table__, ItemRow.__table__
+        stmt = (
+            select(
+                s.c.labeler,
+                func.count(),
+                func.sum(case((s.c.status != "ok", 1), else_=0)),
+                func.coalesce(func.sum(s.c.tokens), 0),
+                func.coalesce(func.sum(s.c.cost_usd), 0.0),
+            )
+            .join(t, t.c.id == s.c.item_id)
+            .where(t.c.project_id == self.id)
+            .group_by(s.c.labeler)
+        )
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return {
+            name: {
+                "suggestions": n,
+                "invalid": int(bad or 0),
+                "tokens": int(tok),
+                "cost_usd": float(cost),
+            }
+            for name, n, bad, tok, cost in rows
         }
 
     def items(self, state: str | None = None, limit: int | None = None) -> pd.DataFrame:

@@ -169,6 +169,19 @@ def status(
                 label, *(f"{by_kind.get(k, 0):,}" for k in ("human", "machine", "import"))
             )
         console.print(labels)
+    if s["labelers"]:
+        usage = Table(
+            "labeler", "suggestions", "invalid", "tokens", "cost (USD)", title="machine labelers"
+        )
+        for name, u in sorted(s["labelers"].items()):
+            usage.add_row(
+                name,
+                f"{u['suggestions']:,}",
+                f"{u['invalid']:,}",
+                f"{u['tokens']:,}",
+                f"{u['cost_usd']:.4f}",
+            )
+        console.print(usage)
     if s["quarantine_reasons"]:
         q = Table("reason", "rows", title="quarantine")
         for reason, n in s["quarantine_reasons"].items():
