@@ -146,3 +146,45 @@ def test_model_selection_keeps_the_champion_unless_a_challenger_wins(tmp_path, d
     with p.db.engine.connect() as conn:
         metrics = conn.exec_driver_sql("SELECT metrics FROM model_versions").scalars().all()
     assert any('"selection"' in m and "random_forest" in m for m in metrics), metrics
+
+
+def test_machine_labels_the_retrained_model_contradicts_go_to_a_person(tmp_path, data) -> None:
+    path, gold = data
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=10, select_every=0)
+    loop.step()
+    review(p, gold, 80)
+    loop.retrain()
+    fl = p.final_labels()
+    machine = fl[fl.source_kind == "machine"]
+    assert len(machine) > 0
+    # corrupt one machine label: a confident spam item labeled ham by "machines"
+    spam = machine[machine["labels"].map(lambda x: x == ["spam"])]
+    target = int((spam if len(spam) else machine)["item_id"].iloc[0])
+    wrong = "ham" if gold[p.items().set_index("id").loc[target, "content"]] == "spam" else "spam"
+    from labelloop.store.labels import set_final_labels
+
+    with p.db.engine.begin() as conn:
+        set_final_labels(
+            conn,
+            [
+                {
+                    "project_id": p.id,
+                    "item_id": target,
+                    "labels": [wrong],
+                    "source_kind": "machine",
+                    "source_name": "ensemble",
+                    "source_version": "x",
+                    "confidence": 0.99,
+                }
+            ],
+        )
+    review(p, gold, 10)
+    report = loop.retrain()
+    flagged = {i["item_id"]: i["reason"] for i in report.label_issues}
+    assert target in flagged and flagged[target].startswith(f"machines said {wrong}")
+    item = p.next_item("checker")
+    assert item["id"] == target and item["queue_reason"] == "recheck"
+    p.submit(target, [gold[item["content"]]], annotator="checker")
+    row = p.final_labels().set_index("item_id").loc[target]
+    assert row["source_kind"] == "human" and row["labels"] == [gold[item["content"]]]

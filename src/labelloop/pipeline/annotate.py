@@ -77,6 +77,14 @@ def _items_in(
         .where(t.c.project_id == project.id, t.c.state.in_(states))
         .order_by(t.c.id)
     )
+    if ItemState.queued in states:
+        # Items queued for a purpose (audit, recheck, gold, overlap) wait for people; only
+        # plain review items may be re-decided by machines.
+        stmt = stmt.where(
+            (t.c.state != ItemState.queued)
+            | t.c.queue_reason.is_(None)
+            | (t.c.queue_reason == "review")
+        )
     if limit is not None:
         stmt = stmt.limit(limit)
     with project.db.engine.connect() as conn:

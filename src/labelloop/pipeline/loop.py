@@ -126,7 +126,11 @@ class FeedbackLoop:
                 labelers=labelers,
                 llm_labeler=self.llm.labeler_id if self.llm is not None else None,
             )
-            issues = self._recheck_label_issues(labelers) if self.flag_label_issues else []
+            issues = []
+            if self.flag_label_issues:
+                issues = self._recheck_label_issues(labelers) + self._recheck_machine_labels(
+                    labelers
+                )
             self.labels_at_last_retrain = n
             report = RetrainReport(
                 n_labels=len(labelers.humans),
@@ -249,6 +253,51 @@ class FeedbackLoop:
             out.append({"item_id": int(item_id), "reason": str(reason)})
         if out:
             p.queue.recheck([o["item_id"] for o in out], [o["reason"] for o in out])
+        return out
+
+    def _recheck_machine_labels(
+        self, labelers: LabelerSet, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Machine labels the retrained models now contradict go to a person.
+
+        Confident learning's rule, applied to labels machines gave: with per-class thresholds
+        t_j (the mean held-out probability people's items of class j get), an auto-labeled item
+        is suspect when its machine label's probability falls below its threshold while another
+        label's reaches its own. At most ``limit`` per retrain, the most suspect first.
+        """
+        from labelloop.quality.label_issues import per_class_thresholds
+
+        if labelers.task != "single_label" or len(labelers.held_out_probs) < 30:
+            return []
+        thresholds = per_class_thresholds(labelers.held_out_y(), labelers.held_out_probs)
+        fl = self.project.final_labels()
+        machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
+        if machine.empty:
+            return []
+        names = labelers.label_names
+        index = {n: i for i, n in enumerate(names)}
+        given = np.array([index.get(ls[0], -1) for ls in machine["labels"]])
+        keep = given >= 0
+        machine, given = machine[keep], given[keep]
+        _, probs, _ = labelers.probs(self.embedder.embed(list(machine["content"])))
+        p_given = probs[np.arange(len(given)), given]
+        others = probs.copy()
+        others[np.arange(len(given)), given] = -1.0
+        best = others.argmax(axis=1)
+        suspect = (p_given < thresholds[given]) & (
+            others[np.arange(len(given)), best] >= thresholds[best]
+        )
+        order = np.flatnonzero(suspect)[np.argsort(p_given[suspect], kind="stable")][:limit]
+        out = [
+            {
+                "item_id": int(machine["item_id"].iloc[j]),
+                "reason": f"machines said {names[given[j]]}; retrained, they say {names[best[j]]} "
+                f"with p={probs[j, best[j]]:.2f}",
+            }
+            for j in order
+        ]
+        if out:
+            self.project.queue.recheck([o["item_id"] for o in out], [o["reason"] for o in out])
         return out
 
     # -- beside the review app -----------------------------------------------------------------
