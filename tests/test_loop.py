@@ -188,3 +188,24 @@ def test_machine_labels_the_retrained_model_contradicts_go_to_a_person(tmp_path,
     p.submit(target, [gold[item["content"]]], annotator="checker")
     row = p.final_labels().set_index("item_id").loc[target]
     assert row["source_kind"] == "human" and row["labels"] == [gold[item["content"]]]
+
+
+def test_between_retrains_new_labels_update_the_models_and_the_queue(tmp_path, data) -> None:
+    path, gold = data
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=1000, update_every=10, select_every=0)
+    loop.step()
+    review(p, gold, 30)
+    loop.retrain()
+    version_before = loop.labelers.student.version
+    order_before = list(p.next_for_review(30)["id"])
+    review(p, gold, 12)
+    assert loop.step() is None  # not a full retrain ...
+    assert loop.labelers.student.version != version_before  # ... but the student moved on
+    assert len(loop.labelers.humans) == 42
+    assert list(p.next_for_review(30)["id"]) != order_before  # and the queue was re-scored
+    with p.db.engine.connect() as conn:
+        kinds = (
+            conn.exec_driver_sql("SELECT kind FROM events WHERE kind = 'update'").scalars().all()
+        )
+    assert kinds == ["update"]

@@ -70,6 +70,7 @@ class FeedbackLoop:
         llm: Labeler | None = None,
         flag_label_issues: bool = True,
         select_every: int = 4,
+        update_every: int = 10,
     ) -> None:
         """``select_every``: every that many retrains, compare student candidates (logistic
         regression, calibrated linear SVM, random forest, small MLP) by cross-validation on the
@@ -81,11 +82,13 @@ class FeedbackLoop:
         self.llm = llm
         self.flag_label_issues = flag_label_issues
         self.select_every = select_every
+        self.update_every = update_every
         self.student_algorithm = "logreg"
         self.last_selection: dict[str, Any] | None = None
         self.retrains = 0
         self.labelers: LabelerSet | None = None
         self.labels_at_last_retrain = -1
+        self.labels_at_last_update = -1
         self.history: list[RetrainReport] = []
         self._lock = threading.Lock()
 
@@ -96,8 +99,54 @@ class FeedbackLoop:
         )
 
     def step(self) -> RetrainReport | None:
-        """Retrain if enough new human labels arrived since the last time."""
-        return self.retrain() if self.due() else None
+        """Retrain if enough new human labels arrived since the last time; between retrains,
+        fold every ``update_every`` new labels into the models incrementally and re-order the
+        queue (thresholds stay until the next full retrain)."""
+        if self.due():
+            return self.retrain()
+        if self.update_every and self.labelers is not None:
+            n = human_label_count(self.project)
+            if (
+                n - max(self.labels_at_last_update, self.labels_at_last_retrain)
+                >= self.update_every
+            ):
+                self.update()
+        return None
+
+    def update(self) -> int:
+        """Incremental update: new human labels go into the zero-shot prototypes and the
+        student (``partial_fit``), then the plain review queue is re-scored. Returns how many
+        new labels were folded in."""
+        from labelloop.pipeline.annotate import _items_in, review_priority
+        from labelloop.pipeline.labelers import human_set
+        from labelloop.store.models import ItemState
+
+        with self._lock:
+            labelers = self.labelers
+            assert labelers is not None
+            p = self.project
+            humans = human_set(p, self.embedder)
+            known = set(int(i) for i in labelers.humans.item_ids)
+            new = [k for k, i in enumerate(humans.item_ids) if int(i) not in known]
+            self.labels_at_last_update = human_label_count(p)
+            if not new:
+                return 0
+            X = humans.vectors[new]
+            y = [humans.labels[k] for k in new]
+            if labelers.zeroshot is not None:
+                labelers.zeroshot.add_examples(X, y)
+            if labelers.student is not None:
+                labelers.student.partial_fit(X, y)
+            labelers.humans = humans
+            pending = _items_in(p, (ItemState.queued,))
+            if pending:
+                vectors = self.embedder.embed([it[1] for it in pending])
+                _, probs, split = labelers.probs(vectors)
+                priority = review_priority(p, probs, split, vectors, len(humans))
+                p.queue.set_priorities([it[0] for it in pending], priority.tolist())
+            with p.db.engine.begin() as conn:
+                log_event(conn, p.id, "update", {"new_labels": len(new), "rescored": len(pending)})
+            return len(new)
 
     def retrain(self) -> RetrainReport:
         with self._lock:
