@@ -197,3 +197,26 @@ def test_bias_check_flags_a_labeler_that_over_predicts(tmp_path: Path, sms_slice
     assert bias.loc["always-spam", "flagged"]
     assert bias.loc["always-spam", "over_predicted"] == "spam"
     assert bias.loc["always-spam", "mode_share"] == 1.0
+
+
+def test_semi_supervised_labeler_has_its_own_provenance_when_switched_on(
+    tmp_path: Path, sms_slice
+) -> None:
+    data, gold = sms_slice
+    p = new_project(tmp_path, data)
+    p.config.labelers.semi_supervised = True
+    p.suggest()
+    p.route()
+    label_from_queue(p, gold, 40)
+    assert p.final_labels()["source_kind"].eq("human").all()
+    before = p.count()
+    r = p.route()
+    assert r.pending > 0
+    from labelloop.pipeline.labelers import build_labelers, project_embedder
+
+    labelers = build_labelers(p, project_embedder(p))
+    assert [m.labeler_id for m in labelers.members] == ["zeroshot", "student", "self_training"]
+    assert labelers.held_out_stack.shape[0] == 3
+    # pseudo-labels never become human labels
+    fl = p.final_labels()
+    assert (fl["source_kind"] == "human").sum() == 40 and p.count() == before

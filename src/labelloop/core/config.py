@@ -126,6 +126,9 @@ class LabelerSettings(_Strict):
     zeroshot: bool = True
     student: bool = True
     student_min_labels: int = Field(default=10, ge=2)
+    # Self-training on the unlabeled items as a labeler of its own (its pseudo-labels never
+    # become human labels). Off by default: measured, it did not help (docs/benchmarks.md).
+    semi_supervised: bool = False
     llm: LLMSettings = Field(default_factory=LLMSettings)
     cascade: CascadeSettings = Field(default_factory=CascadeSettings)
 

@@ -146,6 +146,11 @@ def build_labelers(
             held_out.append(st.out_of_fold_proba(humans.vectors, humans.labels))
         st.fit(humans.vectors, humans.labels)
         members.append(st)
+    if st is not None and cfg.labelers.semi_supervised and task == "single_label":
+        semi, semi_held = self_training_member(project, embedder, humans, names, task)
+        members.append(semi)
+        if len(held_out) == len(members) - 1 and len(humans) >= 10:
+            held_out.append(semi_held)
     if not members:
         raise ValueError(
             "no machine labeler is enabled: turn on labelers.zeroshot or labelers.student"
@@ -158,6 +163,35 @@ def build_labelers(
         ensemble.fit(stack, humans.labels)
         held = ensemble.combine(stack)
     return LabelerSet(names, task, zs, st, ensemble, humans, held, stack)
+
+
+def self_training_member(
+    project: Project, embedder: Embedder, humans: HumanSet, names: list[str], task: str
+) -> tuple[StudentLabeler, np.ndarray]:
+    """A student trained on human labels plus confident self-training pseudo-labels of the
+    project's unlabeled items (labeler id ``self_training``), and held-out probabilities on
+    the human-labeled items (from a student on human labels alone: a conservative stand-in,
+    since pseudo-labels from other folds only would cost one self-training run per fold)."""
+    from labelloop.learn.semi_supervised import pseudo_labels, self_training_probs
+    from labelloop.store.embeddings import StoreEmbeddingCache
+
+    hashes, pool = StoreEmbeddingCache(project.db).load_all(embedder.model_id)
+    fl = project.final_labels()
+    human_hashes = set(fl["content_hash"]) if not fl.empty else set()
+    unlabeled = [i for i, h in enumerate(hashes) if h not in human_hashes]
+    X_all = np.vstack([humans.vectors, pool[unlabeled]]) if unlabeled else humans.vectors
+    labeled_idx = np.arange(len(humans))
+    y_idx = np.array([names.index(str(label)) for label in humans.labels])
+    probs = self_training_probs(X_all, labeled_idx, y_idx, n_classes=len(names))
+    rows, labels = pseudo_labels(probs, labeled_idx, threshold=0.9)
+    semi = StudentLabeler(names, task, embedder=embedder, algorithm="self-training")
+    semi.labeler_id = "self_training"
+    held = semi.out_of_fold_proba(humans.vectors, humans.labels)
+    semi.fit(
+        np.vstack([humans.vectors, X_all[rows]]),
+        list(humans.labels) + [names[int(j)] for j in labels],
+    )
+    return semi, held
 
 
 def stack_to_suggestion_rows(
