@@ -81,9 +81,13 @@ def _headers(env, role: str) -> dict[str, str]:
 # -- open and closed doors -------------------------------------------------------------------
 
 
-def test_health_and_openapi_need_no_login(env) -> None:
+def test_health_needs_no_login_and_the_api_document_needs_one(env) -> None:
     assert env.client.get("/health").json() == {"status": "ok"}
-    paths = env.client.get("/openapi.json").json()["paths"]
+    assert env.client.get("/openapi.json").status_code == 401
+    assert env.client.get("/docs", headers={"accept": "application/json"}).status_code == 401
+    docs = env.client.get("/docs", headers=_headers(env, "viewer"))
+    assert docs.status_code == 200 and "/api/queue/next" in docs.text
+    paths = env.client.get("/openapi.json", headers=_headers(env, "viewer")).json()["paths"]
     for path in ("/api/status", "/api/queue/next", "/api/items/{item_id}/label", "/api/export"):
         assert path in paths
     assert "/login" not in paths  # pages are not part of the API document

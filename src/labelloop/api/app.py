@@ -16,12 +16,11 @@ from labelloop.project import Project
 from labelloop.review.queue import LeaseError
 
 STATIC = Path(__file__).parent / "static"
-# /docs loads Swagger UI from FastAPI's default CDN, so it gets no CSP; our own pages do.
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
-_NO_CSP = ("/docs", "/redoc", "/openapi.json")
+_NO_CSP: tuple[str, ...] = ()
 
 
 def _wants_html(request: Request) -> bool:
@@ -55,6 +54,11 @@ def create_app(project: Project) -> FastAPI:
             "(create one with `labelloop user token NAME`)."
         ),
         version="1",
+        # Swagger UI and ReDoc load from a CDN (nothing may be fetched here) and every page but
+        # /health and /login needs a login: our own /docs page and /openapi.json replace them.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.project = project
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

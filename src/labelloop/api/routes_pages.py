@@ -177,3 +177,48 @@ def dashboard_page(request: Request, caller: Annotated[Caller, Depends(viewer)])
         "dashboard.html",
         {"caller": caller, "numbers": numbers, "charts": charts},
     )
+
+
+@router.get("/openapi.json")
+def openapi_document(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> Response:
+    """The OpenAPI document of the REST API (for any logged-in user or token)."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs_page(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> HTMLResponse:
+    """The REST API, endpoint by endpoint, rendered from the OpenAPI document (works offline)."""
+    doc = request.app.openapi()
+    endpoints = []
+    for path, ops in doc.get("paths", {}).items():
+        for method, op in ops.items():
+            body = op.get("requestBody", {}).get("content", {})
+            body_ref = next(
+                (c.get("schema", {}).get("$ref", "") for c in body.values()), ""
+            ).rsplit("/", 1)[-1]
+            ok = op.get("responses", {}).get("200", {}).get("content", {})
+            out_ref = next((c.get("schema", {}).get("$ref", "") for c in ok.values()), "").rsplit(
+                "/", 1
+            )[-1]
+            endpoints.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "params": [
+                        f"{p['name']} ({p['in']}{', required' if p.get('required') else ''})"
+                        for p in op.get("parameters", [])
+                    ],
+                    "body": body_ref or (", ".join(body) if body else ""),
+                    "returns": out_ref,
+                    "errors": sorted(c for c in op.get("responses", {}) if c != "200"),
+                }
+            )
+    return templates.TemplateResponse(
+        request,
+        "api_docs.html",
+        {"caller": caller, "info": doc.get("info", {}), "endpoints": endpoints},
+    )
