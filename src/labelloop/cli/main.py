@@ -5,16 +5,15 @@ Errors a user can act on print as one red line and exit with status 1, never a t
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from labelloop.cli.common import ProjectOpt, console, friendly_errors
+from labelloop.cli.common import open_project as _open
 from labelloop.cli.server_commands import serve, user_app
 from labelloop.core.errors import LabelloopError
 
@@ -25,34 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="Project folder (holds labelloop.yaml).")
-]
-
-
-def friendly_errors(fn: F) -> F:
-    """Turn labelloop's own errors into one line on stderr and exit status 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LabelloopError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _open(project: Path):  # noqa: ANN202
-    from labelloop.project import Project
-
-    return Project.open(project)
 
 
 @app.command()

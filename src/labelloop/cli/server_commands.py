@@ -6,41 +6,17 @@ Registered in ``cli/main.py`` with ``app.command()(serve)`` and
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from labelloop.cli.common import ProjectOpt, console, friendly_errors
+from labelloop.cli.common import open_project as _open
 from labelloop.core.errors import LabelloopError
 
 user_app = typer.Typer(help="Users of the review app and the API.", no_args_is_help=True)
-console = Console()
-F = TypeVar("F", bound=Callable[..., Any])
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="Project folder (holds labelloop.yaml).")
-]
-
-
-def friendly_errors(fn: F) -> F:
-    """``cli.main.friendly_errors``, looked up at call time so either module may import first."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from labelloop.cli.main import friendly_errors as main_friendly_errors
-
-        return main_friendly_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _open(project: Path):  # noqa: ANN202
-    from labelloop.project import Project
-
-    return Project.open(project)
 
 
 @friendly_errors
