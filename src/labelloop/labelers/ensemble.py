@@ -95,14 +95,17 @@ def disagreement(stack: np.ndarray, task: TaskType | str = "single_label") -> np
 
 
 def vote_entropy(stack: np.ndarray) -> np.ndarray:
-    """Per item: entropy of the members' top-label votes, scaled to [0, 1] (single-label)."""
+    """Per item: entropy of the members' top-label votes, scaled to [0, 1] (single-label).
+
+    ``labelloop.active.vote_entropy`` (natural log) divided by its largest possible value.
+    """
+    from labelloop.active.acquisition import vote_entropy as raw_vote_entropy
+
     S = check_prob_stack(stack)
     m, n, k = S.shape
     if m < 2:
         return np.zeros(n)
-    votes = S.argmax(axis=2)  # (m, n)
-    counts = np.stack([(votes == j).sum(axis=0) for j in range(k)], axis=1) / m
-    return _entropy2(counts) / np.log2(min(m, k))
+    return raw_vote_entropy(S) / np.log(min(m, k))
 
 
 def combine_probs(

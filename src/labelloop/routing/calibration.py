@@ -76,19 +76,14 @@ def negative_log_likelihood(probs: np.ndarray, y: np.ndarray) -> float:
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Top-label ECE: |accuracy - confidence| averaged over equal-width confidence bins."""
+    from labelloop.labelers.probs import expected_calibration_error as ece_of_confidence
+
     probs = check_probs(probs)
     y = check_labels(y, probs.shape[0], probs.shape[1])
     if len(y) == 0:
         return 0.0
-    conf = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == y).astype(np.float64)
-    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(
-        np.bincount(bins, weights=correct, minlength=n_bins)
-        - np.bincount(bins, weights=conf, minlength=n_bins)
-    )
-    return float(gap.sum() / len(y)) if count.sum() else 0.0
+    return ece_of_confidence(probs.max(axis=1), correct, n_bins)
 
 
 @dataclass(frozen=True)
