@@ -220,3 +220,36 @@ def test_semi_supervised_labeler_has_its_own_provenance_when_switched_on(
     # pseudo-labels never become human labels
     fl = p.final_labels()
     assert (fl["source_kind"] == "human").sum() == 40 and p.count() == before
+
+
+def test_an_image_project_runs_the_loop_on_image_features(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from labelloop.pipeline.loop import FeedbackLoop
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    truth = {}
+    for i in range(40):
+        label = "red" if i % 2 else "blue"
+        base = np.array([200, 30, 30] if label == "red" else [30, 30, 200], dtype=np.int16)
+        pixels = np.clip(base + rng.integers(-25, 25, size=(16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:02d}.png")
+        truth[f"{i:02d}.png"] = label
+    p = Project.init(tmp_path / "p", name="colours", modality="image", labels=["blue", "red"])
+    assert p.ingest(folder).items_added == 40
+    loop = FeedbackLoop(p, retrain_every=12, select_every=0)
+    first = loop.step()
+    assert first.route.auto == 0  # no zero-shot for images: everything goes to people first
+    item = p.next_item("ana")
+    assert {s["labeler"] for s in item["suggestions"]} == {"prior", "ensemble"}
+    for _ in range(12):
+        item = p.next_item("ana")
+        p.submit(item["id"], [truth[item["content"]]], annotator="ana")
+    loop.step()
+    assert [m.labeler_id for m in loop.labelers.members] == ["student"]
+    assert loop.labelers.humans.vectors.shape[1] == 420  # the built-in image featurizer
+    probs = loop.labelers.ensemble.predict_proba(loop.labelers.humans.vectors)
+    predicted = [loop.labelers.label_names[j] for j in probs.argmax(axis=1)]
+    assert predicted == list(loop.labelers.humans.labels)

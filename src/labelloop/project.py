@@ -484,6 +484,7 @@ class Project:
                 it.c.content_hash,
                 it.c.source,
                 it.c.position,
+                it.c.media_path,
                 it.c.meta,
                 fl.c.labels,
                 fl.c.source_kind,

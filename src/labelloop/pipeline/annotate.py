@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from labelloop.pipeline.labelers import (
     LabelerSet,
@@ -72,8 +72,9 @@ def _items_in(
     project: Project, states: tuple[str, ...], limit: int | None = None
 ) -> list[tuple[int, str, str]]:
     t = ItemRow.__table__
+    # What the embedder reads: the image file for images, the text otherwise.
     stmt = (
-        select(t.c.id, t.c.content, t.c.content_hash)
+        select(t.c.id, func.coalesce(t.c.media_path, t.c.content), t.c.content_hash)
         .where(t.c.project_id == project.id, t.c.state.in_(states))
         .order_by(t.c.id)
     )

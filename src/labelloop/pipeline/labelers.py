@@ -18,6 +18,47 @@ if TYPE_CHECKING:
     from labelloop.project import Project
 
 
+class ImageEmbedder:
+    """Images as vectors through an image featurizer, behind the ``Embedder`` protocol: the
+    "texts" are image file paths. The built-in offline featurizer by default, or a
+    user-supplied ONNX image model when ``embedding.model`` names a ``.onnx`` file."""
+
+    def __init__(self, onnx_model: str | None = None) -> None:
+        from labelloop.embed.image import HandcraftedImageFeaturizer, OnnxImageFeaturizer
+
+        self.featurizer: Any = (
+            OnnxImageFeaturizer(onnx_model)
+            if onnx_model and onnx_model.endswith(".onnx")
+            else HandcraftedImageFeaturizer()
+        )
+        self.model_id = self.featurizer.featurizer_id
+        self.dim = int(self.featurizer.dim)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = np.asarray(self.featurizer.featurize(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.maximum(norms, 1e-12)
+
+
+class PriorLabeler:
+    """Uniform probabilities: the only opinion machines have about, say, images before any
+    human label exists (zero-shot needs text). Routing then sends everything to people."""
+
+    labeler_id = "prior"
+    version = "uniform"
+
+    def __init__(self, label_names: Sequence[str]) -> None:
+        self.k = len(label_names)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.full((len(X), self.k), 1.0 / self.k)
+
+    def out_of_fold_proba(self, X: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
+        return self.predict_proba(X)
+
+
 def project_embedder(project: Project) -> Embedder:
     """The configured embedder, wrapped in the store's embedding cache."""
     from labelloop.embed.cached import CachedEmbedder
@@ -25,7 +66,9 @@ def project_embedder(project: Project) -> Embedder:
 
     cfg = project.config.embedding
     inner: Embedder
-    if cfg.backend == "minilm":
+    if project.config.modality == "image":
+        inner = ImageEmbedder(cfg.model)
+    elif cfg.backend == "minilm":
         from labelloop.embed.onnx_minilm import MiniLMEmbedder
 
         inner = MiniLMEmbedder(intra_op_num_threads=cfg.threads, batch_size=cfg.batch_size)
@@ -70,7 +113,10 @@ def human_set(project: Project, embedder: Embedder) -> HumanSet:
         )
     multi = project.config.task == "multi_label"
     labels = [list(x) if multi else x[0] for x in df["labels"]]
-    contents = list(df["content"])
+    contents = [
+        m if isinstance(m, str) and m else c
+        for c, m in zip(df["content"], df["media_path"], strict=True)
+    ]
     return HumanSet(df["item_id"].to_numpy(), contents, labels, embedder.embed(contents))
 
 
@@ -120,7 +166,7 @@ def build_labelers(
     members: list[Any] = []
     held_out: list[np.ndarray] = []
     zs = None
-    if cfg.labelers.zeroshot:
+    if cfg.labelers.zeroshot and cfg.modality != "image":
         zs = ZeroShotLabeler(embedder, cfg.labels, task)
         if len(humans):
             if len(humans) >= 10:
@@ -151,6 +197,10 @@ def build_labelers(
         members.append(semi)
         if len(held_out) == len(members) - 1 and len(humans) >= 10:
             held_out.append(semi_held)
+    if not members and cfg.modality == "image":
+        members.append(PriorLabeler(names))
+        if len(humans) >= 10:
+            held_out.append(members[-1].predict_proba(humans.vectors))
     if not members:
         raise ValueError(
             "no machine labeler is enabled: turn on labelers.zeroshot or labelers.student"

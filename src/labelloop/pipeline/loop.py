@@ -328,7 +328,11 @@ class FeedbackLoop:
         given = np.array([index.get(ls[0], -1) for ls in machine["labels"]])
         keep = given >= 0
         machine, given = machine[keep], given[keep]
-        _, probs, _ = labelers.probs(self.embedder.embed(list(machine["content"])))
+        what = [
+            m if isinstance(m, str) and m else c
+            for c, m in zip(machine["content"], machine["media_path"], strict=True)
+        ]
+        _, probs, _ = labelers.probs(self.embedder.embed(what))
         p_given = probs[np.arange(len(given)), given]
         others = probs.copy()
         others[np.arange(len(given)), given] = -1.0
