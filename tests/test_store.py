@@ -181,3 +181,19 @@ def test_status_counts_labeler_usage(make_project) -> None:
         "tokens": 150,
         "cost_usd": pytest.approx(0.003),
     }
+
+
+def test_bulk_insert_of_rows_believed_new_survives_a_concurrent_writer(make_project) -> None:
+    """Another writer stored the same content between our lookup and our insert."""
+    from labelloop.store.items import insert_items
+
+    p = make_project()
+    ids = _queue(p, [0.1])
+    row = p.items().iloc[0]
+    stale = (p.id, row["content_hash"], "dup", None, "{}", "other.csv", 1)
+    fresh = (p.id, "f" * 64, "new one", None, "{}", "other.csv", 2)
+    with p.db.engine.begin() as conn:
+        insert_items(conn, [stale, fresh], [])
+    items = p.items()
+    assert len(items) == 2 and set(items["content"]) == {row["content"], "new one"}
+    assert ids == [int(items["id"].iloc[0])]

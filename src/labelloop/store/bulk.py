@@ -20,8 +20,16 @@ def insert_ignore_rows(
     columns: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     conflict: Sequence[str],
+    *,
+    likely_new: bool = False,
 ) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) into ``table``, skipping conflicts."""
+    """Insert ``rows`` (tuples in ``columns`` order) into ``table``, skipping conflicts.
+
+    ``likely_new``: the caller has checked that the rows are not there yet. On PostgreSQL
+    they are then copied straight into the table inside a savepoint; if another writer got
+    there first (a unique violation), the savepoint is rolled back and the conflict-safe
+    staging path runs instead, so the result is the same either way.
+    """
     if not rows:
         return
     cols = ", ".join(columns)
@@ -36,6 +44,8 @@ def insert_ignore_rows(
         stage = f"_stage_{table}"
         raw = conn.connection.dbapi_connection
         assert raw is not None
+        if likely_new and _copy_directly(raw, table, cols, rows):
+            return
         with raw.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {stage}")
             cur.execute(
@@ -47,6 +57,19 @@ def insert_ignore_rows(
             cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} {on_conflict}")
     else:
         raise NotImplementedError(f"labelloop supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _copy_directly(raw: Any, table: str, cols: str, rows: Sequence[tuple[Any, ...]]) -> bool:
+    import psycopg
+
+    try:
+        with raw.transaction(), raw.cursor() as cur:
+            with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return True
+    except psycopg.errors.UniqueViolation:
+        return False
 
 
 def datetime_param(conn: Connection, column: Any, value: Any) -> Any:

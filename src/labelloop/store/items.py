@@ -40,8 +40,14 @@ def insert_items(
     """
     now = datetime_param(conn, ItemRow.__table__.c.created_at, utcnow())
     tail = (ItemState.new, 0.0, now)
+    # The caller looked the hashes up first, so these rows are most likely new.
     insert_ignore_rows(
-        conn, "items", ITEM_COLUMNS, [r + tail for r in items], ["project_id", "content_hash"]
+        conn,
+        "items",
+        ITEM_COLUMNS,
+        [r + tail for r in items],
+        ["project_id", "content_hash"],
+        likely_new=True,
     )
     insert_ignore_rows(
         conn, "item_sources", SIGHTING_COLUMNS, sightings, ["project_id", "source", "position"]
