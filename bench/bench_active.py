@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _datasets import encode_labels, pool_and_test  # bench/_datasets.py
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import KFold, train_test_split
+from sklearn.model_selection import KFold
 
 from labelloop.active import (
     combined_priority,
@@ -314,24 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     name = args.name or Path(args.data).stem
-    df = pd.read_csv(args.data)
-    for col in (args.text_col, args.label_col):
-        if col not in df.columns:
-            sys.exit(f"{args.data}: no column {col!r}; columns: {list(df.columns)}")
-    df = df.dropna(subset=[args.text_col, args.label_col])
-    if args.test:
-        test = pd.read_csv(args.test).dropna(subset=[args.text_col, args.label_col])
-        pool_df = df
-    else:
-        pool_df, test = train_test_split(
-            df, test_size=0.2, random_state=0, stratify=df[args.label_col]
-        )
+    pool_df, test = pool_and_test(args.data, args.test, args.text_col, args.label_col)
     if args.limit and args.limit < len(pool_df):
         pool_df = pool_df.sample(args.limit, random_state=0)
-    classes = sorted(set(pool_df[args.label_col]) | set(test[args.label_col]))
-    index = {c: i for i, c in enumerate(classes)}
-    y_pool = pool_df[args.label_col].map(index).to_numpy()
-    y_test = test[args.label_col].map(index).to_numpy()
+    classes, y_pool, y_test = encode_labels(pool_df, test, args.label_col)
     texts = pool_df[args.text_col].astype(str).tolist() + test[args.text_col].astype(str).tolist()
     x_all, feature_name = embed_cached(texts, args.features, name)
     x_pool, x_test = x_all[: len(pool_df)], x_all[len(pool_df) :]

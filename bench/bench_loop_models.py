@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _datasets import encode_labels, pool_and_test  # bench/_datasets.py
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import train_test_split
 
 from labelloop.learn import (
     label_spreading_probs,
@@ -194,22 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     name = args.name or Path(args.data).stem
-    df = pd.read_csv(args.data)
-    for col in (args.text_col, args.label_col):
-        if col not in df.columns:
-            sys.exit(f"{args.data}: no column {col!r}; columns: {list(df.columns)}")
-    df = df.dropna(subset=[args.text_col, args.label_col])
-    if args.test:
-        test = pd.read_csv(args.test).dropna(subset=[args.text_col, args.label_col])
-        pool_df = df
-    else:  # the same split and cache file as bench_active.py
-        pool_df, test = train_test_split(
-            df, test_size=0.2, random_state=0, stratify=df[args.label_col]
-        )
-    classes = sorted(set(pool_df[args.label_col]) | set(test[args.label_col]))
-    index = {c: i for i, c in enumerate(classes)}
-    y = pool_df[args.label_col].map(index).to_numpy()
-    y_test = test[args.label_col].map(index).to_numpy()
+    pool_df, test = pool_and_test(args.data, args.test, args.text_col, args.label_col)
+    classes, y, y_test = encode_labels(pool_df, test, args.label_col)
     texts = pool_df[args.text_col].astype(str).tolist() + test[args.text_col].astype(str).tolist()
     x_all = embed_cached(texts, name).astype(np.float64)
     x, x_test = x_all[: len(pool_df)], x_all[len(pool_df) :]
