@@ -458,3 +458,20 @@ def test_multi_label_pool_and_empty_inputs() -> None:
     cascade = Cascade(ens, CountingExpensive(), NAMES, "multi_label")
     sugg, stats = cascade.run([], n_human_labels=100)
     assert sugg == [] and stats["n_expensive"] == 0 and stats["expensive_share"] == 0.0
+
+
+def test_out_of_fold_uses_the_chosen_algorithm() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8))
+    y = ["a" if x > 0 else "b" for x in X[:, 0]]
+    made: list[str] = []
+
+    def factory():
+        made.append("forest")
+        return RandomForestClassifier(n_estimators=10, random_state=0)
+
+    st = StudentLabeler(["a", "b"], algorithm="random_forest", estimator_factory=factory)
+    st.out_of_fold_proba(X, y, n_splits=3)
+    assert made == ["forest"] * 3  # each fold fits the chosen kind, not logistic regression

@@ -8,7 +8,9 @@ arrays so the labelers, the router and the benchmarks share one definition.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -186,6 +188,17 @@ def build_suggestions(
         )
         for item, probs, c in zip(items, probs_to_dicts(P, label_names), conf, strict=True)
     ]
+
+
+def suggest_with_embedder(labeler: Any, items: Sequence[Item]) -> list[Suggestion]:
+    """Embed the items with ``labeler.embedder``, predict, and build its suggestions with the
+    per-item latency (the ``suggest`` of every labeler that works on vectors)."""
+    if not items:
+        return []
+    start = time.perf_counter()
+    P = labeler.predict_proba(labeler.embedder.embed([it.content for it in items]))
+    ms = (time.perf_counter() - start) * 1000 / len(items)
+    return labeler.suggestions_from_proba(items, P, ms)
 
 
 # --- metrics over confidences -------------------------------------------------------------------

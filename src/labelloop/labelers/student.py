@@ -24,7 +24,6 @@ at C=1 vs 0.97 at C=100; banking77, 770 labels: 0.61 vs 0.81, ECE 0.46 vs 0.07).
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +45,7 @@ from labelloop.labelers.probs import (
     encode_labels,
     is_multi_label,
     normalize_rows,
+    suggest_with_embedder,
 )
 from labelloop.labelers.zeroshot import check_vectors
 
@@ -259,7 +259,15 @@ class StudentLabeler:
         out = np.zeros((len(X), len(self.label_names)))
         for train, test in folds.split(X, Y if Y.ndim == 1 else None):
             fold = StudentLabeler(
-                self.label_names, self.task, None, self.C, "refit", self.random_state, self.threads
+                self.label_names,
+                self.task,
+                None,
+                self.C,
+                "refit",
+                self.random_state,
+                self.threads,
+                algorithm=self.algorithm,
+                estimator_factory=self.estimator_factory,
             )
             out[test] = fold.fit(X[train], Y[train]).predict_proba(X[test])
         return out
@@ -269,12 +277,7 @@ class StudentLabeler:
             raise ValueError(
                 "StudentLabeler.suggest needs an embedder; pass embedder=... or use predict_proba"
             )
-        if not items:
-            return []
-        start = time.perf_counter()
-        P = self.predict_proba(self.embedder.embed([it.content for it in items]))
-        ms = (time.perf_counter() - start) * 1000 / len(items)
-        return self.suggestions_from_proba(items, P, ms)
+        return suggest_with_embedder(self, items)
 
     def suggestions_from_proba(
         self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float

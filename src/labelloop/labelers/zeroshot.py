@@ -13,7 +13,6 @@ a similarity threshold (multi-label); ``fit_temperature`` tunes the temperature 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +30,7 @@ from labelloop.labelers.probs import (
     is_multi_label,
     sigmoid,
     softmax,
+    suggest_with_embedder,
 )
 
 
@@ -203,12 +203,7 @@ class ZeroShotLabeler:
         return self._to_probs(self.similarities(X), self.temperature)
 
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
-        if not items:
-            return []
-        start = time.perf_counter()
-        P = self.predict_proba(self.embedder.embed([it.content for it in items]))
-        ms = (time.perf_counter() - start) * 1000 / len(items)
-        return self.suggestions_from_proba(items, P, ms)
+        return suggest_with_embedder(self, items)
 
     def suggestions_from_proba(
         self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
