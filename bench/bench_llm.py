@@ -4,8 +4,9 @@ Starts ``python -m llama_cpp.server`` with the bundled SmolLM2-135M GGUF on loop
 1. labels N texts at concurrency 1, 4 and 8 (items/s; ratio against concurrency 1);
 2. labels a file with 10% duplicate rows, with the cache and in-batch dedup against the same rows
    made unique (items/s, requests saved), then the same file again with a warm cache;
-3. the in-process client's first-token fast path on the same N texts: zero-shot, with contextual
-   calibration, and with the k most similar human-labeled examples (MiniLM) as few-shot turns.
+3. the in-process client's label scoring (exact constrained-decoding probabilities) on the same
+   N texts: zero-shot, with contextual calibration, and with the k most similar human-labeled
+   examples (MiniLM) as few-shot turns.
 
 Example:
     .venv/bin/python bench/bench_llm.py --data /work/shared/data/sms_spam/sms_spam.csv \
@@ -150,7 +151,7 @@ def main() -> None:
     finally:
         server.stop()
 
-    print("\n3. in-process llama-cpp-python, first-token fast path (no server)")
+    print("\n3. in-process llama-cpp-python, label scoring (no server)")
     local = LlamaCppClient(gguf, n_threads=args.server_threads)
     run(LLMLabeler(local, labels), make_items(texts[:2], salt="warmup"))
     pool, embedder = None, None

@@ -199,23 +199,72 @@ def test_fewshot_pool_picks_most_similar_examples():
 
 
 def test_fewshot_examples_reach_the_prompt():
-    class Embedder:
-        model_id, dim = "toy", 2
-
-        def embed(self, texts):
-            return np.array([[1.0, 0.0] if "prize" in t else [0.0, 1.0] for t in texts])
-
     pool = FewShotPool()
     pool.add(["claim your prize", "see you at 5"], ["spam", "ham"], np.array([[1, 0], [0, 1.0]]))
     client = ScriptedClient(always('{"label": "spam"}'))
     labeler = fast_labeler(
-        client, fewshot=pool, embedder=Embedder(), n_shots=1, confidence="self_consistency",
+        client, fewshot=pool, embedder=LetterEmbedder(), n_shots=1, confidence="self_consistency",
         k_samples=2,
     )  # fmt: skip
     labeler.suggest(items(["you won a prize"]))
     msgs = client.requests[0].messages
     assert msgs[1]["content"].endswith("claim your prize")
     assert json.loads(msgs[2]["content"]) == {"label": "spam"}
+
+
+class LetterEmbedder:
+    """Texts about prizes point one way, the rest the other."""
+
+    model_id, dim = "toy", 2
+
+    def embed(self, texts):
+        return np.array([[1.0, 0.0] if "prize" in t else [0.0, 1.0] for t in texts])
+
+
+BANK = ["card_arrival", "card_linking", "cash_withdrawal", "exchange_rate", "lost_card", "top_up"]
+
+
+def test_candidates_narrow_the_labels_shown_and_the_rest_get_zero():
+    pool = FewShotPool()
+    pool.add(["where is my new card"], ["card_arrival"], np.array([[0.0, 1.0]]))
+    client = ScriptedClient(always('{"label": "lost_card"}'))
+    labeler = fast_labeler(
+        client, labels=BANK, fewshot=pool, embedder=LetterEmbedder(), n_shots=1,
+        confidence="self_consistency", k_samples=2,
+    )  # fmt: skip
+    [result] = labeler.suggest_detailed(items(["my card never came"]), [["lost_card", "top_up"]])
+    system = client.requests[0].messages[0]["content"]
+    shown = sorted(line[2:] for line in system.splitlines() if line.startswith("- "))
+    assert shown == ["card_arrival", "lost_card", "top_up"]  # candidates + the example's label
+    assert sorted(result.label_order) == shown
+    enum = client.requests[0].schema["properties"]["label"]["enum"]
+    assert sorted(enum) == shown
+    s = result.suggestion
+    assert s.top_label == "lost_card" and set(s.probs) == set(BANK)
+    assert s.probs["cash_withdrawal"] == 0.0 and sum(s.probs.values()) == pytest.approx(1.0)
+    # other candidates are another question: asked again, not answered from the cache
+    labeler.suggest_detailed(items(["my card never came"]), [["lost_card", "exchange_rate"]])
+    assert len(client.requests) == 4
+    with pytest.raises(ValueError, match="not in the taxonomy"):
+        labeler.suggest_detailed(items(["x"]), [["nope", "top_up"]])
+
+
+def test_a_refreshed_few_shot_pool_is_not_answered_from_the_cache():
+    client = ScriptedClient(always('{"label": "spam"}'))
+    pool = FewShotPool()
+    pool.add(["claim your prize"], ["spam"], np.array([[1.0, 0.0]]))
+    labeler = fast_labeler(
+        client, fewshot=pool, embedder=LetterEmbedder(), n_shots=1,
+        confidence="self_consistency", k_samples=2,
+    )  # fmt: skip
+    labeler.suggest(items(["you won a prize"]))
+    labeler.suggest(items(["you won a prize"]))
+    assert len(client.requests) == 2 and labeler.usage().cache_hits == 1
+    better = FewShotPool()
+    better.add(["a prize for you, click"], ["spam"], np.array([[1.0, 0.0]]))
+    labeler.fewshot = better
+    labeler.suggest(items(["you won a prize"]))
+    assert len(client.requests) == 4
 
 
 # ---------------------------------------------------------------- the labeler, scripted client
@@ -514,9 +563,42 @@ def test_in_process_model_scores_labels_in_one_pass(gguf):
     labeler = LLMLabeler(client, SPAM, concurrency=2)
     out = labeler.suggest(items(SMS))
     for s in out:
-        assert s.status == "ok" and s.confidence_method == "first_token_logprobs"
+        assert s.status == "ok" and s.confidence_method == "label_logprobs"
         assert sum(s.probs.values()) == pytest.approx(1.0) and 0.5 <= s.confidence <= 1.0
     # generation under the GBNF grammar always gives a taxonomy label
     gen = LLMLabeler(client, SPAM, confidence="self_consistency", k_samples=2)
     [s] = gen.suggest(items(SMS[1:2]))
     assert s.status == "ok" and s.confidence_method == "self_consistency_k=2"
+
+
+@pytest.mark.llm
+@needs_llama
+def test_labels_sharing_first_tokens_are_scored_exactly_along_their_trie(gguf):
+    from labelloop.labelers.llm import LlamaCppClient
+    from labelloop.labelers.llm.prompts import single_answer_prefix
+
+    client = LlamaCppClient(gguf, n_threads=1)
+    labels = ["card_arrival", "card_linking", "cash_withdrawal", "exchange_rate"]
+    messages = build_messages(
+        template("v1"), [LabelSpec(name=n) for n in labels], labels, False, "my card is late"
+    )
+    prefix = single_answer_prefix()
+    scores, n_tokens = client.score_labels(messages, prefix, labels)
+    assert set(scores) == set(labels) and n_tokens > 20
+    assert sum(math.exp(v) for v in scores.values()) == pytest.approx(1.0)
+    # by hand: where card_arrival and card_linking part, renormalise over the two next tokens
+    arrival, linking = (client._label_tokens(prefix, n) for n in labels[:2])
+    shared = next(i for i, (a, b) in enumerate(zip(arrival, linking, strict=False)) if a != b)
+    formatted = client._formatter(messages=messages)
+    prompt = client._llama.tokenize(
+        (formatted.prompt + prefix).encode(), add_bos=not formatted.added_special, special=True
+    )
+    logits = client._last_logits(prompt + arrival[:shared])
+    pair = np.array([logits[arrival[shared]], logits[linking[shared]]])
+    expected = pair[0] - pair.max() - np.log(np.exp(pair - pair.max()).sum())
+    assert scores["card_arrival"] - scores["card_linking"] == pytest.approx(
+        expected - (pair[1] - pair.max() - np.log(np.exp(pair - pair.max()).sum())), abs=1e-4
+    )
+    labeler = LLMLabeler(client, labels)
+    [s] = labeler.suggest(items(["my card is late"]))
+    assert s.status == "ok" and s.confidence_method == "label_logprobs"

@@ -82,10 +82,13 @@ class LLMSettings(_Strict):
     model: str | None = None
     # The NAME of the environment variable holding the API key; the key itself never lives here.
     api_key_env: str | None = None
-    concurrency: int = Field(default=4, ge=1)
+    concurrency: int = Field(default=4, ge=1)  # parallel requests (openai backend only)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
     few_shot: int = Field(default=4, ge=0)
+    # A taxonomy larger than this is not shown whole: the prompt lists the labels the cheap
+    # labelers rank highest (this many) plus those of the few-shot examples. 0: always whole.
+    candidate_labels: int = Field(default=10, ge=0)
     price_in_per_1k: float = Field(default=0.0, ge=0)
     price_out_per_1k: float = Field(default=0.0, ge=0)
 

@@ -185,7 +185,13 @@ def _ask_expensive(
     ]
     if not chosen:
         return []
-    out = expensive.suggest(chosen)
+    k = getattr(expensive, "candidate_labels", 0)
+    if k and hasattr(expensive, "suggest_among") and 0 < k < probs.shape[1]:
+        names = labelers.label_names
+        top = np.argsort(-probs[sorted(picked)], axis=1, kind="stable")[:, :k]
+        out = expensive.suggest_among(chosen, [[names[j] for j in row] for row in top])
+    else:
+        out = expensive.suggest(chosen)
     report.expensive_calls += len(chosen)
     report.invalid += sum(s.status != "ok" for s in out)
     report.cost_usd += sum(s.cost_usd for s in out)

@@ -21,14 +21,20 @@ class ProjectLLM:
     """An ``LLMLabeler`` with an optional call budget and a few-shot pool the loop refreshes.
 
     The cascade reads ``remaining_calls`` and sends at most that many items (the least certain
-    first); ``set_few_shot_pool`` replaces the examples after each retrain, so every human
+    first), with the ``candidate_labels`` the cheap labelers rank highest when the taxonomy is
+    larger than that; ``set_few_shot_pool`` replaces the examples after each retrain, so every human
     correction sharpens the prompt.
     """
 
     def __init__(
-        self, inner: LLMLabeler, max_calls: int | None = None, min_examples: int = 0
+        self,
+        inner: LLMLabeler,
+        max_calls: int | None = None,
+        min_examples: int = 0,
+        candidate_labels: int = 0,
     ) -> None:
         self.inner = inner
+        self.candidate_labels = candidate_labels
         self.labeler_id = inner.labeler_id
         self.max_calls = max_calls
         self.min_examples = min_examples
@@ -50,6 +56,13 @@ class ProjectLLM:
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
         self.calls += len(items)
         return self.inner.suggest(items)
+
+    def suggest_among(
+        self, items: Sequence[Item], candidates: Sequence[Sequence[str] | None]
+    ) -> list[Suggestion]:
+        """Like ``suggest``, showing each item only its candidate labels (see LLMLabeler)."""
+        self.calls += len(items)
+        return [r.suggestion for r in self.inner.suggest_detailed(items, candidates)]
 
     def set_few_shot_pool(self, texts: list[str], labels: list[Any], vectors: np.ndarray) -> None:
         from labelloop.labelers.llm import FewShotPool
@@ -89,13 +102,15 @@ def project_llm_labeler(
         project.config.task,
         embedder=project_embedder(project),
         n_shots=cfg.few_shot,
-        concurrency=cfg.concurrency,
+        # The in-process model answers one request at a time (a lock): more threads would only
+        # queue, and each answer's recorded latency would include the wait.
+        concurrency=cfg.concurrency if cfg.backend == "openai" else 1,
         max_retries=cfg.max_retries,
         timeout_s=cfg.timeout_s,
         cache=SQLiteCache(project.folder / "llm-cache.sqlite"),
         pricing=Pricing(cfg.price_in_per_1k, cfg.price_out_per_1k),
     )
-    return ProjectLLM(inner, max_calls, min_examples)
+    return ProjectLLM(inner, max_calls, min_examples, cfg.candidate_labels)
 
 
 def local_llm_for_demo(console: Console, max_calls: int) -> Any:

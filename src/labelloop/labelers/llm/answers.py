@@ -5,7 +5,7 @@ Three ways to a probability, in order of preference:
 * ``probs_from_logprobs`` — the token log-probabilities the endpoint returned for its own answer,
   renormalised over the allowed labels (the model's alternatives include tokens that are no
   label at all; llama.cpp reports them before its grammar is applied).
-* ``softmax_over`` — the in-process fast path's first-token scores.
+* ``softmax_over`` — the in-process label scores (log-probabilities along the label trie).
 * ``probs_from_votes`` — agreement among k sampled answers, when no log-probabilities exist.
 """
 

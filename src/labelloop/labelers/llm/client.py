@@ -70,14 +70,14 @@ class ChatClient(Protocol):
 
 
 @runtime_checkable
-class FirstTokenScorer(Protocol):
+class LabelScorer(Protocol):
     """A client that can score candidate answers directly (in-process models).
 
-    ``score_first_tokens`` reads the prompt plus ``answer_prefix`` in one forward pass and returns
-    the log-probability of the first token of each candidate, or None when two candidates share a
-    first token (the scores would not tell them apart).
+    ``score_labels`` returns the log-probability of each candidate following the prompt plus
+    ``answer_prefix`` (as constrained decoding would choose it) and the prompt's token count, or
+    None when it cannot (no chat template, a label with no tokens).
     """
 
-    def score_first_tokens(
+    def score_labels(
         self, messages: list[Message], answer_prefix: str, candidates: Sequence[str]
     ) -> tuple[dict[str, float], int] | None: ...

@@ -1,7 +1,8 @@
 """LLMLabeler: asks a chat model for labels within the taxonomy, with provenance and a confidence.
 
 Per item: look the answer up in the cache; build the prompt (taxonomy in a per-item shuffled
-order, the most similar human-labeled examples as few-shot turns); ask for a JSON answer the
+order, or only the candidate labels the caller names plus those of the examples, for large
+taxonomies; the most similar human-labeled examples as few-shot turns); ask for a JSON answer the
 schema or grammar confines to the taxonomy; validate it and ask once more if it is invalid;
 derive probabilities from token log-probabilities or, where the endpoint gives none, from the
 agreement of k sampled answers. An answer that stays invalid, or an endpoint that cannot be
@@ -38,7 +39,7 @@ from labelloop.labelers.llm.client import (
     ChatClient,
     ChatRequest,
     ChatResult,
-    FirstTokenScorer,
+    LabelScorer,
     LLMError,
     Message,
     TransientLLMError,
@@ -65,7 +66,10 @@ from labelloop.labelers.llm.throttle import (
 # with no content, which removes its bias towards one label (SmolLM2 says "spam" to nearly all).
 CONTENT_FREE = "N/A"
 
-ConfidenceMode = Literal["auto", "first_token", "logprobs", "self_consistency"]
+ConfidenceMode = Literal["auto", "label_scores", "logprobs", "self_consistency"]
+
+
+Shot = tuple[str, tuple[str, ...]]  # a few-shot example: its text and its label(s)
 
 
 @dataclass(slots=True)
@@ -91,9 +95,9 @@ class _Spend:
 class LLMLabeler:
     """A Labeler backed by any ChatClient. See the module docstring for what one item goes through.
 
-    ``confidence``: "auto" uses the in-process first-token scores when the client offers them
-    (single-label, labels with distinct first tokens), else the endpoint's token log-probabilities,
-    else ``k_samples`` sampled answers. Multi-label tasks get an independent probability per label.
+    ``confidence``: "auto" uses the in-process label scores when the client offers them
+    (single-label), else the endpoint's token log-probabilities, else ``k_samples`` sampled
+    answers. Multi-label tasks get an independent probability per label.
     ``calibrate=True`` divides log-probability-based answers by the model's answer to a
     content-free item under the same prompt (one extra request per label order and shot set).
     """
@@ -145,7 +149,7 @@ class LLMLabeler:
         self.fewshot = fewshot
         self.embedder = embedder
         self.n_shots = n_shots
-        if confidence not in ("auto", "first_token", "logprobs", "self_consistency"):
+        if confidence not in ("auto", "label_scores", "logprobs", "self_consistency"):
             raise ValueError(f"unknown confidence method {confidence!r}")
         self.confidence = confidence
         if k_samples < 2:
@@ -197,25 +201,43 @@ class LLMLabeler:
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
         return [result.suggestion for result in self.suggest_detailed(items)]
 
-    def suggest_detailed(self, items: Sequence[Item]) -> list[LLMResult]:
-        """One LLMResult per item, in order. Duplicate content is asked once."""
-        keys = [self._key(item) for item in items]
-        unique: dict[str, Item] = {}
-        for key, item in zip(keys, items, strict=True):
-            unique.setdefault(key, item)
-        todo: dict[str, Item] = {}
+    def suggest_detailed(
+        self, items: Sequence[Item], candidates: Sequence[Sequence[str] | None] | None = None
+    ) -> list[LLMResult]:
+        """One LLMResult per item, in order. Duplicate content is asked once.
+
+        ``candidates`` (single-label only; one entry per item, None for the whole taxonomy)
+        narrows the labels shown for an item to those names plus the labels of its few-shot
+        examples: with 77 labels a small model reads a prompt a fraction as long and chooses
+        among labels the cheap labelers already rank high. Labels not shown get probability 0.
+        """
+        if candidates is not None and len(candidates) != len(items):
+            raise ValueError(f"{len(candidates)} candidate lists for {len(items)} items")
+        shots = self._shots(items)
+        shown = [
+            self._shown(None if candidates is None else candidates[i], shots[i])
+            for i in range(len(items))
+        ]
+        keys = [
+            self._key(item, item_shots, item_shown)
+            for item, item_shots, item_shown in zip(items, shots, shown, strict=True)
+        ]
+        unique: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            unique.setdefault(key, i)
+        todo: list[tuple[str, int]] = []
         done: dict[str, LLMResult] = {}
-        for key, item in unique.items():
+        for key, i in unique.items():
             cached = self.cache.get(key)
             if cached is not None:
-                done[key] = self._from_cache(item, cached)
+                done[key] = self._from_cache(items[i], cached)
             else:
-                todo[key] = item
-        shots = self._shots(list(todo.values()))
-        jobs = list(todo.items())
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(jobs)))) as pool:
-            results = pool.map(lambda job: self._label_one(job[1], shots.get(job[0], [])), jobs)
-            for (key, _), result in zip(jobs, results, strict=True):
+                todo.append((key, i))
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(todo)))) as pool:
+            results = pool.map(
+                lambda job: self._label_one(items[job[1]], shots[job[1]], shown[job[1]]), todo
+            )
+            for (key, _), result in zip(todo, results, strict=True):
                 done[key] = result
                 if result.suggestion.status == "ok":
                     self.cache.put(key, _cache_value(result))
@@ -231,39 +253,59 @@ class LLMLabeler:
     def usage(self) -> UsageSummary:
         return self.meter.summary()
 
-    def label_order(self, content_hash: str) -> list[str]:
-        """The order the taxonomy is shown in for this content: shuffled, seeded, reproducible."""
-        order = list(self.label_names)
+    def label_order(self, content_hash: str, shown: Sequence[str] | None = None) -> list[str]:
+        """The order the labels are shown in for this content: shuffled, seeded, reproducible."""
+        order = list(self.label_names if shown is None else shown)
         if self.shuffle_labels:
             random.Random(f"{self.seed}:{content_hash}").shuffle(order)
         return order
 
     # ----------------------------------------------------------------- one item
-    def _key(self, item: Item) -> str:
+    def _shown(self, candidates: Sequence[str] | None, shots: list[Shot]) -> list[str]:
+        """The labels one item's prompt shows, in taxonomy order."""
+        if candidates is None or self.multi_label:
+            return self.label_names
+        unknown = sorted(set(candidates) - set(self.label_names))
+        if unknown:
+            raise ValueError(f"candidate labels not in the taxonomy: {unknown}")
+        wanted = set(candidates) | {label for _, labels in shots for label in labels}
+        if len(wanted) < 2:
+            return self.label_names
+        return [name for name in self.label_names if name in wanted]
+
+    def _key(self, item: Item, shots: list[Shot], shown: list[str]) -> str:
+        """The cache key covers what the model was shown: the examples and the labels too."""
+        context = hashlib.sha256(
+            json.dumps([shots, shown if shown != self.label_names else None]).encode("utf-8")
+        ).hexdigest()
         return cache_key(
-            self.client.model, self.prompt_version, item.content_hash, self._fingerprint
+            self.client.model,
+            self.prompt_version,
+            item.content_hash,
+            f"{self._fingerprint}:{context}",
         )
 
-    def _shots(self, items: list[Item]) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
-        if self.fewshot is None or not len(self.fewshot) or not items:
-            return {}
-        texted = [item for item in items if not item.media_path]
+    def _shots(self, items: Sequence[Item]) -> list[list[Shot]]:
+        """The few-shot examples for each item (none for images or without a pool)."""
+        out: list[list[Shot]] = [[] for _ in items]
+        if self.fewshot is None or not len(self.fewshot):
+            return out
+        texted = [i for i, item in enumerate(items) if not item.media_path]
         if not texted:
-            return {}
-        vectors = np.asarray(self.embedder.embed([item.content for item in texted]))
-        return {
-            self._key(item): self.fewshot.nearest(vec, self.n_shots, exclude_text=item.content)
-            for item, vec in zip(texted, vectors, strict=True)
-        }
+            return out
+        vectors = np.asarray(self.embedder.embed([items[i].content for i in texted]))
+        for i, vec in zip(texted, vectors, strict=True):
+            out[i] = self.fewshot.nearest(vec, self.n_shots, exclude_text=items[i].content)
+        return out
 
-    def _label_one(self, item: Item, shots: list[tuple[str, tuple[str, ...]]]) -> LLMResult:
+    def _label_one(self, item: Item, shots: list[Shot], shown: list[str]) -> LLMResult:
         start = time.perf_counter()
-        order = self.label_order(item.content_hash)
+        order = self.label_order(item.content_hash, shown)
         spend = _Spend()
         try:
             messages = self._messages(item.content, item.media_path, order, shots)
             probs, method = self._probs(messages, order, spend)
-            if self.calibrate and method in ("first_token_logprobs", "logprobs"):
+            if self.calibrate and method in ("label_logprobs", "logprobs"):
                 baseline, baseline_method = self._content_free(order, shots, spend)
                 if baseline_method == method:  # a prior from votes would not be comparable
                     probs = calibrate(probs, baseline, self.multi_label)
@@ -278,7 +320,7 @@ class LLMLabeler:
             content_hash=item.content_hash,
             labeler=self.labeler_id,
             labeler_version=self.version,
-            probs={name: probs[name] for name in self.label_names} if probs else {},
+            probs={name: probs.get(name, 0.0) for name in self.label_names} if probs else {},
             confidence=_confidence(probs, self.multi_label) if probs else None,
             confidence_method=method,
             status=status,
@@ -295,7 +337,7 @@ class LLMLabeler:
         text: str,
         media_path: str | None,
         order: list[str],
-        shots: list[tuple[str, tuple[str, ...]]],
+        shots: list[Shot],
     ) -> list[Message]:
         return build_messages(
             self.template,
@@ -310,7 +352,7 @@ class LLMLabeler:
         )
 
     def _content_free(
-        self, order: list[str], shots: list[tuple[str, tuple[str, ...]]], spend: _Spend
+        self, order: list[str], shots: list[Shot], spend: _Spend
     ) -> tuple[dict[str, float], str]:
         """The model's answer to a content-free item under the same prompt (its prior)."""
         key = (tuple(order), tuple(text for text, _ in shots))
@@ -328,21 +370,21 @@ class LLMLabeler:
         self, messages: list[Message], order: list[str], spend: _Spend
     ) -> tuple[dict[str, float], str]:
         mode = self.confidence
-        scorer_ok = isinstance(self.client, FirstTokenScorer) and not self.multi_label
-        if mode == "first_token" and not scorer_ok:
-            raise ValueError("confidence='first_token' needs an in-process single-label client")
-        if mode in ("auto", "first_token") and scorer_ok:
+        scorer_ok = isinstance(self.client, LabelScorer) and not self.multi_label
+        if mode == "label_scores" and not scorer_ok:
+            raise ValueError("confidence='label_scores' needs an in-process single-label client")
+        if mode in ("auto", "label_scores") and scorer_ok:
             scored = self._call(
-                lambda: self.client.score_first_tokens(  # type: ignore[attr-defined]
+                lambda: self.client.score_labels(  # type: ignore[attr-defined]
                     messages, single_answer_prefix(), order
                 )
             )
             if scored is not None:
                 logprobs, input_tokens = scored
                 self._account(spend, input_tokens, 0)
-                return softmax_over(logprobs), "first_token_logprobs"
-            if mode == "first_token":
-                raise ValueError(f"labels {order} do not start with distinct tokens")
+                return softmax_over(logprobs), "label_logprobs"
+            if mode == "label_scores":
+                raise ValueError(f"{self.client.model} cannot score the labels {order}")
         if mode == "self_consistency" or (mode == "auto" and not self.client.supports_logprobs):
             return self._vote(messages, order, spend)
         answer, result = self._ask_valid(messages, order, spend)

