@@ -56,3 +56,60 @@ def test_demo_names_a_missing_column(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "no column 'text'" in result.output and "--text-col" in result.output
+
+
+class OracleLLM:
+    """Stands in for the LLM: answers every item with the dataset's label, among candidates."""
+
+    labeler_id = "llm:oracle"
+    version = "oracle/1"
+    candidate_labels = 1  # fewer than the taxonomy: the cascade passes candidates
+
+    def __init__(self, gold: dict[str, str], names: list[str]) -> None:
+        self.gold, self.names, self.calls, self.candidates = gold, names, 0, []
+
+    @property
+    def remaining_calls(self) -> int:
+        return max(30 - self.calls, 0)
+
+    def suggest_among(self, items, candidates):
+        from labelloop.core.types import Suggestion
+
+        self.calls += len(items)
+        self.candidates.extend(candidates)
+        out = []
+        for item, shown in zip(items, candidates, strict=True):
+            truth = self.gold[item.content]
+            probs = {n: (1.0 if n == truth else 0.0) for n in self.names}
+            if truth not in shown:  # what a real LLM shown only the candidates would do
+                probs = {n: (1.0 if n == shown[0] else 0.0) for n in self.names}
+            out.append(
+                Suggestion(item.id, item.content_hash, self.labeler_id, self.version, probs, 1.0)
+            )
+        return out
+
+
+def test_demo_measures_the_llm_against_the_dataset(tmp_path: Path) -> None:
+    from labelloop.pipeline.demo import run_demo
+    from labelloop.pipeline.report import write_report
+
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    small = pd.concat([df[df.label == "spam"].head(40), df[df.label == "ham"].head(160)])
+    data = tmp_path / "small.csv"
+    small.to_csv(data, index=False)
+    llm = OracleLLM(dict(zip(small.text, small.label, strict=True)), ["ham", "spam"])
+    result, project, _ = run_demo(
+        tmp_path / "demo", data=data, simulate=True, budget=60, retrain_every=20, llm=llm
+    )
+    assert llm.calls == 30 and all(len(c) == 1 for c in llm.candidates)
+    rows = project.suggestions(llm.labeler_id)
+    assert len(rows) == 30 and set(rows["status"]) == {"ok"}
+    last = result.checkpoints[-1]
+    assert last.llm_answers == 30
+    recall = sum(
+        llm.gold[c] in shown for c, shown in zip(rows["content"], llm.candidates, strict=True)
+    )
+    assert last.llm_candidate_recall == recall / 30 and last.llm_accuracy == recall / 30
+    page = write_report(result, tmp_path / "report", 0.95).read_text()
+    assert "LLM labeler</h2>" in page and f"{last.llm_answers:,}</b> items" in page
+    project.close()

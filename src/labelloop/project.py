@@ -473,6 +473,36 @@ class Project:
             columns=["item_id", "reason", "flagged_at", "content", "state"],
         )
 
+    def suggestions(self, labeler: str | None = None) -> pd.DataFrame:
+        """Every machine suggestion (one row each, oldest first), optionally of one labeler."""
+        s, it = SuggestionRow.__table__, ItemRow.__table__
+        stmt = (
+            select(
+                s.c.item_id,
+                it.c.content,
+                s.c.labeler,
+                s.c.labeler_version,
+                s.c.label,
+                s.c.confidence,
+                s.c.confidence_method,
+                s.c.status,
+                s.c.error,
+                s.c.probs,
+                s.c.latency_ms,
+                s.c.tokens,
+                s.c.cost_usd,
+            )
+            .join(it, it.c.id == s.c.item_id)
+            .where(it.c.project_id == self.id)
+            .order_by(s.c.id)
+        )
+        if labeler is not None:
+            stmt = stmt.where(s.c.labeler == labeler)
+        with self.db.engine.connect() as conn:
+            return pd.DataFrame(
+                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
+            )
+
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
         fl = FinalLabelRow.__table__

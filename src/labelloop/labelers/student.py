@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
@@ -52,12 +53,14 @@ from labelloop.labelers.zeroshot import check_vectors
 
 @contextmanager
 def _quiet_fit(threads: int | None) -> Iterator[None]:
-    """Few threads, and none of scikit-learn's warnings that do not apply to few labels.
+    """Few threads, and none of scikit-learn's warnings that do not apply here.
 
     ("The number of unique classes is greater than 50% of the number of samples" is normal when
     a 77-label taxonomy has 154 human labels.)
     """
     with threadpool_limits(limits=threads), warnings.catch_warnings():
+        # A chosen MLP stops at its iteration cap by design (scored by CV, not by convergence).
+        warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.filterwarnings("ignore", message="The number of unique classes")
         warnings.filterwarnings("ignore", message="Label .* is present in all")
         warnings.filterwarnings("ignore", message="Label not .* present")

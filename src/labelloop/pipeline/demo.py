@@ -42,6 +42,10 @@ class Checkpoint:
     audited_low: float | None
     audited_high: float | None
     seconds: float
+    llm_answers: int = 0  # items the LLM answered validly so far
+    llm_accuracy: float | None = None  # its top label against the dataset's (simulation only)
+    llm_candidate_recall: float | None = None  # share whose true label was among those shown
+    llm_weight: float | None = None  # its learned weight in the pooled probabilities
 
 
 @dataclass
@@ -171,6 +175,22 @@ def _machine_stats(p: Project, gold: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _llm_stats(p: Project, gold: dict[str, str], labeler: str) -> dict[str, Any]:
+    """How the LLM's valid answers compare with the dataset's labels."""
+    rows = p.suggestions(labeler)
+    rows = rows[rows["status"] == "ok"].drop_duplicates("item_id", keep="last")
+    if rows.empty:
+        return {"llm_answers": 0}
+    truth = [gold.get(c) for c in rows["content"]]
+    return {
+        "llm_answers": int(len(rows)),
+        "llm_accuracy": float(np.mean([a == t for a, t in zip(rows["label"], truth, strict=True)])),
+        "llm_candidate_recall": float(
+            np.mean([probs.get(t, 0.0) > 0 for probs, t in zip(rows["probs"], truth, strict=True)])
+        ),
+    }
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -232,6 +252,10 @@ def run_demo(
     def checkpoint() -> None:
         n = len(loop.labelers.humans) if loop.labelers else 0
         stats = _machine_stats(p, gold)
+        if llm is not None:
+            stats.update(_llm_stats(p, gold, llm.labeler_id))
+            if loop.history:
+                stats["llm_weight"] = loop.history[-1].route.llm_weight
         cp = Checkpoint(
             n,
             evaluator.loop_f1(),
@@ -243,9 +267,16 @@ def run_demo(
         f1 = f"{cp.student_macro_f1:.3f}" if cp.student_macro_f1 is not None else "-"
         rf1 = f"{cp.random_macro_f1:.3f}" if cp.random_macro_f1 is not None else "-"
         prec = f"{cp.machine_precision_true:.3f}" if cp.machine_precision_true is not None else "-"
+        llm_note = ""
+        if cp.llm_accuracy is not None:
+            llm_note = (
+                f" · LLM {cp.llm_answers} answers, accuracy {cp.llm_accuracy:.2f}, "
+                f"weight {cp.llm_weight or 0:.2f}"
+            )
         console.print(
             f"  {n:>5} human labels · student macro-F1 {f1} (random sampling {rf1}) · "
             f"machine-labeled {cp.auto_labeled:,} ({cp.auto_share:.0%}), precision {prec}"
+            + llm_note
         )
 
     if not simulate:

@@ -141,6 +141,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 <th>seconds</th></tr></thead><tbody>
 {rows}
 </tbody></table>
+{_llm_paragraph(result)}
 {_bias_table(bias)}
 <p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
 number of labels drawn at random from the pool, without the loop. Machine precision is measured
@@ -151,3 +152,18 @@ share that people re-checked.</p>
     out = folder / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _llm_paragraph(result: DemoResult) -> str:
+    """What the LLM did, measured against the dataset's labels (simulation only)."""
+    last = result.checkpoints[-1] if result.checkpoints else None
+    if last is None or last.llm_accuracy is None:
+        return ""
+    return (
+        f"<h2>LLM labeler</h2><p>It answered <b>{last.llm_answers:,}</b> items (the cascade asks "
+        f"it only where the cheap labelers are unsure). Its answers matched the dataset's labels "
+        f"on <b>{last.llm_accuracy:.0%}</b>; the true label was among the labels its prompt showed "
+        f"for {_pct(last.llm_candidate_recall)}. Its weight in the pooled probabilities, learned on "
+        f"items people also labeled, ended at <b>{last.llm_weight or 0:.2f}</b> (0 means it does "
+        f"not move labels).</p>"
+    )
