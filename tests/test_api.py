@@ -288,6 +288,45 @@ def test_wrong_password_and_forged_login_form(env) -> None:
     assert r.status_code == 403 and "labelloop_session" not in fresh.cookies
 
 
+def test_repeated_wrong_passwords_lock_the_name_out_for_a_while(env) -> None:
+    from labelloop.auth.throttle import LoginThrottle
+
+    now = [0.0]
+    client = TestClient(create_app(env.p, LoginThrottle(3, window_s=600, clock=lambda: now[0])))
+
+    def attempt(username: str, password: str):
+        page = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        data = {"username": username, "password": password, "csrf_token": token}
+        return client.post("/login", data=data, follow_redirects=False)
+
+    assert [attempt("rita", "guess").status_code for _ in range(3)] == [401, 401, 401]
+    r = attempt("Rita", PASSWORD)  # the right password no longer helps, whatever the case
+    assert r.status_code == 429 and "Too many failed logins" in r.text
+    assert r.headers["Retry-After"] == "600"
+    now[0] = 599.0
+    assert attempt("rita", PASSWORD).status_code == 429
+    now[0] = 600.0
+    assert attempt("rita", PASSWORD).status_code == 303
+
+
+def test_login_throttle_counts_per_name_and_per_address() -> None:
+    from labelloop.auth.throttle import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(2, window_s=100, clock=lambda: now[0])
+    throttle.failed("user:a", "ip:1")
+    now[0] = 50.0
+    throttle.failed("user:b", "ip:1")
+    assert throttle.retry_after("user:c", "ip:1") == 50  # the address tried two names
+    assert throttle.retry_after("user:a", "ip:2") == 0
+    throttle.succeeded("user:a")
+    now[0] = 100.0
+    assert throttle.retry_after("user:c", "ip:1") == 0  # the first failure aged out
+    with pytest.raises(ValueError):
+        LoginThrottle(0)
+
+
 def test_logout_ends_the_session(env) -> None:
     csrf = _login(env.client, "rita")
     assert env.client.post("/logout", data={"csrf_token": "bad"}).status_code == 403
@@ -375,7 +414,15 @@ def test_admin_ingests_a_server_path_and_an_upload(env) -> None:
     upload = io.BytesIO(b"text\nuploaded message\n")
     r = env.client.post("/api/ingest", files={"file": ("up load.csv", upload)}, headers=h)
     assert r.status_code == 200 and r.json()["items_added"] == 1
-    assert (env.p.folder / "uploads" / "up_load.csv").exists()
+    [saved] = (env.p.folder / "uploads").glob("*-up_load.csv")
+    # the same name with other rows is another file; the same file again adds nothing
+    other = io.BytesIO(b"text\nanother message\nuploaded message\n")
+    r = env.client.post("/api/ingest", files={"file": ("up load.csv", other)}, headers=h)
+    assert r.json()["items_added"] == 1 and r.json()["duplicates"] == 1
+    assert saved.exists() and len(list((env.p.folder / "uploads").glob("*-up_load.csv"))) == 2
+    again = io.BytesIO(b"text\nanother message\nuploaded message\n")
+    r = env.client.post("/api/ingest", files={"file": ("up load.csv", again)}, headers=h)
+    assert r.json()["items_added"] == 0 and r.json()["already_ingested"] == 2
     r = env.client.post("/api/ingest", data={"path": "nope.csv"}, headers=h)
     assert r.status_code == 404
     assert env.client.post("/api/ingest", headers=h).status_code == 422

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from labelloop.api import routes_api, routes_pages
+from labelloop.auth.throttle import LoginThrottle
 from labelloop.core.errors import LabelError, LabelloopError
 from labelloop.project import Project
 from labelloop.review.queue import LeaseError
@@ -43,8 +44,11 @@ def _error(request: Request, code: int, detail: object) -> Response:
     return JSONResponse({"detail": detail}, status_code=code)
 
 
-def create_app(project: Project) -> FastAPI:
-    """The web app over ``project``; the project stays open for the app's lifetime."""
+def create_app(project: Project, login_throttle: LoginThrottle | None = None) -> FastAPI:
+    """The web app over ``project``; the project stays open for the app's lifetime.
+
+    ``login_throttle`` limits failed logins (default: 5 per user name or address per 15 min).
+    """
     app = FastAPI(
         title=f"labelloop: {project.config.name}",
         description=(
@@ -61,6 +65,7 @@ def create_app(project: Project) -> FastAPI:
         openapi_url=None,
     )
     app.state.project = project
+    app.state.login_throttle = login_throttle or LoginThrottle()
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(routes_pages.router)
     app.include_router(routes_api.router)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -62,12 +64,21 @@ def _require_item(project: Project, item_id: int) -> None:
 
 
 def _upload_to(folder: Path, upload: UploadFile) -> Path:
-    """Save an upload under ``folder`` with a safe name that keeps its suffix."""
+    """Save an upload under ``folder`` as ``<digest>-<safe name>`` (the suffix kept).
+
+    The digest of the bytes is part of the name, so the ingest's source id (the path) tells
+    two different files of the same name apart, while the same file uploaded twice is still
+    recognised and adds nothing; an earlier upload is never overwritten.
+    """
     name = _SAFE_NAME.sub("_", Path(upload.filename or "upload").name).strip("._") or "upload"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with path.open("wb") as out:
-        shutil.copyfileobj(upload.file, out)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as out:
+        for chunk in iter(lambda: upload.file.read(1 << 20), b""):
+            digest.update(chunk)
+            out.write(chunk)
+    path = folder / f"{digest.hexdigest()[:12]}-{name}"
+    os.replace(out.name, path)
     return path
 
 

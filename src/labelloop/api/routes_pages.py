@@ -22,6 +22,7 @@ from labelloop.api.security import (
     viewer,
 )
 from labelloop.auth import AuthError, authenticate, end_session, start_session, user_for_session
+from labelloop.auth.throttle import LoginThrottle
 from labelloop.auth.users import SESSION_HOURS
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -87,15 +88,30 @@ async def login(
             code=status.HTTP_403_FORBIDDEN,
         )
     db = project_of(request).db
+    throttle: LoginThrottle = request.app.state.login_throttle
+    name_key = f"user:{username.strip().lower()}"
+    keys = (name_key, f"ip:{request.client.host if request.client else '?'}")
+    wait = throttle.retry_after(*keys)
+    if wait:
+        response = _login_page(
+            request,
+            next_url=_safe_next(next),
+            error=f"Too many failed logins. Try again in {max(1, round(wait / 60))} minute(s).",
+            code=status.HTTP_429_TOO_MANY_REQUESTS,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         user = await run_in_threadpool(authenticate, db, username, password)
     except AuthError:
+        throttle.failed(*keys)
         return _login_page(
             request,
             next_url=_safe_next(next),
             error="Wrong user name or password.",
             code=status.HTTP_401_UNAUTHORIZED,
         )
+    throttle.succeeded(name_key)  # not the address: one good account must not reset it
     cookie, _ = await run_in_threadpool(start_session, db, user)
     target = _safe_next(next)
     if target == "/":
