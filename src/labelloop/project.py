@@ -367,8 +367,12 @@ class Project:
         """Audited machine labels: the machine's label next to the person's answer.
 
         One row per audited item a person has answered: item_id, machine_label, confidence,
-        human_label, correct. ``routing.router.audited_precision(df.correct)`` gives the
-        precision of machine labels with its interval.
+        human_label, correct, and machine_labels / human_labels (the whole sets, as lists).
+        In a multi-label project an audit is correct only when the person's whole set equals
+        the machine's (``machine_label`` and ``human_label`` then show each set joined by
+        ", "); in a single-label project it is correct when the person's label is the
+        machine's. ``routing.router.audited_precision(df.correct)`` gives the precision of
+        machine labels with its interval.
         """
         e, h = EventRow.__table__, HumanLabelRow.__table__
         with self.db.engine.connect() as conn:
@@ -387,18 +391,35 @@ class Project:
                 )
                 for item_id, labels in rows:
                     answers.setdefault(item_id, list(labels))  # the first person's answer
-        out = [
-            {
-                "item_id": item_id,
-                "machine_label": payload["machine_label"],
-                "confidence": payload.get("confidence"),
-                "human_label": answers[item_id][0],
-                "correct": answers[item_id][0] == payload["machine_label"],
-            }
-            for item_id, payload in dict(audits).items()
-            if answers.get(item_id)
+        multi = self.config.task == "multi_label"
+        out = []
+        for item_id, payload in dict(audits).items():
+            answer = answers.get(item_id)
+            if not answer:
+                continue
+            machine = list(payload.get("machine_labels") or [payload["machine_label"]])
+            out.append(
+                {
+                    "item_id": item_id,
+                    "machine_label": payload["machine_label"],
+                    "confidence": payload.get("confidence"),
+                    "human_label": ", ".join(answer) if multi else answer[0],
+                    "correct": set(answer) == set(machine)
+                    if multi
+                    else answer[0] == payload["machine_label"],
+                    "machine_labels": machine,
+                    "human_labels": answer,
+                }
+            )
+        cols = [
+            "item_id",
+            "machine_label",
+            "confidence",
+            "human_label",
+            "correct",
+            "machine_labels",
+            "human_labels",
         ]
-        cols = ["item_id", "machine_label", "confidence", "human_label", "correct"]
         return pd.DataFrame(out, columns=cols)
 
     def gold_answers(self) -> dict[int, str]:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from labelloop.embed.base import Embedder
     from labelloop.labelers.base import Labeler
     from labelloop.project import Project
+    from labelloop.routing.calibration import Calibrator
+    from labelloop.routing.router import Decisions, SetDecisions
+    from labelloop.routing.thresholds import SetThreshold, ThresholdSet
 
 BATCH = 1024
 
@@ -249,9 +252,10 @@ def _answered_by(project: Project, labeler: str, ids: list[int]) -> set[int]:
 
 
 def expensive_probs(
-    project: Project, labeler: str, ids: list[int], label_names: list[str]
+    project: Project, labeler: str, ids: list[int], label_names: list[str], multi: bool = False
 ) -> dict[int, np.ndarray]:
-    """The latest valid answer of ``labeler`` per item, as probability rows."""
+    """The latest valid answer of ``labeler`` per item, as probability rows (summing to one,
+    or with ``multi`` per-label probabilities as they are)."""
     s = SuggestionRow.__table__
     out: dict[int, np.ndarray] = {}
     with project.db.engine.connect() as conn:
@@ -267,7 +271,9 @@ def expensive_probs(
             )
             for item_id, probs in rows:
                 row = np.array([float(probs.get(n, 0.0)) for n in label_names])
-                if row.sum() > 0:
+                if multi:
+                    out[item_id] = np.clip(row, 0.0, 1.0)
+                elif row.sum() > 0:
                     out[item_id] = row / row.sum()
     return out
 
@@ -279,16 +285,23 @@ def expensive_weight(
     also answered (against the cheap ensemble's held-out probabilities). With fewer than
     ``min_items`` such items it is 0: a labeler not yet measured does not move labels."""
     from labelloop.labelers.ensemble import fit_pool_weights
+    from labelloop.labelers.probs import encode_labels, is_multi_label
 
+    multi = is_multi_label(labelers.task)
     human_ids = [int(i) for i in labelers.humans.item_ids]
-    answered = expensive_probs(project, labeler, human_ids, labelers.label_names)
+    answered = expensive_probs(project, labeler, human_ids, labelers.label_names, multi)
     if len(answered) < min_items or not len(labelers.held_out_probs):
         return 0.0
     rows = [k for k, i in enumerate(human_ids) if i in answered]
     stack = np.stack(
         [labelers.held_out_probs[rows], np.stack([answered[human_ids[k]] for k in rows])]
     )
-    return float(fit_pool_weights(stack, labelers.held_out_y()[rows])[1])
+    y = (
+        encode_labels(labelers.humans.labels, labelers.label_names, labelers.task)
+        if multi
+        else labelers.held_out_y()
+    )
+    return float(fit_pool_weights(stack, y[rows], labelers.task)[1])
 
 
 def blend_expensive(
@@ -298,19 +311,21 @@ def blend_expensive(
     ids: np.ndarray,
     probs: np.ndarray,
     weight: float,
+    task: str = "single_label",
 ) -> np.ndarray:
     """Pool the expensive labeler's answers (where it gave one) into ``probs``."""
     from labelloop.labelers.ensemble import combine_probs
 
     if weight <= 0.0:
         return probs
-    answered = expensive_probs(project, labeler, [int(i) for i in ids], label_names)
+    multi = task == "multi_label"
+    answered = expensive_probs(project, labeler, [int(i) for i in ids], label_names, multi)
     out = probs.copy()
     for k, item_id in enumerate(ids):
         row = answered.get(int(item_id))
         if row is not None:
             pair = np.stack([probs[k : k + 1], row[None, :]])
-            out[k] = combine_probs(pair, np.array([1 - weight, weight]))[0]
+            out[k] = combine_probs(pair, np.array([1 - weight, weight]), task)[0]
     return out
 
 
@@ -322,14 +337,18 @@ def route(
     min_support: int = 30,
     llm_labeler: str | None = None,
 ) -> RouteReport:
-    """Auto-label what meets the precision target; queue the rest with active-learning priority."""
-    from labelloop.routing.calibration import IdentityCalibrator, fit_calibrator
-    from labelloop.routing.router import adjust_thresholds
+    """Auto-label what meets the precision target; queue the rest with active-learning priority.
+
+    Single-label: per-label thresholds on calibrated probabilities. Multi-label: one threshold
+    on the confidence of whole predicted label sets, fit on held-out probabilities as they are
+    (identity calibration), and an item's final label is its whole set.
+    """
     from labelloop.routing.router import route as route_probs
-    from labelloop.routing.thresholds import fit_thresholds
+    from labelloop.routing.router import route_sets
 
     started = time.perf_counter()
     cfg = project.config
+    multi = cfg.task == "multi_label"
     embedder = embedder or project_embedder(project)
     labelers = labelers or build_labelers(project, embedder)
     report = RouteReport(human_labels=len(labelers.humans))
@@ -338,92 +357,80 @@ def route(
     if not pending:
         return report
 
+    names = labelers.label_names
     held_out = labelers.held_out_probs
     weight = 0.0
     if llm_labeler is not None:
         weight = expensive_weight(project, llm_labeler, labelers)
         held_out = blend_expensive(
-            project, llm_labeler, labelers.label_names, labelers.humans.item_ids, held_out, weight
+            project, llm_labeler, names, labelers.humans.item_ids, held_out, weight, cfg.task
         )
         report.llm_weight = weight
-    can_auto = cfg.task == "single_label" and len(held_out) >= min_support
-    if can_auto:
-        y = labelers.held_out_y()
-        calibrator = fit_calibrator(held_out, y)
-        thresholds = fit_thresholds(
-            calibrator.transform(held_out),
-            y,
-            target=cfg.metrics.precision_target,
-            min_support=min_support,
-            label_names=labelers.label_names,
-        )
-        audit = project.audit_results()
-        if len(audit):  # audited precision below target raises that label's threshold
-            index = {n: i for i, n in enumerate(labelers.label_names)}
-            audit = audit[audit["machine_label"].isin(index)]
-            thresholds = adjust_thresholds(
-                thresholds,
-                audit["machine_label"].map(index).to_numpy(),
-                audit["confidence"].astype(float).to_numpy(),
-                audit["correct"].to_numpy(),
-            )
+    can_auto = len(held_out) >= min_support
+    # None: too few human labels, auto-accept nothing.
+    calibrator: Calibrator | None = None
+    thresholds: ThresholdSet | None = None  # single-label: one per label
+    set_threshold: SetThreshold | None = None  # multi-label: one for whole sets
+    if can_auto and multi:
+        set_threshold = _set_threshold(project, labelers, held_out, min_support)
+        report.calibration = "IdentityCalibrator"
+        report.thresholds = [set_threshold.as_row()]
+    elif can_auto:
+        calibrator, thresholds = _label_thresholds(project, labelers, held_out, min_support)
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
-    else:
-        calibrator = IdentityCalibrator()
-        thresholds = None  # too few human labels: auto-accept nothing
 
     ids = np.array([p[0] for p in pending], dtype=np.int64)
     vectors = embedder.embed([p[1] for p in pending])
     _, probs, split = labelers.probs(vectors)
     if llm_labeler is not None:
-        probs = blend_expensive(project, llm_labeler, labelers.label_names, ids, probs, weight)
-    calibrated = calibrator.transform(probs) if can_auto else probs
-    k = probs.shape[1]
-    decisions = route_probs(
-        calibrated,
-        thresholds if thresholds is not None else np.full(k, np.inf),
-        audit_rate=cfg.metrics.audit_rate,
-        keys=[int(i) for i in ids],
-    )
+        probs = blend_expensive(project, llm_labeler, names, ids, probs, weight, cfg.task)
+    calibrated = calibrator.transform(probs) if calibrator is not None else probs
+    keys = [int(i) for i in ids]
+    decisions: Decisions | SetDecisions
+    if multi:
+        decisions = route_sets(
+            probs,
+            set_threshold if set_threshold is not None else np.inf,
+            audit_rate=cfg.metrics.audit_rate,
+            keys=keys,
+        )
+        machine_sets = [[names[j] for j in np.flatnonzero(row)] for row in decisions.labels]
+    else:
+        decisions = route_probs(
+            calibrated,
+            thresholds if thresholds is not None else np.full(probs.shape[1], np.inf),
+            audit_rate=cfg.metrics.audit_rate,
+            keys=keys,
+        )
+        machine_sets = [[names[int(lab)]] for lab in decisions.label]
     priority = review_priority(project, calibrated, split, vectors, len(labelers.humans))
 
     auto_rows = [
         {
             "project_id": project.id,
-            "item_id": int(i),
-            "labels": [labelers.label_names[int(lab)]],
+            "item_id": int(ids[k]),
+            "labels": machine_sets[k],
             "source_kind": "machine",
             "source_name": "ensemble",
             "source_version": labelers.ensemble.version,
-            "confidence": float(c),
+            "confidence": float(decisions.confidence[k]),
         }
-        for i, lab, c, a in zip(
-            ids, decisions.label, decisions.confidence, decisions.auto, strict=True
-        )
-        if a
+        for k in np.flatnonzero(decisions.auto)
     ]
     with project.db.engine.begin() as conn:
         set_final_labels(conn, auto_rows)
         # The machine label of each audited item, to compare with the person's answer later.
-        for i, lab, c in zip(
-            ids[decisions.audit],
-            decisions.label[decisions.audit],
-            decisions.confidence[decisions.audit],
-            strict=True,
-        ):
-            log_event(
-                conn,
-                project.id,
-                "audit",
-                {
-                    "machine_label": labelers.label_names[int(lab)],
-                    "confidence": float(c),
-                    "labeler": "ensemble",
-                    "version": labelers.ensemble.version,
-                },
-                int(i),
-            )
+        for k in np.flatnonzero(decisions.audit):
+            payload: dict[str, Any] = {
+                "machine_label": ", ".join(machine_sets[k]) if multi else machine_sets[k][0],
+                "confidence": float(decisions.confidence[k]),
+                "labeler": "ensemble",
+                "version": labelers.ensemble.version,
+            }
+            if multi:  # the whole set: an audit is right only if the person gives this set
+                payload["machine_labels"] = machine_sets[k]
+            log_event(conn, project.id, "audit", payload, int(ids[k]))
     review = decisions.needs_review
     audit = decisions.audit
     waiting = group_near_duplicates(project, ids, vectors, priority, review & ~audit)
@@ -450,6 +457,64 @@ def route(
     report.queued = int(review.sum())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _label_thresholds(
+    project: Project, labelers: LabelerSet, held_out: np.ndarray, min_support: int
+) -> tuple[Calibrator, ThresholdSet]:
+    """Single-label: a calibrator and per-label thresholds fit on the held-out probabilities,
+    each raised where audits of that label's machine labels show precision below target."""
+    from labelloop.routing.calibration import fit_calibrator
+    from labelloop.routing.router import adjust_thresholds
+    from labelloop.routing.thresholds import fit_thresholds
+
+    y = labelers.held_out_y()
+    calibrator = fit_calibrator(held_out, y)
+    thresholds = fit_thresholds(
+        calibrator.transform(held_out),
+        y,
+        target=project.config.metrics.precision_target,
+        min_support=min_support,
+        label_names=labelers.label_names,
+    )
+    audit = project.audit_results()
+    if len(audit):  # audited precision below target raises that label's threshold
+        index = {n: i for i, n in enumerate(labelers.label_names)}
+        audit = audit[audit["machine_label"].isin(index)]
+        thresholds = adjust_thresholds(
+            thresholds,
+            audit["machine_label"].map(index).to_numpy(),
+            audit["confidence"].astype(float).to_numpy(),
+            audit["correct"].to_numpy(),
+        )
+    return calibrator, thresholds
+
+
+def _set_threshold(
+    project: Project, labelers: LabelerSet, held_out: np.ndarray, min_support: int
+) -> SetThreshold:
+    """Multi-label: one threshold on whole-set confidence, fit on the held-out probabilities
+    against the people's label sets, raised where audits of machine sets fall short."""
+    from labelloop.labelers.probs import encode_labels
+    from labelloop.routing.router import adjust_set_threshold
+    from labelloop.routing.thresholds import fit_set_threshold
+
+    Y = encode_labels(labelers.humans.labels, labelers.label_names, labelers.task)
+    threshold = fit_set_threshold(
+        held_out,
+        Y,
+        target=project.config.metrics.precision_target,
+        min_support=min_support,
+    )
+    audit = project.audit_results()
+    audit = audit[audit["confidence"].notna()] if len(audit) else audit
+    if len(audit):
+        threshold = adjust_set_threshold(
+            threshold,
+            audit["confidence"].astype(float).to_numpy(),
+            audit["correct"].to_numpy(),
+        )
+    return threshold
 
 
 def _keyed_share(ids: np.ndarray, salt: str) -> np.ndarray:

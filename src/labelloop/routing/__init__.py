@@ -1,5 +1,6 @@
-"""Routing: calibrate labeler confidences, fit per-label thresholds for a precision target,
-decide auto-accept vs review, and audit a share of the auto-accepted labels."""
+"""Routing: calibrate labeler confidences, fit per-label thresholds for a precision target
+(one threshold on whole label sets for multi-label tasks), decide auto-accept vs review, and
+audit a share of the auto-accepted labels."""
 
 from labelloop.routing.calibration import (
     CalibrationReport,
@@ -13,15 +14,21 @@ from labelloop.routing.calibration import (
 )
 from labelloop.routing.router import (
     Decisions,
+    SetDecisions,
+    adjust_set_threshold,
     adjust_thresholds,
     audited_precision,
     route,
+    route_sets,
 )
 from labelloop.routing.thresholds import (
     LabelThreshold,
+    SetThreshold,
     ThresholdSet,
+    fit_set_threshold,
     fit_thresholds,
     precision_lower_bound,
+    predicted_sets,
     proportion_interval,
 )
 
@@ -31,16 +38,22 @@ __all__ = [
     "Decisions",
     "IdentityCalibrator",
     "LabelThreshold",
+    "SetDecisions",
+    "SetThreshold",
     "TemperatureCalibrator",
     "ThresholdSet",
     "TopLabelIsotonicCalibrator",
+    "adjust_set_threshold",
     "adjust_thresholds",
     "audited_precision",
     "expected_calibration_error",
     "fit_calibrator",
+    "fit_set_threshold",
     "fit_thresholds",
     "negative_log_likelihood",
     "precision_lower_bound",
+    "predicted_sets",
     "proportion_interval",
     "route",
+    "route_sets",
 ]

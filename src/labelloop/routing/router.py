@@ -4,6 +4,10 @@
 everything else goes to people. A random share of the auto-accepted items (``audit_rate``,
 default 2%) also goes to people, flagged as audit: their human labels measure the precision the
 auto-accepted labels really have (``audited_precision``), which ``adjust_thresholds`` acts on.
+
+Multi-label tasks route whole label sets: ``route_sets`` accepts an item's predicted set when
+the set's confidence reaches the one ``SetThreshold``, audits the same share, and
+``adjust_set_threshold`` raises that threshold when audits of whole sets fall short.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from labelloop.routing.calibration import check_probs
 from labelloop.routing.thresholds import (
     BoundMethod,
     LabelThreshold,
+    SetThreshold,
     ThresholdSet,
+    predicted_sets,
     proportion_interval,
 )
 
@@ -85,19 +91,77 @@ def route(
         raise ValueError(f"thresholds: expected {k} values (one per label), got {values.shape}")
     if np.any(np.isnan(values)):
         raise ValueError("thresholds: NaN threshold (use inf to auto-accept nothing)")
-    if not 0.0 <= audit_rate <= 1.0:
-        raise ValueError(f"audit_rate={audit_rate}: expected a share in [0, 1]")
+    _check_audit_rate(audit_rate)
     label = probs.argmax(axis=1)
     confidence = probs[np.arange(n), label]
     auto = confidence >= values[label]
-    if keys is not None:
-        if len(keys) != n:
-            raise ValueError(f"keys: {len(keys)} keys for {n} items")
-        draws = _keyed_uniforms(keys, seed)
-    else:
-        draws = np.random.default_rng(seed).random(n)
-    audit = auto & (draws < audit_rate)
+    audit = auto & (_audit_draws(n, seed, keys) < audit_rate)
     return Decisions(label=label, confidence=confidence, auto=auto, audit=audit)
+
+
+def _check_audit_rate(audit_rate: float) -> None:
+    if not 0.0 <= audit_rate <= 1.0:
+        raise ValueError(f"audit_rate={audit_rate}: expected a share in [0, 1]")
+
+
+def _audit_draws(n: int, seed: int, keys: Sequence[object] | None) -> np.ndarray:
+    """A uniform draw per item: keyed by item when ``keys`` are given, else from ``seed``."""
+    if keys is None:
+        return np.random.default_rng(seed).random(n)
+    if len(keys) != n:
+        raise ValueError(f"keys: {len(keys)} keys for {n} items")
+    return _keyed_uniforms(keys, seed)
+
+
+@dataclass(frozen=True)
+class SetDecisions:
+    """Routing of n items of a multi-label task, as parallel arrays.
+
+    ``labels``: the predicted label set per item, an (n, K) boolean matrix (never an empty row,
+    see ``predicted_sets``); ``confidence``: the probability that the whole set is right;
+    ``auto``: the set is accepted without review; ``audit``: auto-accepted and also sent to
+    review to measure precision. An item goes to people when ``needs_review``.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    auto: np.ndarray
+    audit: np.ndarray
+
+    @property
+    def needs_review(self) -> np.ndarray:
+        return ~self.auto | self.audit
+
+    @property
+    def route(self) -> np.ndarray:
+        """ "auto" or "review" per item (audit items read "review")."""
+        return np.where(self.needs_review, REVIEW, AUTO)
+
+    @property
+    def auto_share(self) -> float:
+        return float(self.auto.mean()) if len(self.auto) else 0.0
+
+
+def route_sets(
+    probs: np.ndarray,
+    threshold: SetThreshold | float,
+    audit_rate: float = 0.02,
+    seed: int = 0,
+    keys: Sequence[object] | None = None,
+) -> SetDecisions:
+    """Route each row of multi-label ``probs`` (per-label probabilities, as the threshold was
+    fit on): its predicted set is auto-accepted when the set's confidence reaches ``threshold``
+    (a ``SetThreshold`` or a number; inf accepts nothing). Audit draws work as in ``route``:
+    pass ``keys`` so an item gets the same audit decision whichever batch it arrives in.
+    """
+    value = float(threshold.threshold if isinstance(threshold, SetThreshold) else threshold)
+    if math.isnan(value):
+        raise ValueError("threshold: NaN (use inf to auto-accept nothing)")
+    _check_audit_rate(audit_rate)
+    sets, confidence = predicted_sets(probs)
+    auto = confidence >= value
+    audit = auto & (_audit_draws(len(sets), seed, keys) < audit_rate)
+    return SetDecisions(labels=sets, confidence=confidence, auto=auto, audit=audit)
 
 
 def audited_precision(
@@ -179,3 +243,40 @@ def _raised_threshold(
         if correct[above].mean() >= target:
             return float(t)
     return math.inf
+
+
+def adjust_set_threshold(
+    threshold: SetThreshold,
+    audit_confidences: np.ndarray,
+    audit_correct: np.ndarray,
+    alpha: float = 0.05,
+    method: BoundMethod = "wilson",
+    min_remaining: int = 10,
+) -> SetThreshold:
+    """The multi-label counterpart of ``adjust_thresholds``, for the one set threshold.
+
+    ``audit_correct`` says, per audited item, whether the person's set equals the machine's.
+    If the upper bound of the two-sided 1 - alpha interval of audited set precision is below
+    the target, the threshold rises to the lowest audited confidence above it at which the
+    audited items (at least ``min_remaining``) reach the target by point estimate, or to inf
+    (auto-accept nothing until a refit on the new human labels). It never falls here.
+    """
+    conf = np.asarray(audit_confidences, dtype=np.float64)
+    correct = np.asarray(audit_correct).astype(bool)
+    if conf.shape != correct.shape or conf.ndim != 1:
+        raise ValueError(
+            "audit_confidences, audit_correct: expected 1-D arrays of one length, "
+            f"got {conf.shape}, {correct.shape}"
+        )
+    if not conf.size or not threshold.auto_accepts:
+        return threshold
+    target = threshold.target
+    _, _, high = audited_precision(correct, alpha, method)
+    if high >= target:
+        return threshold
+    raised = _raised_threshold(conf, correct, threshold.threshold, target, min_remaining)
+    reason = (
+        f"audit: set precision upper bound {high:.3f} < target {target} on "
+        f"{conf.size} audited items"
+    )
+    return replace(threshold, threshold=raised, reason=reason)

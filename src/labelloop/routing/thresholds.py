@@ -7,6 +7,10 @@ the lowest confidence ``t`` such that the items with confidence >= t number at l
 (realised 0.93-0.97, FIELD-NOTES). A label with too few labeled items auto-accepts nothing
 (threshold = inf).
 
+Multi-label tasks (``fit_set_threshold``) get one threshold for the whole item instead: the
+machine's answer is a set of labels, it is right only when the set equals the person's, and the
+same lower bound is put on the precision of whole sets.
+
 Caveat: the bound holds for one threshold fixed in advance; scanning many and keeping the lowest
 that passes makes it somewhat optimistic. The audit sample (``router``) checks it afterwards.
 """
@@ -21,6 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy.stats import beta, norm
 
+from labelloop.labelers.probs import confidence_of
 from labelloop.routing.calibration import check_labels, check_probs
 
 BoundMethod = Literal["wilson", "clopper-pearson"]
@@ -144,10 +149,11 @@ def _fit_one(
     alpha: float,
     method: BoundMethod,
     min_support: int,
+    items: str = "labeled items predicted as this label",
 ) -> tuple[float, int, float, float, str]:
     n_all = len(conf)
     if n_all == 0:
-        return math.inf, 0, math.nan, 0.0, "no labeled items predicted as this label"
+        return math.inf, 0, math.nan, 0.0, f"no {items}"
     order = np.argsort(-conf, kind="stable")
     c, ok = conf[order], correct[order]
     n_at = np.arange(1, n_all + 1)
@@ -160,7 +166,7 @@ def _fit_one(
         prec_all = float(k_at[-1] / n_all)
         low_all = float(lows[-1])
         why = (
-            f"only {n_all} labeled items predicted as this label (< min_support={min_support})"
+            f"only {n_all} {items} (< min_support={min_support})"
             if n_all < min_support
             else f"no threshold reaches a {1 - alpha:.0%} lower bound >= {target}"
         )
@@ -203,3 +209,123 @@ def fit_thresholds(
         )
         out.append(LabelThreshold(names[j], t, support, prec, low, why))
     return ThresholdSet(tuple(out), target, alpha, method, min_support)
+
+
+# --- multi-label: one threshold on whole label sets ---------------------------------------------
+
+SET_SCOPE = "whole label set"
+
+
+def predicted_sets(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The machine's label set per row of multi-label ``probs``, and its confidence.
+
+    ``probs`` holds independent per-label probabilities (rows need not sum to one). A label is in
+    the set when p >= 0.5; a row with no such label takes its single most probable label, since
+    a person must give at least one label (``Project.check_labels``), so an empty set could
+    never be right. Confidence is the probability that the whole set is right when labels are
+    independent, prod over labels of p (in the set) or 1 - p (out of it): for a set from the 0.5
+    rule that is ``labelers.probs.confidence_of(probs, "multi_label")``, the score the
+    suggestions and the cascade already use; for a fallback row it is lower, as it should be
+    (its one label has p < 0.5).
+
+    Returns (sets, confidence): an (n, K) boolean matrix and an (n,) float array.
+    """
+    P = check_probs(probs)
+    if np.any(P > 1.0):
+        bad = int(np.argwhere(P > 1.0)[0][0])
+        raise ValueError(
+            f"probs: probability above 1 in row {bad} (multi-label rows hold p per label)"
+        )
+    sets = P >= 0.5
+    confidence = confidence_of(P, "multi_label")
+    empty = np.flatnonzero(~sets.any(axis=1))
+    if empty.size:
+        top = P[empty].argmax(axis=1)
+        sets[empty, top] = True
+        chosen = np.where(sets[empty], P[empty], 1.0 - P[empty])
+        confidence[empty] = np.prod(chosen, axis=1)
+    return sets, confidence
+
+
+@dataclass(frozen=True)
+class SetThreshold:
+    """The auto-accept rule of a multi-label task: one confidence threshold for whole sets.
+
+    An item is auto-accepted when the confidence of its predicted set (``predicted_sets``) is
+    >= ``threshold``. ``support``, ``precision`` and ``lower_bound`` describe the human-labeled
+    items with confidence >= ``threshold`` (all of them when it is inf), where an item counts as
+    right only if its predicted set equals the person's set exactly. ``reason`` says why nothing
+    is auto-accepted ("" when something is).
+    """
+
+    threshold: float
+    support: int
+    precision: float
+    lower_bound: float
+    target: float
+    alpha: float
+    method: str
+    min_support: int
+    reason: str = ""
+
+    @property
+    def auto_accepts(self) -> bool:
+        return math.isfinite(self.threshold)
+
+    def as_row(self) -> dict[str, object]:
+        """The fields a per-label threshold row has (``LabelThreshold``), for reports and the
+        CLI table, with ``label`` naming the scope: one rule for the whole set."""
+        return {
+            "label": SET_SCOPE,
+            "threshold": self.threshold,
+            "support": self.support,
+            "precision": self.precision,
+            "lower_bound": self.lower_bound,
+            "reason": self.reason,
+            "scope": "label_set",
+        }
+
+
+def check_label_matrix(Y: np.ndarray, n: int, k: int, name: str = "Y") -> np.ndarray:
+    """``Y`` as an (n, k) boolean matrix of human label sets, or raise ValueError."""
+    arr = np.asarray(Y)
+    if arr.shape != (n, k):
+        raise ValueError(f"{name}: expected an ({n}, {k}) 0/1 matrix, got shape {arr.shape}")
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name}: a multi-label label matrix must hold only 0 and 1")
+    return arr.astype(bool)
+
+
+def fit_set_threshold(
+    probs: np.ndarray,
+    Y: np.ndarray,
+    target: float = 0.95,
+    alpha: float = 0.05,
+    method: BoundMethod = "wilson",
+    min_support: int = 30,
+) -> SetThreshold:
+    """One item-level threshold for a multi-label task, on held-out ``probs`` of human-labeled
+    items whose label sets are the rows of the 0/1 matrix ``Y``.
+
+    Why one threshold and whole sets: an auto-accepted item gets its whole predicted set as
+    its final label, so the precision that matters is that of sets, and a set with one label
+    wrong is a wrong label. Per-label thresholds would bound each yes/no decision but not the
+    set. The rule is the single-label one (``fit_thresholds``) applied to all items at once:
+    the lowest confidence whose items (at least ``min_support``) have a one-sided 1 - alpha
+    lower bound on set precision >= ``target``; inf (auto-accept nothing) when none does.
+    Calibration is not needed for the bound to hold: it is computed on the same kind of
+    probabilities the threshold is applied to.
+    """
+    P = check_probs(probs)
+    n, k = P.shape
+    truth = check_label_matrix(Y, n, k)
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target={target}: expected a precision in (0, 1]")
+    if min_support < 1:
+        raise ValueError(f"min_support={min_support}: expected at least 1")
+    sets, conf = predicted_sets(P)
+    correct = (sets == truth).all(axis=1)
+    t, support, prec, low, why = _fit_one(
+        conf, correct, target, alpha, method, min_support, items="labeled items"
+    )
+    return SetThreshold(t, support, prec, low, target, alpha, method, min_support, why)
