@@ -10,6 +10,7 @@ from labelloop.active import (
     density,
     entropy_score,
     k_center_greedy,
+    label_set_uncertainty,
     least_confidence_score,
     margin_score,
     mean_kl_to_consensus,
@@ -50,6 +51,22 @@ def clusters(centres: np.ndarray, per: int, spread: float, seed: int = 0) -> np.
 
 def test_margin_scores():
     np.testing.assert_allclose(margin_score(PROBS), [0.0, 1.0, 1.0, 0.7])
+
+
+def test_label_set_uncertainty_reads_independent_probabilities():
+    multi = np.array(
+        [
+            [0.99, 0.01, 0.98],  # a sure set {0, 2}
+            [0.2, 0.001, 0.001],  # no label reaches 0.5: the set {0} is a guess
+            [0.6, 0.5, 0.01],  # two coin flips
+        ]
+    )
+    scores = label_set_uncertainty(multi)
+    np.testing.assert_allclose(scores[0], 1 - 0.99 * 0.99 * 0.98)
+    np.testing.assert_allclose(scores[2], 1 - 0.6 * 0.5 * 0.99)
+    np.testing.assert_allclose(scores[1], 1 - 0.2 * 0.999 * 0.999)
+    assert margin_score(multi)[1] < 0.05  # the renormalised row looks sure to the margin
+    assert scores.argmin() == 0
 
 
 def test_entropy_scores():

@@ -4,6 +4,7 @@ representativeness, diversity), and near-duplicate groups that share one label."
 from labelloop.active.acquisition import (
     UNCERTAINTY_SCORES,
     entropy_score,
+    label_set_uncertainty,
     least_confidence_score,
     margin_score,
     mean_kl_to_consensus,
@@ -25,6 +26,7 @@ __all__ = [
     "entropy_score",
     "k_center_greedy",
     "least_confidence_score",
+    "label_set_uncertainty",
     "margin_score",
     "mean_kl_to_consensus",
     "near_duplicate_groups",

@@ -30,6 +30,18 @@ def margin_score(probs: np.ndarray) -> np.ndarray:
     return 1.0 - (top2[:, 0] - top2[:, 1])
 
 
+def label_set_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """Multi-label: 1 - the confidence of the predicted label set (the chance it is wrong).
+
+    Rows hold independent per-label probabilities, so the single-label scores (which renormalise
+    rows) misread them: a row of small probabilities looks certain to the margin, yet its set
+    is a guess. The set and its confidence are the router's (``routing.predicted_sets``).
+    """
+    from labelloop.routing.thresholds import predicted_sets
+
+    return 1.0 - predicted_sets(probs)[1]
+
+
 def entropy_score(probs: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of each row."""
     p = _normalised(probs)

@@ -588,13 +588,15 @@ def review_priority(
     project: Project, probs: np.ndarray, split: np.ndarray, vectors: np.ndarray, n_human: int
 ) -> np.ndarray:
     """Higher first: uncertainty, disagreement and density, or typical items at cold start."""
-    from labelloop.active.acquisition import margin_score
+    from labelloop.active.acquisition import label_set_uncertainty, margin_score
     from labelloop.active.diversity import density, typiclust_cold_start
     from labelloop.active.priority import combined_priority
 
     a = project.config.active
     n = len(probs)
-    scores = {"uncertainty": margin_score(probs), "disagreement": split}
+    multi = project.config.task == "multi_label"
+    uncertainty = label_set_uncertainty(probs) if multi else margin_score(probs)
+    scores = {"uncertainty": uncertainty, "disagreement": split}
     weights = {"uncertainty": a.uncertainty, "disagreement": a.disagreement}
     if a.density and n <= 50_000:  # density is O(n^2): skip it on very large pools
         scores["density"] = density(vectors)
