@@ -101,6 +101,7 @@ PROTECTED = [
     ("get", "/api/items"),
     ("get", "/api/quarantine"),
     ("get", "/api/labels"),
+    ("get", "/api/suggestions"),
     ("post", "/api/queue/next"),
     ("post", "/api/items/1/label"),
     ("post", "/api/items/1/skip"),
@@ -563,6 +564,37 @@ def cli():
     app.command()(serve)
     app.add_typer(user_app, name="user")
     return app
+
+
+def test_suggestions_with_provenance_over_http_and_the_cli(env, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labelloop.cli.main import app as cli
+
+    h = _headers(env, "reviewer")
+    rows = env.client.get("/api/suggestions", headers=h).json()
+    assert [(r["labeler"], r["label"], r["item_id"]) for r in rows] == [
+        ("zeroshot", "spam", env.ids[0]),
+        ("llm", "ham", env.ids[0]),
+    ]
+    assert rows[0]["probs"] == {"ham": 0.2, "spam": 0.8} and rows[0]["status"] == "ok"
+    only = env.client.get("/api/suggestions?labeler=llm&limit=5", headers=h).json()
+    assert [r["labeler"] for r in only] == ["llm"]
+    assert env.client.get("/api/suggestions", headers=_headers(env, "viewer")).status_code == 403
+    env.p.close()  # the CLI opens the project itself
+    run = CliRunner()
+    r = run.invoke(cli, ["suggestions", "-p", str(env.p.folder), "--labeler", "zeroshot"])
+    assert r.exit_code == 0, r.output
+    assert "zeroshot" in r.output and "spam" in r.output and "llm" not in r.output
+    out = tmp_path / "suggestions.jsonl"
+    r = run.invoke(cli, ["suggestions", "-p", str(env.p.folder), "--out", str(out)])
+    assert r.exit_code == 0 and "2 suggestions written" in r.output
+    assert [json.loads(line)["labeler"] for line in out.read_text().splitlines()] == [
+        "zeroshot",
+        "llm",
+    ]
+    r = run.invoke(cli, ["suggestions", "-p", str(env.p.folder), "--out", str(tmp_path / "x.xls")])
+    assert r.exit_code == 1 and "use a .csv" in r.output
 
 
 def test_cli_user_add_token_and_serve(cli, tmp_path: Path, monkeypatch) -> None:

@@ -494,8 +494,9 @@ class Project:
             columns=["item_id", "reason", "flagged_at", "content", "state"],
         )
 
-    def suggestions(self, labeler: str | None = None) -> pd.DataFrame:
-        """Every machine suggestion (one row each, oldest first), optionally of one labeler."""
+    def suggestions(self, labeler: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Machine suggestions, one row each, oldest first: optionally of one labeler only and
+        at most ``limit`` rows. ``probs`` holds every label's probability."""
         s, it = SuggestionRow.__table__, ItemRow.__table__
         stmt = (
             select(
@@ -519,6 +520,8 @@ class Project:
         )
         if labeler is not None:
             stmt = stmt.where(s.c.labeler == labeler)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.db.engine.connect() as conn:
             return pd.DataFrame(
                 conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())

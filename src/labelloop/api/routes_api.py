@@ -124,6 +124,20 @@ def get_labels(
     return _records(project.final_labels().head(limit))
 
 
+@router.get(
+    "/suggestions",
+    response_model=list[schemas.SuggestionRecordOut],
+    summary="Machine suggestions with provenance, oldest first",
+)
+def get_suggestions(
+    project: ProjectDep,
+    _: Reviewer,
+    labeler: Annotated[str | None, Query(description="only this labeler, e.g. student")] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> list[dict[str, Any]]:
+    return _records(project.suggestions(labeler, limit))
+
+
 # -- reviewing -----------------------------------------------------------------------------
 
 

@@ -122,6 +122,24 @@ class FinalLabelOut(BaseModel):
     decided_at: str | None = None
 
 
+class SuggestionRecordOut(BaseModel):
+    """One stored suggestion with its item (GET /api/suggestions)."""
+
+    item_id: int
+    content: str
+    labeler: str
+    labeler_version: str
+    label: str | None = None
+    confidence: float | None = None
+    confidence_method: str | None = None
+    status: str
+    error: str | None = None
+    probs: dict[str, float] = {}
+    latency_ms: float = 0.0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 class UserIn(BaseModel):
     username: str
     role: str = Field(examples=["reviewer"], description="admin, reviewer or viewer")

@@ -183,6 +183,55 @@ def suggest(
 
 @app.command()
 @friendly_errors
+def suggestions(
+    project: ProjectOpt = Path("."),
+    labeler: Annotated[
+        str | None, typer.Option(help="Only this labeler (e.g. student, zeroshot, llm:...).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.", min=1)] = 20,
+    out: Annotated[
+        Path | None, typer.Option(help="Write them all to a .csv, .jsonl or .parquet file.")
+    ] = None,
+) -> None:
+    """Machine suggestions with their provenance: label, confidence and how it was measured."""
+    with _open(project) as p:
+        df = p.suggestions(labeler, None if out else limit)
+    if out is not None:
+        suffix = out.suffix.lower()
+        if suffix == ".csv":
+            df.assign(probs=df["probs"].map(json.dumps)).to_csv(out, index=False)
+        elif suffix in (".jsonl", ".ndjson"):
+            df.to_json(out, orient="records", lines=True)
+        elif suffix in (".parquet", ".pq"):
+            df.assign(probs=df["probs"].map(json.dumps)).to_parquet(out, index=False)
+        else:
+            raise LabelloopError(f"{out}: use a .csv, .jsonl or .parquet file")
+        console.print(f"{len(df):,} suggestions written to {out}")
+        return
+    if df.empty:
+        console.print("No suggestions yet (run labelloop suggest).")
+        return
+    table = Table("item", "labeler", "label", "confidence", "method", "status", "text")
+    for row in df.itertuples():
+        conf = (
+            ""
+            if row.confidence is None or row.confidence != row.confidence
+            else f"{row.confidence:.3f}"
+        )
+        table.add_row(
+            str(row.item_id),
+            row.labeler,
+            row.label or "",
+            conf,
+            row.confidence_method or "",
+            row.status if row.status == "ok" else f"[red]{row.status}[/]: {row.error}",
+            row.content[:60],
+        )
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
 def route(
     project: ProjectOpt = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
