@@ -75,11 +75,34 @@ def test_length_sorting_keeps_the_callers_order(minilm: MiniLMEmbedder) -> None:
 
 def test_batches_pad_to_their_longest_item_and_truncate_at_256(minilm: MiniLMEmbedder) -> None:
     texts = ["yes", "no", "a somewhat longer sentence with more tokens in it", "word " * 1000]
-    shapes = [inputs["input_ids"].shape for _, inputs in minilm.batches(texts)]
+    unlimited = MiniLMEmbedder(max_batch_tokens=10**6)
+    shapes = [inputs["input_ids"].shape for _, inputs in unlimited.batches(texts)]
     assert shapes == [(4, 256)]
+    # within the default token budget (512) the 256-token text goes in a batch of its own
+    shapes = [inputs["input_ids"].shape for _, inputs in minilm.batches(texts)]
+    assert shapes == [(3, 12), (1, 256)]
     (rows, inputs), *_ = MiniLMEmbedder(batch_size=2).batches(texts)
     assert sorted(rows.tolist()) == [0, 1]
     assert inputs["input_ids"].shape == (2, 3)  # [CLS] word [SEP], not the file's fixed 128
+
+
+def test_batch_spans_respect_rows_and_the_token_budget() -> None:
+    from labelloop.embed.onnx_minilm import batch_spans
+
+    assert batch_spans([5, 5, 5, 5, 5], batch_size=2, max_batch_tokens=100) == [
+        (0, 2),
+        (2, 4),
+        (4, 5),
+    ]
+    # 3 x 30 = 90 fits, a 4th row padded to 40 would be 160 > 100; an item over budget goes alone
+    assert batch_spans([10, 20, 30, 40, 300], batch_size=8, max_batch_tokens=100) == [
+        (0, 3),
+        (3, 4),
+        (4, 5),
+    ]
+    assert batch_spans([], batch_size=8, max_batch_tokens=100) == []
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        MiniLMEmbedder(max_batch_tokens=0)
 
 
 def test_embedding_is_deterministic(minilm: MiniLMEmbedder) -> None:

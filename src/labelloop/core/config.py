@@ -71,6 +71,8 @@ class EmbeddingSettings(_Strict):
     api_key_env: str | None = None
     threads: int = Field(default=1, ge=1)
     batch_size: int = Field(default=64, ge=1)
+    # MiniLM: rows x padded length per batch at most this (long texts go in smaller batches).
+    max_batch_tokens: int = Field(default=512, ge=1)
 
 
 class LLMSettings(_Strict):

@@ -86,6 +86,26 @@ def batch_order(lengths: Sequence[int], sort_by_length: bool) -> np.ndarray:
     return np.argsort(np.asarray(lengths), kind="stable")
 
 
+def batch_spans(
+    lengths_in_order: Sequence[int], batch_size: int, max_batch_tokens: int
+) -> list[tuple[int, int]]:
+    """(start, stop) of each batch over items in batching order: at most ``batch_size`` rows and,
+    once padded to its longest item, at most ``max_batch_tokens`` tokens (always one row at
+    least). Long texts thus go in small batches: a 64 x 256 batch's attention made onnxruntime
+    hold ~1.9 GB and ran slower than small ones (docs/benchmarks.md)."""
+    spans, start, longest = [], 0, 0
+    for i, n in enumerate(lengths_in_order):
+        longest_with = max(longest, n)
+        rows = i - start + 1
+        if i > start and (rows > batch_size or rows * longest_with > max_batch_tokens):
+            spans.append((start, i))
+            start, longest_with = i, n
+        longest = longest_with
+    if start < len(lengths_in_order):
+        spans.append((start, len(lengths_in_order)))
+    return spans
+
+
 def check_texts(texts: Sequence[str]) -> list[str]:
     """``texts`` as a list, or a TypeError that names the first item that is not a string."""
     if isinstance(texts, str):
@@ -110,6 +130,7 @@ class MiniLMEmbedder:
         self,
         batch_size: int = 32,
         intra_op_num_threads: int = 1,
+        max_batch_tokens: int = 512,
         max_tokens: int = MAX_TOKENS,
         sort_by_length: bool = True,
         progress: bool = False,
@@ -120,7 +141,10 @@ class MiniLMEmbedder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if intra_op_num_threads < 0:
             raise ValueError(f"intra_op_num_threads must be >= 0, got {intra_op_num_threads}")
+        if max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be at least 1, got {max_batch_tokens}")
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
         self.progress = progress
         self.tokenizer = load_tokenizer(tokenizer_path, max_tokens)
@@ -150,8 +174,9 @@ class MiniLMEmbedder:
         """(row indices into ``texts``, padded model inputs) for each batch, in batching order."""
         encodings = self.tokenizer.encode_batch(list(texts))
         order = batch_order([len(e.ids) for e in encodings], self.sort_by_length)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        lengths = [len(encodings[i].ids) for i in order]
+        for start, stop in batch_spans(lengths, self.batch_size, self.max_batch_tokens):
+            rows = order[start:stop]
             yield rows, pad_batch([encodings[i] for i in rows])
 
     def run_batch(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

@@ -71,7 +71,11 @@ def project_embedder(project: Project) -> Embedder:
     elif cfg.backend == "minilm":
         from labelloop.embed.onnx_minilm import MiniLMEmbedder
 
-        inner = MiniLMEmbedder(intra_op_num_threads=cfg.threads, batch_size=cfg.batch_size)
+        inner = MiniLMEmbedder(
+            intra_op_num_threads=cfg.threads,
+            batch_size=cfg.batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
+        )
     elif cfg.backend == "openai":
         from labelloop.embed.openai_compat import OpenAIEmbedder
 
