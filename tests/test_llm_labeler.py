@@ -587,7 +587,8 @@ def test_labels_sharing_first_tokens_are_scored_exactly_along_their_trie(gguf):
     assert set(scores) == set(labels) and n_tokens > 20
     assert sum(math.exp(v) for v in scores.values()) == pytest.approx(1.0)
     # by hand: where card_arrival and card_linking part, renormalise over the two next tokens
-    arrival, linking = (client._label_tokens(prefix, n) for n in labels[:2])
+    head = client._llama.tokenize(prefix.encode(), add_bos=False, special=False)
+    arrival, linking = (client._label_tokens(prefix, head, n) for n in labels[:2])
     shared = next(i for i, (a, b) in enumerate(zip(arrival, linking, strict=False)) if a != b)
     formatted = client._formatter(messages=messages)
     prompt = client._llama.tokenize(

@@ -211,6 +211,10 @@ class Project:
             stmt = stmt.where(t.c.state == state)
         if limit is not None:
             stmt = stmt.limit(limit)
+        return self._frame(stmt)
+
+    def _frame(self, stmt: Any) -> pd.DataFrame:
+        """The rows of a SELECT as a DataFrame, with its columns even when there are no rows."""
         with self.db.engine.connect() as conn:
             return pd.DataFrame(
                 conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
@@ -522,10 +526,7 @@ class Project:
             stmt = stmt.where(s.c.labeler == labeler)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.db.engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
-            )
+        return self._frame(stmt)
 
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
@@ -551,7 +552,4 @@ class Project:
             .where(fl.c.project_id == self.id)
             .order_by(it.c.id)
         )
-        with self.db.engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
-            )
+        return self._frame(stmt)

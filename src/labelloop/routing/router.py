@@ -33,17 +33,9 @@ AUTO = "auto"
 REVIEW = "review"
 
 
-@dataclass(frozen=True)
-class Decisions:
-    """Routing of n items, as parallel arrays.
+class _RoutingOutcome:
+    """What single- and multi-label routing decisions share: ``auto`` and ``audit`` flags."""
 
-    ``label``: predicted label index per item; ``confidence``: its probability; ``auto``: the
-    label is accepted without review; ``audit``: auto-accepted and also sent to review to
-    measure precision. An item goes to people when ``needs_review`` (not auto, or audit).
-    """
-
-    label: np.ndarray
-    confidence: np.ndarray
     auto: np.ndarray
     audit: np.ndarray
 
@@ -59,6 +51,21 @@ class Decisions:
     @property
     def auto_share(self) -> float:
         return float(self.auto.mean()) if len(self.auto) else 0.0
+
+
+@dataclass(frozen=True)
+class Decisions(_RoutingOutcome):
+    """Routing of n items, as parallel arrays.
+
+    ``label``: predicted label index per item; ``confidence``: its probability; ``auto``: the
+    label is accepted without review; ``audit``: auto-accepted and also sent to review to
+    measure precision. An item goes to people when ``needs_review`` (not auto, or audit).
+    """
+
+    label: np.ndarray
+    confidence: np.ndarray
+    auto: np.ndarray
+    audit: np.ndarray
 
 
 def _keyed_uniforms(keys: Sequence[object], seed: int) -> np.ndarray:
@@ -114,7 +121,7 @@ def _audit_draws(n: int, seed: int, keys: Sequence[object] | None) -> np.ndarray
 
 
 @dataclass(frozen=True)
-class SetDecisions:
+class SetDecisions(_RoutingOutcome):
     """Routing of n items of a multi-label task, as parallel arrays.
 
     ``labels``: the predicted label set per item, an (n, K) boolean matrix (never an empty row,
@@ -127,19 +134,6 @@ class SetDecisions:
     confidence: np.ndarray
     auto: np.ndarray
     audit: np.ndarray
-
-    @property
-    def needs_review(self) -> np.ndarray:
-        return ~self.auto | self.audit
-
-    @property
-    def route(self) -> np.ndarray:
-        """ "auto" or "review" per item (audit items read "review")."""
-        return np.where(self.needs_review, REVIEW, AUTO)
-
-    @property
-    def auto_share(self) -> float:
-        return float(self.auto.mean()) if len(self.auto) else 0.0
 
 
 def route_sets(

@@ -158,7 +158,8 @@ class LlamaCppClient:
         tokens = llama.tokenize(
             prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
-        paths = {name: self._label_tokens(answer_prefix, name) for name in candidates}
+        head = llama.tokenize(answer_prefix.encode("utf-8"), add_bos=False, special=False)
+        paths = {name: self._label_tokens(answer_prefix, head, name) for name in candidates}
         if not all(paths.values()) or len({tuple(p) for p in paths.values()}) != len(paths):
             return None
         longest = max(len(p) for p in paths.values())
@@ -206,10 +207,10 @@ class LlamaCppClient:
         for (token, sub), lp in zip(children.items(), logp, strict=False):
             self._walk([*path, token], sub, depth + 1, logprob + float(lp), ends, scores)
 
-    def _label_tokens(self, answer_prefix: str, name: str) -> list[int]:
-        """The label's tokens as they follow the answer's opening (in context, not alone)."""
+    def _label_tokens(self, answer_prefix: str, head: list[int], name: str) -> list[int]:
+        """The label's tokens as they follow the answer's opening (``head``: its tokens), in
+        context rather than alone."""
         llama = self._llama
-        head = llama.tokenize(answer_prefix.encode("utf-8"), add_bos=False, special=False)
         both = llama.tokenize((answer_prefix + name).encode("utf-8"), add_bos=False, special=False)
         if both[: len(head)] == head and len(both) > len(head):
             return both[len(head) :]
