@@ -58,7 +58,7 @@ def build(folder: Path, n: int) -> None:
 
 
 def run(folder: Path, what: str) -> None:
-    from labelloop.export import export_label_studio, export_labels
+    from labelloop.interop import export_label_studio, export_labels
 
     p = Project.open(folder)
     t = time.perf_counter()

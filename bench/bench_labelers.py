@@ -28,13 +28,14 @@ from sklearn.metrics import f1_score  # noqa: E402
 
 from labelloop.core.config import LabelSpec  # noqa: E402
 from labelloop.core.hashing import content_hash  # noqa: E402
-from labelloop.core.types import Item, Suggestion  # noqa: E402
-from labelloop.labelers.ensemble import Cascade, CascadePolicy, EnsembleLabeler  # noqa: E402
-from labelloop.labelers.probs import (  # noqa: E402
+from labelloop.core.probs import (  # noqa: E402
     accuracy_coverage_curve,
     build_suggestions,
     expected_calibration_error,
 )
+from labelloop.core.types import Item, Suggestion  # noqa: E402
+from labelloop.labelers.cascade import Cascade, CascadePolicy  # noqa: E402
+from labelloop.labelers.ensemble import EnsembleLabeler  # noqa: E402
 from labelloop.labelers.student import StudentLabeler  # noqa: E402
 from labelloop.labelers.zeroshot import ZeroShotLabeler  # noqa: E402
 
@@ -225,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cheap = Precomputed("student", probs["student"], names)
         expensive = Precomputed("zeroshot", probs["zero-shot+proto"], names)
         policy = CascadePolicy(args.min_labels, threshold, 1.0)
-        sugg, stats = Cascade(cheap, expensive, names, policy=policy).run(items, len(train))
+        sugg, stats = Cascade(expensive, names, policy=policy, cheap=cheap).run(items, len(train))
         assert expensive.items_seen == stats["n_expensive"]
         acc = float(np.mean([index[s.top_label] == y for s, y in zip(sugg, y_test, strict=True)]))
         sent = np.array([s.labeler == "zeroshot" for s in sugg])

@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--labels", default="1000,10000", help="human-label counts to time")
     args = ap.parse_args()
 
-    from labelloop.pipeline.loop import FeedbackLoop
+    from labelloop.annotate.feedback import FeedbackLoop
     from labelloop.project import Project
 
     df = pd.read_csv(args.data)[[args.text_col, args.label_col]].dropna()

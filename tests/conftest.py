@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / "src" / "labelloop" / "datasets"
+DATA = REPO / "src" / "labelloop" / "demo" / "data"
 PG_ADMIN_URL = os.environ.get(
     "LABELLOOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

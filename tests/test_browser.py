@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import update
 
 from labelloop.api import create_app
-from labelloop.api.project_reads import human_actions
 from labelloop.auth import create_user
 from labelloop.core.types import Suggestion
 from labelloop.project import Project
 from labelloop.store.labels import add_suggestions
 from labelloop.store.models import LeaseRow, utcnow
+from labelloop.store.reviews import human_actions
 
 pytestmark = pytest.mark.browser
 
@@ -159,5 +159,5 @@ def test_review_three_items_by_keyboard(project) -> None:
     assert fl.loc[ids[2], "labels"] == ["ham"]
     assert fl.loc[ids[3], "labels"] == ["spam"]
     assert set(fl["source_name"]) == {"rita"} and len(fl) == 4
-    spent = human_actions(p)["time_spent_ms"]
+    spent = human_actions(p.db, p.id)["time_spent_ms"]
     assert spent.notna().all() and (spent >= 0).all()

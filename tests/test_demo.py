@@ -9,7 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from labelloop.cli.main import app
-from labelloop.datasets import sms_spam_path
+from labelloop.demo.data import sms_spam_path
 
 
 def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None:
@@ -90,8 +90,8 @@ class OracleLLM:
 
 
 def test_demo_measures_the_llm_against_the_dataset(tmp_path: Path) -> None:
-    from labelloop.pipeline.demo import run_demo
-    from labelloop.pipeline.report import write_report
+    from labelloop.demo.report import write_report
+    from labelloop.demo.run import run_demo
 
     df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
     small = pd.concat([df[df.label == "spam"].head(40), df[df.label == "ham"].head(160)])

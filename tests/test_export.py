@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from labelloop.core.errors import IngestError
-from labelloop.export import (
+from labelloop.interop import (
     ExportError,
     export_format,
     export_label_studio,
@@ -22,8 +22,8 @@ from labelloop.export import (
     import_label_studio,
     label_studio_config,
 )
-from labelloop.export.label_studio import annotator_of, lead_time_ms, prediction_probs
-from labelloop.export.tables import scan_meta, scan_meta_python
+from labelloop.interop.label_studio import annotator_of, lead_time_ms, prediction_probs
+from labelloop.store.interop import scan_meta, scan_meta_python
 from labelloop.store.labels import set_final_labels
 from labelloop.store.models import HumanLabelRow, ItemRow, QuarantineRow, SuggestionRow
 

@@ -10,26 +10,24 @@ import pytest
 
 from labelloop.core.config import LabelSpec
 from labelloop.core.hashing import content_hash
+from labelloop.core.probs import (
+    accuracy_coverage_curve,
+    build_suggestions,
+    encode_labels,
+    expected_calibration_error,
+)
 from labelloop.core.types import Item, Suggestion
 from labelloop.labelers.base import Labeler
+from labelloop.labelers.cascade import Cascade, CascadePolicy, select_for_expensive
 from labelloop.labelers.ensemble import (
-    Cascade,
-    CascadePolicy,
     EnsembleLabeler,
     combine_probs,
     disagreement,
     fit_pool_weights,
     fit_sharpness,
     js_divergence,
-    select_for_expensive,
     sharpen,
     vote_entropy,
-)
-from labelloop.labelers.probs import (
-    accuracy_coverage_curve,
-    build_suggestions,
-    encode_labels,
-    expected_calibration_error,
 )
 from labelloop.labelers.student import StudentLabeler
 from labelloop.labelers.zeroshot import ZeroShotLabeler
@@ -376,7 +374,7 @@ def test_cascade_calls_expensive_only_for_chosen_items() -> None:
     policy = CascadePolicy(
         min_human_labels=20, confidence_threshold=0.6, disagreement_threshold=0.3
     )
-    cascade = Cascade(ens, expensive, NAMES, policy=policy)
+    cascade = Cascade(expensive, NAMES, policy=policy, cheap=ens)
     items = items_of(["w", "x", "y", "z"])
     sugg, stats = cascade.run(items, n_human_labels=50)
     assert expensive.seen == [1, 2]  # item 1 unsure, item 2 members disagree
@@ -455,7 +453,7 @@ def test_multi_label_pool_and_empty_inputs() -> None:
     assert ((P >= 0) & (P <= 1)).all() and ((P > 0.5) == Y).mean() > 0.95
     zs = ZeroShotLabeler(FakeEmbedder(), LABELS)
     assert zs.suggest([]) == [] and zs.predict_proba(np.zeros((0, DIM))).shape == (0, 3)
-    cascade = Cascade(ens, CountingExpensive(), NAMES, "multi_label")
+    cascade = Cascade(CountingExpensive(), NAMES, "multi_label", cheap=ens)
     sugg, stats = cascade.run([], n_human_labels=100)
     assert sugg == [] and stats["n_expensive"] == 0 and stats["expensive_share"] == 0.0
 

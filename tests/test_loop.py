@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import labelloop.pipeline.loop as loop_module
-from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
-from labelloop.pipeline.loop import FeedbackLoop
+import labelloop.annotate.feedback as loop_module
+from labelloop.annotate.feedback import FeedbackLoop
+from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.project import Project
 
 

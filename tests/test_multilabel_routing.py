@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelloop.labelers.probs import confidence_of
-from labelloop.pipeline.labelers import build_labelers, project_embedder
+from labelloop.core.probs import confidence_of
+from labelloop.embed.factory import project_embedder
+from labelloop.labelers.factory import build_labelers
 from labelloop.project import Project
 from labelloop.routing import (
     SetThreshold,

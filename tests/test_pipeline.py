@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.project import Project
 
 
@@ -212,7 +212,8 @@ def test_semi_supervised_labeler_has_its_own_provenance_when_switched_on(
     before = p.count()
     r = p.route()
     assert r.pending > 0
-    from labelloop.pipeline.labelers import build_labelers, project_embedder
+    from labelloop.embed.factory import project_embedder
+    from labelloop.labelers.factory import build_labelers
 
     labelers = build_labelers(p, project_embedder(p))
     assert [m.labeler_id for m in labelers.members] == ["zeroshot", "student", "self_training"]
@@ -225,7 +226,7 @@ def test_semi_supervised_labeler_has_its_own_provenance_when_switched_on(
 def test_an_image_project_runs_the_loop_on_image_features(tmp_path: Path) -> None:
     from PIL import Image
 
-    from labelloop.pipeline.loop import FeedbackLoop
+    from labelloop.annotate.feedback import FeedbackLoop
 
     folder = tmp_path / "imgs"
     folder.mkdir()

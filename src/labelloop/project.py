@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import case, func, select
 
+from labelloop.annotate.checks import labeler_bias
+from labelloop.annotate.feedback import RetrainReport, retrain
+from labelloop.annotate.route import RouteReport, route
+from labelloop.annotate.suggest import Progress, SuggestReport, suggest
 from labelloop.core.config import (
     PROJECT_FILE,
     ProjectConfig,
@@ -24,32 +27,41 @@ from labelloop.core.config import (
     parse_project_config,
 )
 from labelloop.core.errors import ConfigError, LabelError
+from labelloop.embed.factory import project_embedder
+from labelloop.interop import (
+    ExportSummary,
+    ImportSummary,
+    export_label_studio,
+    export_labels,
+    import_label_studio,
+)
+from labelloop.labelers.base import Labeler
+from labelloop.labelers.factory import MODEL_KIND, LabelerSet, current_labelers
+from labelloop.labelers.llm.factory import project_llm_labeler
+from labelloop.quality.gold import score_against_gold
+from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
 from labelloop.sources.readers import Reader, SqlReader, reader_for
 from labelloop.sources.validate import reason_kind
+from labelloop.store import reads
+from labelloop.store.context import ProjectContext
 from labelloop.store.db import Database
-from labelloop.store.items import counts_by_state, next_for_review
+from labelloop.store.events import log_event
+from labelloop.store.items import next_for_review
 from labelloop.store.labels import add_human_label, set_final_labels
-from labelloop.store.models import (
-    EventRow,
-    FinalLabelRow,
-    HumanLabelRow,
-    ItemRow,
-    QuarantineRow,
-    SuggestionRow,
-)
-from labelloop.store.projects import ensure_project
+from labelloop.store.loop_state import ModelVersion, model_versions
 
 
 class Project:
     """One annotation task: its configuration, its store and what has happened to its items."""
 
-    def __init__(self, folder: Path, config: ProjectConfig, db: Database, project_id: int) -> None:
-        self.folder = folder
-        self.config = config
-        self.db = db
-        self.id = project_id
+    def __init__(self, ctx: ProjectContext) -> None:
+        self.ctx = ctx
+        self.folder: Path = ctx.folder
+        self.config: ProjectConfig = ctx.config
+        self.db: Database = ctx.db
+        self.id: int = ctx.id
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -91,10 +103,7 @@ class Project:
 
     @classmethod
     def _connect(cls, folder: Path, config: ProjectConfig) -> Project:
-        db = Database(config.resolved_storage(folder.resolve()))
-        with db.session() as s:
-            project_id = ensure_project(s, config)
-        return cls(folder, config, db, project_id)
+        return cls(ProjectContext.connect(folder, config))
 
     def close(self) -> None:
         self.db.dispose()
@@ -132,17 +141,11 @@ class Project:
 
     # -- reading -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Counts per state, per final label (and who decided it), and quarantine reasons."""
-        with self.db.engine.connect() as conn:
-            states = counts_by_state(conn, self.id)
-            fl = FinalLabelRow.__table__
-            label_rows = conn.execute(
-                select(fl.c.labels, fl.c.source_kind).where(fl.c.project_id == self.id)
-            ).all()
-            q = QuarantineRow.__table__
-            quarantine = (
-                conn.execute(select(q.c.reason).where(q.c.project_id == self.id)).scalars().all()
-            )
+        """Counts per state, per final label (and who decided it), quarantine reasons, the
+        machine labelers' usage, and the loop (model version in use, last retrain, workers)."""
+        from labelloop.workers.loop_worker import loop_status
+
+        states, label_rows, quarantine = reads.project_counts(self.db, self.id)
         per_label: dict[str, dict[str, int]] = {}
         for labels, kind in label_rows:
             for label in labels:
@@ -160,87 +163,27 @@ class Project:
             "labels": per_label,
             "quarantined": len(quarantine),
             "quarantine_reasons": reasons,
+            "loop": loop_status(self.ctx),
         }
 
     def labeler_usage(self) -> dict[str, dict[str, float]]:
         """Per machine labeler: suggestions, invalid answers, tokens and cost (USD) so far."""
-        s, t = SuggestionRow.__table__, ItemRow.__table__
-        stmt = (
-            select(
-                s.c.labeler,
-                func.count(),
-                func.sum(case((s.c.status != "ok", 1), else_=0)),
-                func.coalesce(func.sum(s.c.tokens), 0),
-                func.coalesce(func.sum(s.c.cost_usd), 0.0),
-            )
-            .join(t, t.c.id == s.c.item_id)
-            .where(t.c.project_id == self.id)
-            .group_by(s.c.labeler)
-        )
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return {
-            name: {
-                "suggestions": n,
-                "invalid": int(bad or 0),
-                "tokens": int(tok),
-                "cost_usd": float(cost),
-            }
-            for name, n, bad, tok, cost in rows
-        }
+        return reads.labeler_usage(self.db, self.id)
 
     def items(self, state: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Items as a DataFrame (id, content, content_hash, state, priority, source, position, meta)."""
-        t = ItemRow.__table__
-        stmt = (
-            select(
-                t.c.id,
-                t.c.content,
-                t.c.content_hash,
-                t.c.state,
-                t.c.priority,
-                t.c.source,
-                t.c.position,
-                t.c.media_path,
-                t.c.meta,
-            )
-            .where(t.c.project_id == self.id)
-            .order_by(t.c.id)
-        )
-        if state is not None:
-            stmt = stmt.where(t.c.state == state)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self._frame(stmt)
-
-    def _frame(self, stmt: Any) -> pd.DataFrame:
-        """The rows of a SELECT as a DataFrame, with its columns even when there are no rows."""
-        with self.db.engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
-            )
+        return reads.items_frame(self.db, self.id, state, limit)
 
     def quarantine(self) -> pd.DataFrame:
         """Rows that could not become items: source, position, reason, raw text."""
-        t = QuarantineRow.__table__
-        stmt = select(t.c.source, t.c.position, t.c.reason, t.c.raw).where(
-            t.c.project_id == self.id
-        )
-        with self.db.engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(stmt.order_by(t.c.id)).mappings().all(),
-                columns=["source", "position", "reason", "raw"],
-            )
+        return reads.quarantine_frame(self.db, self.id)
 
     def next_for_review(self, limit: int = 50) -> pd.DataFrame:
         with self.db.engine.connect() as conn:
             return pd.DataFrame(next_for_review(conn, self.id, limit))
 
     def count(self) -> int:
-        with self.db.engine.connect() as conn:
-            return conn.execute(
-                select(func.count()).select_from(ItemRow).where(ItemRow.project_id == self.id)
-            ).scalar_one()
+        return reads.count_items(self.db, self.id)
 
     # -- labels --------------------------------------------------------------------------
     def check_labels(self, labels: Sequence[str]) -> list[str]:
@@ -274,6 +217,7 @@ class Project:
         labels = self.check_labels(labels)
         with self.db.engine.begin() as conn:
             add_human_label(conn, item_id, annotator, labels, action, time_spent_ms)
+            log_event(conn, self.id, "label", {"annotator": annotator, "labels": labels}, item_id)
             set_final_labels(
                 conn,
                 [
@@ -290,25 +234,50 @@ class Project:
             )
 
     # -- machines ----------------------------------------------------------------------------
-    def suggest(self, *, limit: int | None = None, llm: Any = None, progress: bool = False) -> Any:
-        """Run the machine labelers over items without suggestions (a ``SuggestReport``).
+    def labelers(self, *, store: bool = True) -> LabelerSet:
+        """The trained machine labelers for the current human labels: the stored model version
+        trained on exactly these labels, or trained now (and stored, unless ``store=False``)."""
+        return current_labelers(self.ctx, project_embedder(self.ctx), store=store)[0]
 
-        ``llm`` is an optional expensive labeler (any ``Labeler``) asked only where the cascade
-        policy says it pays; by default the one configured under ``labelers.llm``, if enabled.
+    def model_versions(self) -> list[ModelVersion]:
+        """Every stored version of the project's labelers, oldest first (without the bytes)."""
+        return model_versions(self.db, self.id, MODEL_KIND)
+
+    def suggest(
+        self,
+        *,
+        limit: int | None = None,
+        llm: Labeler | None = None,
+        progress: Progress | None = None,
+    ) -> SuggestReport:
+        """Run the machine labelers over items without suggestions.
+
+        The labelers are the stored model version for the current human labels (refit only
+        when those changed). ``llm`` is an optional expensive labeler (any ``Labeler``) asked
+        only where the cascade policy says it pays; by default the one configured under
+        ``labelers.llm``, if enabled. ``progress(done, total)`` is called after each batch.
         """
-        from labelloop.pipeline.annotate import suggest
-
         if llm is None and self.config.labelers.llm.enabled:
-            from labelloop.pipeline.llm import project_llm_labeler
+            llm = project_llm_labeler(self.ctx)
+        return suggest(self.ctx, limit=limit, expensive=llm, progress=progress)
 
-            llm = project_llm_labeler(self)
-        return suggest(self, limit=limit, expensive=llm, progress=progress)
+    def route(self) -> RouteReport:
+        """Auto-label what meets the precision target; queue the rest. The configured LLM's
+        stored answers (from ``suggest``) are pooled in, as in the loop."""
+        return route(self.ctx)
 
-    def route(self) -> Any:
-        """Auto-label what meets the precision target; queue the rest (a ``RouteReport``)."""
-        from labelloop.pipeline.annotate import route
-
-        return route(self)
+    def retrain(self, *, llm: Labeler | None = None, select: bool = False) -> RetrainReport:
+        """One retrain now: labelers brought up to the current human labels (stored as a model
+        version), new items suggested, pending ones re-routed with the current models'
+        suggestions, suspected label errors sent for a recheck."""
+        if llm is None and self.config.labelers.llm.enabled:
+            llm = project_llm_labeler(self.ctx)
+        return retrain(
+            self.ctx,
+            llm=llm,
+            select=select,
+            flag_label_issues=self.config.loop.flag_label_issues,
+        )[0]
 
     # -- review ------------------------------------------------------------------------------
     @property
@@ -352,20 +321,16 @@ class Project:
         return self.queue.undo(annotator)
 
     # -- moving labels in and out ------------------------------------------------------------
-    def export(self, path: str | Path, fmt: str | None = None, **options: Any) -> Any:
+    def export(self, path: str | Path, fmt: str | None = None, **options: Any) -> ExportSummary:
         """Final labels with provenance to CSV, JSONL or Parquet, or Label Studio JSON
         (``fmt="label-studio"``). Returns a summary (rows, columns, per source kind)."""
-        from labelloop.export import export_label_studio, export_labels
-
         if fmt == "label-studio":
-            return export_label_studio(self, path, **options)
-        return export_labels(self, path, fmt, **options)
+            return export_label_studio(self.ctx, path, **options)
+        return export_labels(self.ctx, path, fmt, **options)
 
-    def import_label_studio(self, path: str | Path, **options: Any) -> Any:
+    def import_label_studio(self, path: str | Path, **options: Any) -> ImportSummary:
         """Tasks, annotations and predictions from Label Studio's JSON (or JSONL) export."""
-        from labelloop.export import import_label_studio
-
-        return import_label_studio(self, path, **options)
+        return import_label_studio(self.ctx, path, **options)
 
     def audit_results(self) -> pd.DataFrame:
         """Audited machine labels: the machine's label next to the person's answer.
@@ -378,178 +343,32 @@ class Project:
         machine's. ``routing.router.audited_precision(df.correct)`` gives the precision of
         machine labels with its interval.
         """
-        e, h = EventRow.__table__, HumanLabelRow.__table__
-        with self.db.engine.connect() as conn:
-            audits = conn.execute(
-                select(e.c.item_id, e.c.payload).where(
-                    e.c.project_id == self.id, e.c.kind == "audit"
-                )
-            ).all()
-            ids = [a[0] for a in audits]
-            answers: dict[int, list[str]] = {}
-            for start in range(0, len(ids), 900):
-                rows = conn.execute(
-                    select(h.c.item_id, h.c.labels)
-                    .where(h.c.item_id.in_(ids[start : start + 900]), h.c.action == "label")
-                    .order_by(h.c.id)
-                )
-                for item_id, labels in rows:
-                    answers.setdefault(item_id, list(labels))  # the first person's answer
-        multi = self.config.task == "multi_label"
-        out = []
-        for item_id, payload in dict(audits).items():
-            answer = answers.get(item_id)
-            if not answer:
-                continue
-            machine = list(payload.get("machine_labels") or [payload["machine_label"]])
-            out.append(
-                {
-                    "item_id": item_id,
-                    "machine_label": payload["machine_label"],
-                    "confidence": payload.get("confidence"),
-                    "human_label": ", ".join(answer) if multi else answer[0],
-                    "correct": set(answer) == set(machine)
-                    if multi
-                    else answer[0] == payload["machine_label"],
-                    "machine_labels": machine,
-                    "human_labels": answer,
-                }
-            )
-        cols = [
-            "item_id",
-            "machine_label",
-            "confidence",
-            "human_label",
-            "correct",
-            "machine_labels",
-            "human_labels",
-        ]
-        return pd.DataFrame(out, columns=cols)
+        return reads.audit_results(self.db, self.id, self.config.task)
 
     def gold_answers(self) -> dict[int, str]:
         """Items with a known answer: imported labels, and the input's label field when
         ``review.gold_from_label_field`` is on (single-label tasks)."""
-        out: dict[int, str] = {}
-        fl = self.final_labels()
-        if not fl.empty:
-            imported = fl[fl["source_kind"] == "import"]
-            out.update(
-                {
-                    int(i): ls[0]
-                    for i, ls in zip(imported["item_id"], imported["labels"], strict=True)
-                }
-            )
-        field = self.config.label_field
-        if self.config.review.gold_from_label_field and field:
-            allowed = set(self.config.label_names)
-            items = self.items()
-            for i, meta in zip(items["id"], items["meta"], strict=True):
-                value = (meta or {}).get(field)
-                if value in allowed:
-                    out.setdefault(int(i), value)
-        return out
+        return gold_answers(self.ctx)
 
     def gold_scores(self) -> pd.DataFrame:
         """Each reviewer's accuracy on the gold items they answered, with a Wilson interval."""
-        from labelloop.quality.gold import score_against_gold
-
-        h, t = HumanLabelRow.__table__, ItemRow.__table__
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(
-                select(h.c.item_id, h.c.annotator, h.c.labels)
-                .join(t, t.c.id == h.c.item_id)
-                .where(t.c.project_id == self.id, h.c.action == "gold")
-            ).all()
-        df = pd.DataFrame(
-            [{"item_id": r[0], "annotator_id": r[1], "label": r[2][0]} for r in rows if r[2]],
-            columns=["item_id", "annotator_id", "label"],
-        )
+        df = reads.gold_answers_given(self.db, self.id)
         scores = score_against_gold(df, self.gold_answers())
         return scores.reset_index().rename(columns={"annotator_id": "annotator"})
 
     def labeler_bias(self) -> pd.DataFrame:
         """Each machine labeler's spread over the labels next to people's (skew, one-label answers)."""
-        from labelloop.pipeline.checks import labeler_bias
-
-        return labeler_bias(self)
+        return labeler_bias(self.ctx)
 
     def label_issues(self) -> pd.DataFrame:
         """Labels flagged as probably wrong (sent to a second reviewer), with the reason."""
-        e, t = EventRow.__table__, ItemRow.__table__
-        stmt = (
-            select(e.c.item_id, e.c.payload, e.c.created_at, t.c.content, t.c.state)
-            .join(t, t.c.id == e.c.item_id)
-            .where(e.c.project_id == self.id, e.c.kind == "label_issue")
-            .order_by(e.c.id.desc())
-        )
-        with self.db.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return pd.DataFrame(
-            [
-                {
-                    "item_id": r[0],
-                    "reason": r[1].get("reason"),
-                    "flagged_at": r[2],
-                    "content": r[3],
-                    "state": r[4],
-                }
-                for r in rows
-            ],
-            columns=["item_id", "reason", "flagged_at", "content", "state"],
-        )
+        return reads.label_issues_frame(self.db, self.id)
 
     def suggestions(self, labeler: str | None = None, limit: int | None = None) -> pd.DataFrame:
         """Machine suggestions, one row each, oldest first: optionally of one labeler only and
         at most ``limit`` rows. ``probs`` holds every label's probability."""
-        s, it = SuggestionRow.__table__, ItemRow.__table__
-        stmt = (
-            select(
-                s.c.item_id,
-                it.c.content,
-                s.c.labeler,
-                s.c.labeler_version,
-                s.c.label,
-                s.c.confidence,
-                s.c.confidence_method,
-                s.c.status,
-                s.c.error,
-                s.c.probs,
-                s.c.latency_ms,
-                s.c.tokens,
-                s.c.cost_usd,
-            )
-            .join(it, it.c.id == s.c.item_id)
-            .where(it.c.project_id == self.id)
-            .order_by(s.c.id)
-        )
-        if labeler is not None:
-            stmt = stmt.where(s.c.labeler == labeler)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        return self._frame(stmt)
+        return reads.suggestions_frame(self.db, self.id, labeler, limit)
 
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
-        fl = FinalLabelRow.__table__
-        it = ItemRow.__table__
-        stmt = (
-            select(
-                it.c.id.label("item_id"),
-                it.c.content,
-                it.c.content_hash,
-                it.c.source,
-                it.c.position,
-                it.c.media_path,
-                it.c.meta,
-                fl.c.labels,
-                fl.c.source_kind,
-                fl.c.source_name,
-                fl.c.source_version,
-                fl.c.confidence,
-                fl.c.decided_at,
-            )
-            .join(fl, fl.c.item_id == it.c.id)
-            .where(fl.c.project_id == self.id)
-            .order_by(it.c.id)
-        )
-        return self._frame(stmt)
+        return reads.final_labels_frame(self.db, self.id)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup, escape
 
-from labelloop.api.project_reads import human_actions
 from labelloop.project import Project
 from labelloop.quality.agreement import krippendorff_alpha_nominal
+from labelloop.store.reviews import human_actions
 
 ANSWERS = ("label", "accept", "correct")
 PALETTE = ("#3b6fd8", "#e08a2c", "#3aa676", "#c2477a", "#7a5cc4", "#8a8f98")
@@ -63,7 +63,7 @@ def dashboard_numbers(project: Project) -> dict[str, Any]:
         for kind, n in by_kind.items():
             decided_by[kind] = decided_by.get(kind, 0) + n
     total = sum(decided_by.values())
-    actions = human_actions(project)
+    actions = human_actions(project.db, project.id)
     return {
         "project": status["project"],
         "items": status["items"],

@@ -19,11 +19,11 @@ from starlette.background import BackgroundTask
 
 from labelloop.api import schemas
 from labelloop.api.dashboard import dashboard_numbers
-from labelloop.api.project_reads import item_exists, leased_media_path
 from labelloop.api.security import Caller, admin, project_of, reviewer, viewer
 from labelloop.auth import AuthError, create_token, create_user, list_users
 from labelloop.project import Project
 from labelloop.store.models import ItemState
+from labelloop.store.reviews import item_exists, leased_media_path
 
 router = APIRouter(prefix="/api")
 ProjectDep = Annotated[Project, Depends(project_of)]
@@ -59,7 +59,7 @@ def _leased(project: Project, item: dict[str, Any] | None) -> schemas.LeasedItem
 
 
 def _require_item(project: Project, item_id: int) -> None:
-    if not item_exists(project, item_id):
+    if not item_exists(project.db, project.id, item_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no item {item_id} in this project")
 
 
@@ -179,7 +179,9 @@ def undo(project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
     response_class=FileResponse,
 )
 def item_media(item_id: int, project: ProjectDep, caller: Reviewer) -> FileResponse:
-    path = leased_media_path(project, item_id, None if caller.user.can("admin") else caller.name)
+    path = leased_media_path(
+        project.db, project.id, item_id, None if caller.user.can("admin") else caller.name
+    )
     if not path or not Path(path).is_file():
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"no media for item {item_id} leased to {caller.name!r}"
@@ -280,7 +282,7 @@ def export(
     _: Admin,
     format: Annotated[str, Query(description="csv, jsonl, parquet or label-studio")] = "csv",
 ) -> FileResponse:
-    from labelloop.export import export_label_studio, export_labels
+    from labelloop.interop import export_label_studio, export_labels
 
     if format not in EXPORT_MEDIA:
         raise HTTPException(
@@ -313,7 +315,7 @@ def import_label_studio_file(
     file: Annotated[UploadFile, File(description="a Label Studio JSON export")],
     overwrite_human: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
-    from labelloop.export import import_label_studio
+    from labelloop.interop import import_label_studio
 
     path = _upload_to(project.folder / "uploads", file)
     summary = import_label_studio(project, path, overwrite_human=overwrite_human)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -9,6 +10,30 @@ from pydantic import BaseModel, Field
 
 class Health(BaseModel):
     status: str = "ok"
+
+
+class WorkerOut(BaseModel):
+    last_event_id: int = Field(description="the last event of the outbox it has processed")
+    seen_at: datetime | None
+    pending_events: int = Field(description="events written since, not yet processed")
+    lag_seconds: float | None = Field(description="age of the oldest unprocessed event")
+
+
+class LoopOut(BaseModel):
+    """The feedback loop: the model in use and the workers that drive it."""
+
+    model_version: str | None = Field(description="the stored labelers in use")
+    model_version_id: int | None
+    model_metrics: dict[str, Any] = Field(
+        description="held-out macro-F1 and accuracy (out of fold on the human labels)"
+    )
+    model_n_labels: int | None
+    model_created_at: datetime | None
+    last_retrain_at: datetime | None
+    last_retrain: dict[str, Any]
+    labels_until_retrain: int
+    workers: dict[str, WorkerOut]
+    lease_holder: str | None = Field(description="the worker doing the loop's work right now")
 
 
 class StatusOut(BaseModel):
@@ -20,6 +45,7 @@ class StatusOut(BaseModel):
     )
     quarantined: int
     quarantine_reasons: dict[str, int]
+    loop: LoopOut
 
 
 class IngestOut(BaseModel):

@@ -9,15 +9,14 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from labelloop.auth.passwords import hash_password, token_digest, verify_password
 from labelloop.core.errors import LabelloopError
+from labelloop.store import users as su
 from labelloop.store.db import Database
-from labelloop.store.models import ApiTokenRow, UserRow, WebSessionRow, utcnow
+from labelloop.store.models import utcnow
 
 ROLES = ("admin", "reviewer", "viewer")
 SESSION_HOURS = 12
@@ -39,8 +38,8 @@ class User:
         return ROLES.index(self.role) <= ROLES.index(needed)
 
 
-def _user(row: UserRow) -> User:
-    return User(row.id, row.username, row.role)
+def _user(row: dict[str, Any]) -> User:
+    return User(row["id"], row["username"], row["role"])
 
 
 def create_user(db: Database, username: str, role: str, password: str | None = None) -> User:
@@ -48,103 +47,63 @@ def create_user(db: Database, username: str, role: str, password: str | None = N
         raise AuthError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     if not _USERNAME.match(username):
         raise AuthError(f"user name {username!r} may hold only letters, digits and _ . @ -")
-    try:
-        with db.session() as s:
-            row = UserRow(
-                username=username,
-                role=role,
-                password_hash=hash_password(password) if password else None,
-            )
-            s.add(row)
-            s.flush()
-            return _user(row)
-    except IntegrityError:
-        raise AuthError(f"user {username!r} already exists") from None
+    row = su.insert_user(db, username, role, hash_password(password) if password else None)
+    if row is None:
+        raise AuthError(f"user {username!r} already exists")
+    return _user(row)
 
 
 def list_users(db: Database) -> list[User]:
-    with db.session() as s:
-        return [_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.id))]
+    return [_user(r) for r in su.list_users(db)]
 
 
 def set_password(db: Database, username: str, password: str) -> None:
-    with db.session() as s:
-        n = s.execute(
-            update(UserRow)
-            .where(UserRow.username == username)
-            .values(password_hash=hash_password(password))
-        ).rowcount
-    if not n:
+    if not su.set_password_hash(db, username, hash_password(password)):
         raise AuthError(f"no user {username!r}")
 
 
 def authenticate(db: Database, username: str, password: str) -> User:
-    with db.session() as s:
-        row = s.scalars(select(UserRow).where(UserRow.username == username)).first()
-        ok = row is not None and row.active and verify_password(password, row.password_hash)
-        if not ok:
-            raise AuthError("wrong user name or password")
-        return _user(row)
+    row = su.user_login(db, username)
+    ok = row is not None and row["active"] and verify_password(password, row["password_hash"])
+    if not ok:
+        raise AuthError("wrong user name or password")
+    return _user(row)
 
 
 def create_token(db: Database, username: str, name: str = "api") -> str:
     """A new API token for ``username``; the plain value is returned once and never stored."""
     token = "llt_" + secrets.token_urlsafe(32)
-    with db.session() as s:
-        row = s.scalars(select(UserRow).where(UserRow.username == username)).first()
-        if row is None:
-            raise AuthError(f"no user {username!r}")
-        s.add(ApiTokenRow(user_id=row.id, name=name, token_hash=token_digest(token)))
+    if not su.insert_token(db, username, name, token_digest(token)):
+        raise AuthError(f"no user {username!r}")
     return token
 
 
 def user_for_token(db: Database, token: str) -> User | None:
-    with db.session() as s:
-        row = s.execute(
-            select(UserRow)
-            .join(ApiTokenRow, ApiTokenRow.user_id == UserRow.id)
-            .where(
-                ApiTokenRow.token_hash == token_digest(token), ~ApiTokenRow.revoked, UserRow.active
-            )
-        ).scalar_one_or_none()
-        return _user(row) if row else None
+    row = su.user_for_token_hash(db, token_digest(token))
+    return _user(row) if row else None
 
 
 def start_session(db: Database, user: User) -> tuple[str, str]:
     """(cookie value, CSRF token) for a new browser session of ``user``."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    with db.session() as s:
-        s.add(
-            WebSessionRow(
-                user_id=user.id,
-                token_hash=token_digest(token),
-                csrf_token=csrf,
-                expires_at=utcnow() + timedelta(hours=SESSION_HOURS),
-            )
-        )
+    su.insert_session(
+        db, user.id, token_digest(token), csrf, utcnow() + timedelta(hours=SESSION_HOURS)
+    )
     return token, csrf
 
 
 def user_for_session(db: Database, token: str) -> tuple[User, str] | None:
     """The user and CSRF token of a live session, or None."""
-    with db.session() as s:
-        row = s.execute(
-            select(UserRow, WebSessionRow.csrf_token, WebSessionRow.expires_at)
-            .join(WebSessionRow, WebSessionRow.user_id == UserRow.id)
-            .where(WebSessionRow.token_hash == token_digest(token), UserRow.active)
-        ).first()
-        if row is None or _aware(row[2]) < utcnow():
-            return None
-        return _user(row[0]), row[1]
+    row = su.session_user(db, token_digest(token))
+    if row is None or _aware(row["expires_at"]) < utcnow():
+        return None
+    return _user(row), row["csrf_token"]
 
 
 def end_session(db: Database, token: str) -> None:
-    with db.session() as s:
-        s.execute(delete(WebSessionRow).where(WebSessionRow.token_hash == token_digest(token)))
+    su.delete_session(db, token_digest(token))
 
 
 def _aware(dt: datetime) -> datetime:
     """SQLite hands datetimes back without a zone; they were written in UTC."""
-    from datetime import UTC
-
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -40,3 +41,17 @@ def open_project(project: Path):  # noqa: ANN201 - a Project (imported lazily: f
     from labelloop.project import Project
 
     return Project.open(project)
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback for a stage, drawn as a Rich bar on stderr."""
+    from rich.progress import Progress
+
+    with Progress(console=err_console, disable=not enabled, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from labelloop.cli.common import ProjectOpt, console, friendly_errors
+from labelloop.cli.common import ProjectOpt, console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
+from labelloop.cli.loop_commands import retrain, worker
 from labelloop.cli.server_commands import serve, user_app
 from labelloop.core.errors import LabelloopError
 
@@ -153,11 +154,41 @@ def status(
                 f"{u['cost_usd']:.4f}",
             )
         console.print(usage)
+    _print_loop(s["loop"])
     if s["quarantine_reasons"]:
         q = Table("reason", "rows", title="quarantine")
         for reason, n in s["quarantine_reasons"].items():
             q.add_row(reason, f"{n:,}")
         console.print(q)
+
+
+def _print_loop(loop: dict[str, Any]) -> None:
+    """The loop part of ``status``: model in use, last retrain, workers and their lag."""
+    if loop["model_version"]:
+        m = loop["model_metrics"]
+        f1 = m.get("held_out_macro_f1")
+        console.print(
+            f"Model in use: [bold]{loop['model_version']}[/] (#{loop['model_version_id']}, "
+            f"{loop['model_n_labels']:,} human labels, held-out macro-F1 "
+            f"{'-' if f1 is None else f'{f1:.3f}'}, {m.get('student_algorithm', 'logreg')})",
+            highlight=False,
+        )
+    else:
+        console.print("Model in use: none stored yet (zero-shot until people label items)")
+    last = loop["last_retrain_at"]
+    console.print(
+        f"Last retrain: {last.isoformat(timespec='seconds') if last else 'never'} · next after "
+        f"{loop['labels_until_retrain']:,} more labels",
+        highlight=False,
+    )
+    if loop["workers"]:
+        t = Table("worker", "last event", "events not processed", "lag (s)", title="loop workers")
+        for name, w in loop["workers"].items():
+            lag = w["lag_seconds"]
+            t.add_row(name, str(w["last_event_id"]), f"{w['pending_events']:,}", f"{lag or 0:.1f}")
+        console.print(t)
+    else:
+        console.print("No loop worker has run yet (labelloop serve, or labelloop worker).")
 
 
 @app.command()
@@ -168,8 +199,8 @@ def suggest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the machine labelers over items that lack suggestions."""
-    with _open(project) as p:
-        r = p.suggest(limit=limit, progress=not as_json)
+    with _open(project) as p, progress_bar("suggest", not as_json) as progress:
+        r = p.suggest(limit=limit, progress=progress)
     if as_json:
         console.print_json(json.dumps(r.as_dict()))
         return
@@ -179,6 +210,9 @@ def suggest(
         f"LLM calls: {r.expensive_calls:,}, invalid answers: {r.invalid:,} (sent to people), "
         f"cost ${r.cost_usd:.4f}. {r.seconds:.1f} s."
     )
+    if r.model_version:
+        how = "trained now" if r.trained else "stored model reused"
+        console.print(f"Model version: {r.model_version} ({how}).", highlight=False)
 
 
 @app.command()
@@ -303,10 +337,10 @@ def check(
                 )
             console.print(table)
         if llm_order:
-            from labelloop.pipeline.checks import llm_order_sensitivity
-            from labelloop.pipeline.llm import project_llm_labeler
+            from labelloop.annotate.checks import llm_order_sensitivity
+            from labelloop.labelers.llm.factory import project_llm_labeler
 
-            res = llm_order_sensitivity(p, project_llm_labeler(p), llm_order)
+            res = llm_order_sensitivity(p.ctx, project_llm_labeler(p.ctx), llm_order)
             if res["flip_rate"] is None:
                 console.print(f"Order sensitivity: not measured ({res['measured_on']}).")
             else:
@@ -393,12 +427,12 @@ def demo(
     port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
 ) -> None:
     """The whole loop on the bundled example (or --data): label with people, or --simulate."""
-    from labelloop.pipeline.demo import run_demo
-    from labelloop.pipeline.report import write_report
+    from labelloop.demo.report import write_report
+    from labelloop.demo.run import run_demo
 
     llm_labeler = None
     if llm:
-        from labelloop.pipeline.llm import local_llm_for_demo
+        from labelloop.demo.run import local_llm_for_demo
 
         llm_labeler = local_llm_for_demo(console, max_calls=llm_budget)
     result, p, loop = run_demo(
@@ -431,11 +465,14 @@ def _serve_demo(p: Any, loop: Any, host: str, port: int) -> None:
 
     from labelloop.api import create_app
     from labelloop.auth import create_user
+    from labelloop.workers.loop_worker import LoopWorker
 
     password = secrets.token_urlsafe(9)
     create_user(p.db, "demo", "admin", password)
     stop = threading.Event()
-    loop.run_in_background(stop)
+    LoopWorker(p.ctx, embedder=loop.embedder, llm=loop.llm, retrain_every=loop.retrain_every).start(
+        stop
+    )
     console.print(
         f"Review app: [bold]http://{host}:{port}/review[/] · user [bold]demo[/], password "
         f"[bold]{password}[/] · the student retrains every {loop.retrain_every} labels · Ctrl-C stops."
@@ -455,7 +492,7 @@ def quickstart(
     ),
 ) -> None:
     """Create a project on the bundled SMS spam dataset and ingest it (no servers, no network)."""
-    from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
+    from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
     from labelloop.project import Project
 
     if (folder / "labelloop.yaml").exists():
@@ -481,6 +518,8 @@ def quickstart(
 
 
 app.command()(serve)
+app.command()(retrain)
+app.command()(worker)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 

@@ -24,12 +24,19 @@ def serve(
     project: ProjectOpt = Path("."),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="The app alone, without the loop worker.")
+    ] = False,
 ) -> None:
-    """Run the review web app and the REST API (Ctrl-C stops it)."""
+    """Run the review web app, the REST API and the project's loop worker (new items are
+    suggested and routed, people's labels retrain the models); Ctrl-C stops it."""
+    import threading
+
     import uvicorn
 
     from labelloop.api import create_app
     from labelloop.auth import list_users
+    from labelloop.workers.loop_worker import LoopWorker
 
     p = _open(project)
     try:
@@ -44,7 +51,18 @@ def serve(
             f"(API docs at /docs)",
             highlight=False,
         )
-        uvicorn.run(create_app(p), host=host, port=port, log_level="info")
+        stop = threading.Event()
+        if not no_worker:
+            w = LoopWorker(p.ctx)
+            w.start(stop)
+            console.print(
+                f"loop worker {w.name}: retrains every {w.retrain_every} labels",
+                highlight=False,
+            )
+        try:
+            uvicorn.run(create_app(p), host=host, port=port, log_level="info")
+        finally:
+            stop.set()
     finally:
         p.close()
 

@@ -115,6 +115,17 @@ class ActiveSettings(_Strict):
     near_duplicate_threshold: float = Field(default=0.97, gt=0, le=1)
 
 
+class LoopSettings(_Strict):
+    """The feedback loop as a service (``labelloop serve`` / ``labelloop worker``)."""
+
+    retrain_every: int = Field(default=50, ge=1)  # new human labels between full retrains
+    update_every: int = Field(default=10, ge=0)  # incremental re-score between them (0: off)
+    select_every: int = Field(default=4, ge=0)  # compare student kinds every k retrains (0: off)
+    poll_seconds: float = Field(default=1.0, gt=0, le=3600)  # how often a worker reads the outbox
+    lease_seconds: float = Field(default=120.0, ge=5, le=86_400)  # a dead worker's work moves on
+    flag_label_issues: bool = True  # send suspected label errors to a second reviewer
+
+
 class ReviewSettings(_Strict):
     """How people's work is checked: overlap between reviewers and gold items."""
 
@@ -156,6 +167,7 @@ class ProjectConfig(_Strict):
     labelers: LabelerSettings = Field(default_factory=LabelerSettings)
     active: ActiveSettings = Field(default_factory=ActiveSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import onnxruntime as ort
@@ -209,3 +209,25 @@ class OnnxImageFeaturizer:
         vectors = l2_normalise(np.vstack(parts))
         self._dim = vectors.shape[1]
         return vectors
+
+
+class ImageEmbedder:
+    """Images as vectors through an image featurizer, behind the ``Embedder`` protocol: the
+    "texts" are image file paths. The built-in offline featurizer by default, or a
+    user-supplied ONNX image model when ``embedding.model`` names a ``.onnx`` file."""
+
+    def __init__(self, onnx_model: str | None = None) -> None:
+        self.featurizer: Any = (
+            OnnxImageFeaturizer(onnx_model)
+            if onnx_model and onnx_model.endswith(".onnx")
+            else HandcraftedImageFeaturizer()
+        )
+        self.model_id = self.featurizer.featurizer_id
+        self.dim = int(self.featurizer.dim)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = np.asarray(self.featurizer.featurize(list(texts)), dtype=np.float32)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.maximum(norms, 1e-12)

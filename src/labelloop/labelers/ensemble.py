@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
@@ -33,20 +32,19 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from labelloop.core.config import TaskType
-from labelloop.core.types import Item, Suggestion
-from labelloop.labelers.base import Labeler
-from labelloop.labelers.probs import (
+from labelloop.core.probs import (
     EPS,
     as_task,
     build_suggestions,
     check_label_names,
     check_prob_matrix,
-    confidence_of,
     dicts_to_probs,
     encode_labels,
     is_multi_label,
     normalize_rows,
 )
+from labelloop.core.types import Item, Suggestion
+from labelloop.labelers.base import Labeler
 
 # --- pure functions over a stack of probability matrices, shape (members, items, labels) --------
 
@@ -289,136 +287,16 @@ class EnsembleLabeler:
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
         return self.suggest_with_disagreement(items)[0]
 
-
-# --- the cascade --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CascadePolicy:
-    """When the expensive labeler is worth calling.
-
-    - ``min_human_labels``: below this many human labels (cold start) every item goes to it;
-    - ``confidence_threshold``: items whose cheap confidence is below it go to it;
-    - ``disagreement_threshold``: items whose cheap labelers disagree above it go to it
-      (mean pairwise JS divergence, 0..1; set to 1.0 to ignore disagreement).
-    """
-
-    min_human_labels: int = 50
-    confidence_threshold: float = 0.8
-    disagreement_threshold: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.min_human_labels < 0:
-            raise ValueError(f"min_human_labels must be >= 0, got {self.min_human_labels}")
-        for name in ("confidence_threshold", "disagreement_threshold"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {v}")
-
-
-def select_for_expensive(
-    confidence: np.ndarray,
-    disagreement_scores: np.ndarray,
-    n_human_labels: int,
-    policy: CascadePolicy,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A boolean mask of items for the expensive labeler, and the reason masks behind it."""
-    c = np.asarray(confidence, dtype=np.float64)
-    d = np.asarray(disagreement_scores, dtype=np.float64)
-    if c.shape != d.shape:
-        raise ValueError(f"confidence has shape {c.shape}, disagreement {d.shape}")
-    cold = np.full(c.shape, n_human_labels < policy.min_human_labels)
-    low = c < policy.confidence_threshold
-    split = d > policy.disagreement_threshold
-    reasons = {"cold_start": cold, "low_confidence": low & ~cold, "disagreement": split & ~cold}
-    return cold | low | split, reasons
-
-
-class Cascade:
-    """Cheap labelers first; the expensive labeler only for the items the policy picks.
-
-    >>> cascade = Cascade(ensemble, llm, config.label_names, config.task, CascadePolicy())
-    >>> suggestions, stats = cascade.run(items, n_human_labels=store_count)
-    >>> stats["expensive_share"], stats["calls_saved"]
-
-    Each returned Suggestion keeps the identity of the labeler that made it (provenance).
-    An invalid expensive answer is returned as is, so the item goes to a person.
-    """
-
-    labeler_id = "cascade"
-
-    def __init__(
-        self,
-        cheap: Labeler,
-        expensive: Labeler,
-        label_names: Sequence[str],
-        task: TaskType | str = TaskType.single_label,
-        policy: CascadePolicy | None = None,
-        n_human_labels: int = 0,
-    ) -> None:
-        self.cheap = cheap
-        self.expensive = expensive
-        self.label_names = check_label_names(label_names)
-        self.task = as_task(task)
-        self.policy = policy or CascadePolicy()
-        self.n_human_labels = n_human_labels
-        self.last_stats: dict[str, Any] = {}
-
-    @property
-    def version(self) -> str:
-        c, e = self.cheap, self.expensive
-        return f"cascade({c.labeler_id}@{c.version}>{e.labeler_id}@{e.version})"
-
-    def _cheap(self, items: Sequence[Item]) -> tuple[list[Suggestion], np.ndarray]:
-        if isinstance(self.cheap, EnsembleLabeler):
-            return self.cheap.suggest_with_disagreement(items)
-        return self.cheap.suggest(items), np.zeros(len(items))
-
-    def run(
-        self, items: Sequence[Item], n_human_labels: int | None = None
-    ) -> tuple[list[Suggestion], dict[str, Any]]:
-        """Suggestions for every item (in order) and stats on where they came from."""
-        n_human = self.n_human_labels if n_human_labels is None else n_human_labels
-        n = len(items)
-        cold = n_human < self.policy.min_human_labels
-        if cold:  # the cheap side would be thrown away: do not even run it
-            cheap_sugg: list[Suggestion | None] = [None] * n
-            mask = np.ones(n, dtype=bool)
-            reasons = {"cold_start": mask.copy()}
-        else:
-            cheap_list, dis = self._cheap(items)
-            cheap_sugg = list(cheap_list)
-            P = dicts_to_probs([s.probs for s in cheap_list], self.label_names)
-            conf = np.array(
-                [s.confidence if s.confidence is not None else np.nan for s in cheap_list]
-            )
-            conf = np.where(np.isnan(conf), confidence_of(P, self.task), conf) if n else conf
-            mask, reasons = select_for_expensive(conf, dis, n_human, self.policy)
-        chosen = np.flatnonzero(mask)
-        out = list(cheap_sugg)
-        expensive_sugg = self.expensive.suggest([items[i] for i in chosen]) if len(chosen) else []
-        if len(expensive_sugg) != len(chosen):
-            raise RuntimeError(
-                f"expensive labeler {self.expensive.labeler_id!r} returned "
-                f"{len(expensive_sugg)} suggestions for {len(chosen)} items"
-            )
-        for i, s in zip(chosen, expensive_sugg, strict=True):
-            out[i] = s
-        n_exp = len(chosen)
-        stats: dict[str, Any] = {
-            "n_items": n,
-            "n_expensive": n_exp,
-            "n_cheap_only": n - n_exp,
-            "expensive_share": n_exp / n if n else 0.0,
-            "calls_saved": n - n_exp,
-            "cold_start": cold,
-            "n_human_labels": n_human,
-            "reasons": {k: int(v.sum()) for k, v in reasons.items()},
-            "expensive_invalid": sum(1 for s in expensive_sugg if s.status != "ok"),
-        }
-        self.last_stats = stats
-        return out, stats  # type: ignore[return-value]
-
-    def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
-        """The Labeler protocol: ``run`` with the stored ``n_human_labels`` (stats: last_stats)."""
-        return self.run(items)[0]
+    def suggestions_from_proba(
+        self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
+    ) -> list[Suggestion]:
+        return build_suggestions(
+            items,
+            P,
+            self.label_names,
+            self.task,
+            self.labeler_id,
+            self.version,
+            latency_ms_per_item,
+            "pool",
+        )

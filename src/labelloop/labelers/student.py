@@ -37,9 +37,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from threadpoolctl import threadpool_limits
 
 from labelloop.core.config import TaskType
-from labelloop.core.types import Item, Suggestion
-from labelloop.embed.base import Embedder
-from labelloop.labelers.probs import (
+from labelloop.core.probs import (
     as_task,
     build_suggestions,
     check_label_names,
@@ -48,6 +46,8 @@ from labelloop.labelers.probs import (
     normalize_rows,
     suggest_with_embedder,
 )
+from labelloop.core.types import Item, Suggestion
+from labelloop.embed.base import Embedder
 from labelloop.labelers.zeroshot import check_vectors
 
 

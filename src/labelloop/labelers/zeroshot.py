@@ -19,9 +19,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from labelloop.core.config import LabelSpec, TaskType
-from labelloop.core.types import Item, Suggestion
-from labelloop.embed.base import Embedder
-from labelloop.labelers.probs import (
+from labelloop.core.probs import (
     EPS,
     as_task,
     build_suggestions,
@@ -32,6 +30,8 @@ from labelloop.labelers.probs import (
     softmax,
     suggest_with_embedder,
 )
+from labelloop.core.types import Item, Suggestion
+from labelloop.embed.base import Embedder
 
 
 def label_description_texts(spec: LabelSpec) -> list[str]:

@@ -25,40 +25,11 @@ from scipy.optimize import minimize_scalar
 from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
+from labelloop.core.probs import check_labels, check_probs
+
 _EPS = 1e-12
 
 CalibrationMethod = Literal["identity", "temperature", "isotonic"]
-
-
-def check_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
-    """Return ``probs`` as a float64 (n, k) array, or raise a ValueError that says what is wrong."""
-    arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D (items, labels) array, got shape {arr.shape}")
-    if arr.shape[1] < 2:
-        raise ValueError(f"{name}: need at least 2 label columns, got {arr.shape[1]}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
-        raise ValueError(f"{name}: non-finite value in row {bad}")
-    if np.any(arr < 0):
-        bad = int(np.argwhere(arr < 0)[0][0])
-        raise ValueError(f"{name}: negative probability in row {bad}")
-    return arr
-
-
-def check_labels(y: np.ndarray, n: int, k: int, name: str = "y") -> np.ndarray:
-    """Return ``y`` as an int array of label indices in [0, k), length n, or raise ValueError."""
-    arr = np.asarray(y)
-    if arr.shape != (n,):
-        raise ValueError(f"{name}: expected {n} label indices, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name}: expected integer label indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    out = (arr < 0) | (arr >= k)
-    if np.any(out):
-        i = int(np.argmax(out))
-        raise ValueError(f"{name}[{i}] = {arr[i]} is outside the {k} labels")
-    return arr
 
 
 def _normalise(probs: np.ndarray) -> np.ndarray:
@@ -76,7 +47,7 @@ def negative_log_likelihood(probs: np.ndarray, y: np.ndarray) -> float:
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Top-label ECE: |accuracy - confidence| averaged over equal-width confidence bins."""
-    from labelloop.labelers.probs import expected_calibration_error as ece_of_confidence
+    from labelloop.core.probs import expected_calibration_error as ece_of_confidence
 
     probs = check_probs(probs)
     y = check_labels(y, probs.shape[0], probs.shape[1])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from labelloop.routing.calibration import check_probs
+from labelloop.core.probs import check_probs
 from labelloop.routing.thresholds import (
     BoundMethod,
     LabelThreshold,

@@ -25,8 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy.stats import beta, norm
 
-from labelloop.labelers.probs import confidence_of
-from labelloop.routing.calibration import check_labels, check_probs
+from labelloop.core.probs import check_labels, check_probs, predicted_sets
 
 BoundMethod = Literal["wilson", "clopper-pearson"]
 
@@ -214,37 +213,6 @@ def fit_thresholds(
 # --- multi-label: one threshold on whole label sets ---------------------------------------------
 
 SET_SCOPE = "whole label set"
-
-
-def predicted_sets(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The machine's label set per row of multi-label ``probs``, and its confidence.
-
-    ``probs`` holds independent per-label probabilities (rows need not sum to one). A label is in
-    the set when p >= 0.5; a row with no such label takes its single most probable label, since
-    a person must give at least one label (``Project.check_labels``), so an empty set could
-    never be right. Confidence is the probability that the whole set is right when labels are
-    independent, prod over labels of p (in the set) or 1 - p (out of it): for a set from the 0.5
-    rule that is ``labelers.probs.confidence_of(probs, "multi_label")``, the score the
-    suggestions and the cascade already use; for a fallback row it is lower, as it should be
-    (its one label has p < 0.5).
-
-    Returns (sets, confidence): an (n, K) boolean matrix and an (n,) float array.
-    """
-    P = check_probs(probs)
-    if np.any(P > 1.0):
-        bad = int(np.argwhere(P > 1.0)[0][0])
-        raise ValueError(
-            f"probs: probability above 1 in row {bad} (multi-label rows hold p per label)"
-        )
-    sets = P >= 0.5
-    confidence = confidence_of(P, "multi_label")
-    empty = np.flatnonzero(~sets.any(axis=1))
-    if empty.size:
-        top = P[empty].argmax(axis=1)
-        sets[empty, top] = True
-        chosen = np.where(sets[empty], P[empty], 1.0 - P[empty])
-        confidence[empty] = np.prod(chosen, axis=1)
-    return sets, confidence
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-class Project(Base):
+class ProjectRow(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -180,6 +180,8 @@ class EventRow(Base):
     """Append-only log of what happened (ingest, label, retrain, ...)."""
 
     __tablename__ = "events"
+    # The outbox: workers read "events of this project after my cursor".
+    __table_args__ = (Index("ix_events_project_id_id", "project_id", "id"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     project_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -249,6 +251,9 @@ class ModelVersionRow(Base):
     """A trained model: what it is, how well it did, on which human labels, and the model itself."""
 
     __tablename__ = "model_versions"
+    __table_args__ = (
+        Index("ix_model_versions_training_key", "project_id", "kind", "training_key"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
@@ -261,4 +266,34 @@ class ModelVersionRow(Base):
     trained_on: Mapped[list[Any]] = mapped_column(JSON)  # human-labeled item ids
     promoted: Mapped[bool] = mapped_column(default=False)
     model: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # A digest of what it was trained on (labels, taxonomy, algorithm): equal keys, equal model.
+    training_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerCursorRow(Base):
+    """How far a loop worker has read the events outbox of a project."""
+
+    __tablename__ = "worker_cursors"
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    worker: Mapped[str] = mapped_column(String(200), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobLeaseRow(Base):
+    """A named job (such as the retrain) held by one process until ``expires_at``.
+
+    ``token`` grows with every new holder (a fencing token): a holder whose lease expired and
+    was taken over can tell, and its late writes are refused."""
+
+    __tablename__ = "job_leases"
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

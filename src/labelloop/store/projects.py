@@ -6,15 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from labelloop.core.config import ProjectConfig
-from labelloop.store.models import Project
+from labelloop.store.models import ProjectRow
 
 
 def ensure_project(session: Session, config: ProjectConfig) -> int:
     """The id of the project named ``config.name``, created (or its stored config refreshed)."""
-    row = session.scalars(select(Project).where(Project.name == config.name)).first()
+    row = session.scalars(select(ProjectRow).where(ProjectRow.name == config.name)).first()
     data = config.model_dump(mode="json")
     if row is None:
-        row = Project(name=config.name, config=data)
+        row = ProjectRow(name=config.name, config=data)
         session.add(row)
         session.flush()
     elif row.config != data:

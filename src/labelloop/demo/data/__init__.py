@@ -6,7 +6,7 @@ from pathlib import Path
 
 def sms_spam_path() -> Path:
     """The SMS Spam Collection (CC BY 4.0): 5,574 messages, columns ``text,label``."""
-    return Path(str(files("labelloop.datasets") / "sms_spam.csv"))
+    return Path(str(files("labelloop.demo.data") / "sms_spam.csv"))
 
 
 SMS_SPAM_LABELS = {

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import copy
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
-from labelloop.store.models import ItemRow, SuggestionRow
+from labelloop.core.types import Item
+from labelloop.labelers.llm import MemoryCache
+from labelloop.labelers.llm.factory import ProjectLLM
+from labelloop.quality.bias import compare_label_distributions, mode_collapse, order_sensitivity
+from labelloop.store.context import ProjectContext
+from labelloop.store.reads import final_labels_frame, valid_answers
 
-if TYPE_CHECKING:
-    from labelloop.pipeline.llm import ProjectLLM
-    from labelloop.project import Project
 
-
-def labeler_bias(project: Project, factor: float = 2.0) -> pd.DataFrame:
+def labeler_bias(ctx: ProjectContext, factor: float = 2.0) -> pd.DataFrame:
     """Per machine labeler: how its answers are spread over the labels next to people's.
 
     Columns: labeler, n (its valid answers), total_variation (0 = same spread as people),
     over_predicted (labels it gives >= ``factor`` times as often as people), mode, mode_share,
     human_mode_share, one_label (its mode far above people's share of it), flagged.
     """
-    from labelloop.quality.bias import compare_label_distributions, mode_collapse
-
-    fl = project.final_labels()
+    fl = final_labels_frame(ctx.db, ctx.id)
     human = (
         []
         if fl.empty
@@ -46,18 +45,11 @@ def labeler_bias(project: Project, factor: float = 2.0) -> pd.DataFrame:
     ]
     if len(set(human)) < 2:
         return pd.DataFrame(columns=cols)
-    s, t = SuggestionRow.__table__, ItemRow.__table__
-    with project.db.engine.connect() as conn:
-        rows = conn.execute(
-            select(s.c.labeler, s.c.label)
-            .join(t, t.c.id == s.c.item_id)
-            .where(t.c.project_id == project.id, s.c.status == "ok", s.c.label.is_not(None))
-        ).all()
-    answers = pd.DataFrame(rows, columns=["labeler", "label"])
+    answers = valid_answers(ctx.db, ctx.id)
     out: list[dict[str, Any]] = []
     for labeler, group in answers.groupby("labeler"):
         machine = list(group["label"])
-        cmp = compare_label_distributions(machine, human, project.config.label_names, factor)
+        cmp = compare_label_distributions(machine, human, ctx.config.label_names, factor)
         mode = mode_collapse(machine, human)
         out.append(
             {
@@ -75,20 +67,13 @@ def labeler_bias(project: Project, factor: float = 2.0) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def llm_order_sensitivity(project: Project, llm: ProjectLLM, n: int = 30) -> dict[str, Any]:
+def llm_order_sensitivity(ctx: ProjectContext, llm: ProjectLLM, n: int = 30) -> dict[str, Any]:
     """Ask the LLM the same ``n`` human-labeled items under two label orders; the flip rate.
 
     A labeler whose answer follows the order of the labels in the prompt (position bias) flips
     often. Costs 2n LLM calls (the cache is bypassed by using two different order seeds).
     """
-    import copy
-
-    from labelloop.core.types import Item
-    from labelloop.labelers.llm import MemoryCache
-    from labelloop.quality.bias import order_sensitivity
-
-    fl = project.final_labels()
-    fl = fl[fl["source_kind"] == "human"].head(n) if not fl.empty else fl
+    fl = final_labels_frame(ctx.db, ctx.id, ("human",)).head(n)
     if fl.empty:
         return {"n_items": 0, "flip_rate": None, "measured_on": "no human-labeled items yet"}
     items = [

@@ -1,0 +1,1 @@
+"""Stage drivers over a project store: suggest, route, the feedback loop, labeler checks."""

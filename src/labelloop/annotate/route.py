@@ -1,0 +1,430 @@
+"""Route: machines label what they can settle, the rest queues for people.
+
+``route`` calibrates the ensemble's confidence on human labels, picks per-label thresholds
+whose lower confidence bound on precision meets the project's target, auto-labels what clears
+them (a share of those also goes to people as an audit), and queues the rest, most useful
+first. The LLM's stored answers, where the cascade asked it, are pooled in with a weight learned
+on human labels, from every entrance (CLI, notebook, API, worker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labelloop.active.acquisition import label_set_uncertainty, margin_score
+from labelloop.active.dedup import near_duplicate_groups, representatives
+from labelloop.active.diversity import density, typiclust_cold_start
+from labelloop.active.priority import combined_priority
+from labelloop.annotate.suggest import refresh_suggestions
+from labelloop.core.probs import encode_labels, is_multi_label
+from labelloop.embed.base import Embedder
+from labelloop.embed.factory import project_embedder
+from labelloop.labelers.ensemble import combine_probs, fit_pool_weights
+from labelloop.labelers.factory import LabelerSet, current_labelers
+from labelloop.review.gold import gold_answers
+from labelloop.review.queue import ReviewQueue
+from labelloop.routing.calibration import Calibrator, fit_calibrator
+from labelloop.routing.router import (
+    Decisions,
+    SetDecisions,
+    adjust_set_threshold,
+    adjust_thresholds,
+    route_sets,
+)
+from labelloop.routing.router import route as route_probs
+from labelloop.routing.thresholds import (
+    SetThreshold,
+    ThresholdSet,
+    fit_set_threshold,
+    fit_thresholds,
+)
+from labelloop.store.context import ProjectContext
+from labelloop.store.events import log_event
+from labelloop.store.labels import set_final_labels
+from labelloop.store.models import ItemState
+from labelloop.store.reads import (
+    audit_results,
+    group_items,
+    items_in,
+    latest_labeler_like,
+    latest_valid_probs,
+    suggestion_versions,
+)
+
+
+@dataclass
+class RouteReport:
+    pending: int = 0
+    auto: int = 0
+    audit: int = 0
+    queued: int = 0
+    grouped: int = 0  # near-duplicates waiting for their representative's label
+    llm_weight: float = 0.0  # weight of the LLM's answers in the pooled probabilities
+    overlap: int = 0  # review items that k people label (agreement)
+    gold: int = 0  # gold items mixed into the queue (reviewer scoring)
+    human_labels: int = 0
+    refreshed: int = 0  # items whose stored suggestions were replaced by the current models'
+    calibration: str = ""
+    thresholds: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stored_llm_labeler(ctx: ProjectContext) -> str | None:
+    """The LLM whose stored answers routing pools in: the configured one when it is enabled
+    (its labeler id is ``llm:<model>``), the one that answered most recently."""
+    if not ctx.config.labelers.llm.enabled:
+        return None
+    return latest_labeler_like(ctx.db, ctx.id, "llm:")
+
+
+def expensive_probs(
+    ctx: ProjectContext, labeler: str, ids: list[int], label_names: list[str], multi: bool = False
+) -> dict[int, np.ndarray]:
+    """The latest valid answer of ``labeler`` per item, as probability rows (summing to one,
+    or with ``multi`` per-label probabilities as they are)."""
+    out: dict[int, np.ndarray] = {}
+    for item_id, probs in latest_valid_probs(ctx.db, labeler, ids).items():
+        row = np.array([float(probs.get(n, 0.0)) for n in label_names])
+        if multi:
+            out[item_id] = np.clip(row, 0.0, 1.0)
+        elif row.sum() > 0:
+            out[item_id] = row / row.sum()
+    return out
+
+
+def expensive_weight(
+    ctx: ProjectContext, labeler: str, labelers: LabelerSet, min_items: int = 20
+) -> float:
+    """The weight of the expensive labeler in the pool, learned on human-labeled items it
+    also answered (against the cheap ensemble's held-out probabilities). With fewer than
+    ``min_items`` such items it is 0: a labeler not yet measured does not move labels."""
+    multi = is_multi_label(labelers.task)
+    human_ids = [int(i) for i in labelers.humans.item_ids]
+    answered = expensive_probs(ctx, labeler, human_ids, labelers.label_names, multi)
+    if len(answered) < min_items or not len(labelers.held_out_probs):
+        return 0.0
+    rows = [k for k, i in enumerate(human_ids) if i in answered]
+    stack = np.stack(
+        [labelers.held_out_probs[rows], np.stack([answered[human_ids[k]] for k in rows])]
+    )
+    y = (
+        encode_labels(labelers.humans.labels, labelers.label_names, labelers.task)
+        if multi
+        else labelers.held_out_y()
+    )
+    return float(fit_pool_weights(stack, y[rows], labelers.task)[1])
+
+
+def blend_expensive(
+    ctx: ProjectContext,
+    labeler: str,
+    label_names: list[str],
+    ids: np.ndarray,
+    probs: np.ndarray,
+    weight: float,
+    task: str = "single_label",
+) -> np.ndarray:
+    """Pool the expensive labeler's answers (where it gave one) into ``probs``."""
+    if weight <= 0.0:
+        return probs
+    multi = task == "multi_label"
+    answered = expensive_probs(ctx, labeler, [int(i) for i in ids], label_names, multi)
+    out = probs.copy()
+    for k, item_id in enumerate(ids):
+        row = answered.get(int(item_id))
+        if row is not None:
+            pair = np.stack([probs[k : k + 1], row[None, :]])
+            out[k] = combine_probs(pair, np.array([1 - weight, weight]), task)[0]
+    return out
+
+
+def route(
+    ctx: ProjectContext,
+    *,
+    embedder: Embedder | None = None,
+    labelers: LabelerSet | None = None,
+    min_support: int = 30,
+    llm_labeler: str | None = None,
+    use_stored_llm: bool = True,
+    refresh: bool = True,
+) -> RouteReport:
+    """Auto-label what meets the precision target; queue the rest with active-learning priority.
+
+    Single-label: per-label thresholds on calibrated probabilities. Multi-label: one threshold
+    on the confidence of whole predicted label sets, fit on held-out probabilities as they are
+    (identity calibration), and an item's final label is its whole set.
+
+    ``llm_labeler``: whose stored answers to pool in; by default (``use_stored_llm``) the
+    configured LLM's. ``refresh``: pending items whose stored suggestions came from older
+    models get the current models' suggestions (what reviewers and exports see).
+    """
+    started = time.perf_counter()
+    cfg = ctx.config
+    multi = cfg.task == "multi_label"
+    embedder = embedder or project_embedder(ctx)
+    labelers = labelers or current_labelers(ctx, embedder)[0]
+    report = RouteReport(human_labels=len(labelers.humans))
+    pending = items_in(ctx.db, ctx.id, (ItemState.suggested, ItemState.queued))
+    report.pending = len(pending)
+    if not pending:
+        return report
+
+    names = labelers.label_names
+    held_out = labelers.held_out_probs
+    weight = 0.0
+    if llm_labeler is None and use_stored_llm:
+        llm_labeler = stored_llm_labeler(ctx)
+    if llm_labeler is not None:
+        weight = expensive_weight(ctx, llm_labeler, labelers)
+        held_out = blend_expensive(
+            ctx, llm_labeler, names, labelers.humans.item_ids, held_out, weight, cfg.task
+        )
+        report.llm_weight = weight
+    can_auto = len(held_out) >= min_support
+    # None: too few human labels, auto-accept nothing.
+    calibrator: Calibrator | None = None
+    thresholds: ThresholdSet | None = None  # single-label: one per label
+    set_threshold: SetThreshold | None = None  # multi-label: one for whole sets
+    if can_auto and multi:
+        set_threshold = _set_threshold(ctx, labelers, held_out, min_support)
+        report.calibration = "IdentityCalibrator"
+        report.thresholds = [set_threshold.as_row()]
+    elif can_auto:
+        calibrator, thresholds = _label_thresholds(ctx, labelers, held_out, min_support)
+        report.calibration = type(calibrator).__name__
+        report.thresholds = [asdict(t) for t in thresholds.labels]
+
+    ids = np.array([p[0] for p in pending], dtype=np.int64)
+    t0 = time.perf_counter()
+    vectors = embedder.embed([p[1] for p in pending])
+    stack, probs, split = labelers.probs(vectors)
+    if refresh:
+        ms = (time.perf_counter() - t0) * 1000 / len(pending)
+        current = labelers.ensemble.version
+        stale = [
+            k
+            for k, v in enumerate(suggestion_versions(ctx.db, "ensemble", ids.tolist()))
+            if v != current
+        ]
+        if stale:
+            refresh_suggestions(
+                ctx,
+                [int(ids[k]) for k in stale],
+                [pending[k][2] for k in stale],
+                stack[:, stale],
+                probs[stale],
+                labelers,
+                ms,
+            )
+        report.refreshed = len(stale)
+    if llm_labeler is not None:
+        probs = blend_expensive(ctx, llm_labeler, names, ids, probs, weight, cfg.task)
+    calibrated = calibrator.transform(probs) if calibrator is not None else probs
+    keys = [int(i) for i in ids]
+    decisions: Decisions | SetDecisions
+    if multi:
+        decisions = route_sets(
+            probs,
+            set_threshold if set_threshold is not None else np.inf,
+            audit_rate=cfg.metrics.audit_rate,
+            keys=keys,
+        )
+        machine_sets = [[names[j] for j in np.flatnonzero(row)] for row in decisions.labels]
+    else:
+        decisions = route_probs(
+            calibrated,
+            thresholds if thresholds is not None else np.full(probs.shape[1], np.inf),
+            audit_rate=cfg.metrics.audit_rate,
+            keys=keys,
+        )
+        machine_sets = [[names[int(lab)]] for lab in decisions.label]
+    priority = review_priority(ctx, calibrated, split, vectors, len(labelers.humans))
+
+    auto_rows = [
+        {
+            "project_id": ctx.id,
+            "item_id": int(ids[k]),
+            "labels": machine_sets[k],
+            "source_kind": "machine",
+            "source_name": "ensemble",
+            "source_version": labelers.ensemble.version,
+            "confidence": float(decisions.confidence[k]),
+        }
+        for k in np.flatnonzero(decisions.auto)
+    ]
+    with ctx.db.engine.begin() as conn:
+        set_final_labels(conn, auto_rows)
+        # The machine label of each audited item, to compare with the person's answer later.
+        for k in np.flatnonzero(decisions.audit):
+            payload: dict[str, Any] = {
+                "machine_label": ", ".join(machine_sets[k]) if multi else machine_sets[k][0],
+                "confidence": float(decisions.confidence[k]),
+                "labeler": "ensemble",
+                "version": labelers.ensemble.version,
+            }
+            if multi:  # the whole set: an audit is right only if the person gives this set
+                payload["machine_labels"] = machine_sets[k]
+            log_event(conn, ctx.id, "audit", payload, int(ids[k]))
+    review = decisions.needs_review
+    audit = decisions.audit
+    waiting = group_near_duplicates(ctx, ids, vectors, priority, review & ~audit)
+    review &= ~waiting
+    report.grouped = int(waiting.sum())
+    queue = ReviewQueue(ctx.db, ctx.id, cfg.task)
+    plain = review & ~audit
+    overlap = plain & (_keyed_share(ids, "overlap") < cfg.review.overlap_share)
+    queue.enqueue(
+        ids[plain & ~overlap].tolist(), priority[plain & ~overlap].tolist(), reason="review"
+    )
+    queue.enqueue(
+        ids[overlap].tolist(),
+        priority[overlap].tolist(),
+        reason="overlap",
+        reviews_needed=cfg.review.overlap_k,
+    )
+    report.overlap = int(overlap.sum())
+    report.gold = mix_in_gold(ctx, int(plain.sum()), priority)
+    # Audit items jump the queue: their answers measure the precision of machine labels.
+    queue.enqueue(ids[audit].tolist(), (priority[audit] + 10.0).tolist(), reason="audit")
+    report.auto = int(decisions.auto.sum())
+    report.audit = int(audit.sum())
+    report.queued = int(review.sum())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _label_thresholds(
+    ctx: ProjectContext, labelers: LabelerSet, held_out: np.ndarray, min_support: int
+) -> tuple[Calibrator, ThresholdSet]:
+    """Single-label: a calibrator and per-label thresholds fit on the held-out probabilities,
+    each raised where audits of that label's machine labels show precision below target."""
+    y = labelers.held_out_y()
+    calibrator = fit_calibrator(held_out, y)
+    thresholds = fit_thresholds(
+        calibrator.transform(held_out),
+        y,
+        target=ctx.config.metrics.precision_target,
+        min_support=min_support,
+        label_names=labelers.label_names,
+    )
+    audit = audit_results(ctx.db, ctx.id, ctx.config.task)
+    if len(audit):  # audited precision below target raises that label's threshold
+        index = {n: i for i, n in enumerate(labelers.label_names)}
+        audit = audit[audit["machine_label"].isin(index)]
+        thresholds = adjust_thresholds(
+            thresholds,
+            audit["machine_label"].map(index).to_numpy(),
+            audit["confidence"].astype(float).to_numpy(),
+            audit["correct"].to_numpy(),
+        )
+    return calibrator, thresholds
+
+
+def _set_threshold(
+    ctx: ProjectContext, labelers: LabelerSet, held_out: np.ndarray, min_support: int
+) -> SetThreshold:
+    """Multi-label: one threshold on whole-set confidence, fit on the held-out probabilities
+    against the people's label sets, raised where audits of machine sets fall short."""
+    Y = encode_labels(labelers.humans.labels, labelers.label_names, labelers.task)
+    threshold = fit_set_threshold(
+        held_out,
+        Y,
+        target=ctx.config.metrics.precision_target,
+        min_support=min_support,
+    )
+    audit = audit_results(ctx.db, ctx.id, ctx.config.task)
+    audit = audit[audit["confidence"].notna()] if len(audit) else audit
+    if len(audit):
+        threshold = adjust_set_threshold(
+            threshold,
+            audit["confidence"].astype(float).to_numpy(),
+            audit["correct"].to_numpy(),
+        )
+    return threshold
+
+
+def _keyed_share(ids: np.ndarray, salt: str) -> np.ndarray:
+    """A uniform number in [0, 1) per item id, stable across runs (which items get overlap)."""
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(f"{salt}:{int(i)}".encode(), digest_size=8).digest(), "big"
+            )
+            / 2.0**64
+            for i in ids
+        ]
+    )
+
+
+def mix_in_gold(ctx: ProjectContext, n_queued: int, priority: np.ndarray) -> int:
+    """Put gold items (known answers) into the queue, spread through its priorities."""
+    share = ctx.config.review.gold_share
+    if not share or not n_queued:
+        return 0
+    gold = gold_answers(ctx)
+    if not gold:
+        return 0
+    n = min(len(gold), max(1, round(share * n_queued)))
+    picked = sorted(gold)[:: max(1, len(gold) // n)][:n]
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(float(np.min(priority)), float(np.max(priority)), size=len(picked))
+    ReviewQueue(ctx.db, ctx.id, ctx.config.task).enqueue(
+        picked, spread.tolist(), reason="gold", reviews_needed=10_000
+    )
+    return len(picked)
+
+
+def group_near_duplicates(
+    ctx: ProjectContext,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    priority: np.ndarray,
+    candidates: np.ndarray,
+) -> np.ndarray:
+    """Among items bound for review, near-duplicates wait for their group's representative
+    (its most useful member) and take its label. Returns a mask of the items that wait."""
+    waiting = np.zeros(len(ids), dtype=bool)
+    idx = np.flatnonzero(candidates)
+    if len(idx) < 2:
+        return waiting
+    groups = near_duplicate_groups(
+        vectors[idx], threshold=ctx.config.active.near_duplicate_threshold
+    )
+    reps = representatives(groups, priority[idx])
+    rep_of = reps[groups]  # position (within idx) of each item's representative
+    members = rep_of != np.arange(len(idx))
+    if not members.any():
+        return waiting
+    waiting[idx[members]] = True
+    group_items(
+        ctx.db, [(int(ids[idx[j]]), int(ids[idx[rep_of[j]]])) for j in np.flatnonzero(members)]
+    )
+    return waiting
+
+
+def review_priority(
+    ctx: ProjectContext, probs: np.ndarray, split: np.ndarray, vectors: np.ndarray, n_human: int
+) -> np.ndarray:
+    """Higher first: uncertainty, disagreement and density, or typical items at cold start."""
+    a = ctx.config.active
+    n = len(probs)
+    multi = ctx.config.task == "multi_label"
+    uncertainty = label_set_uncertainty(probs) if multi else margin_score(probs)
+    scores = {"uncertainty": uncertainty, "disagreement": split}
+    weights = {"uncertainty": a.uncertainty, "disagreement": a.disagreement}
+    if a.density and n <= 50_000:  # density is O(n^2): skip it on very large pools
+        scores["density"] = density(vectors)
+        weights["density"] = a.density
+    priority = combined_priority(scores, weights)
+    if n_human < a.cold_start_labels and n > 1:
+        picks = typiclust_cold_start(vectors, batch_size=min(a.cold_start_labels - n_human, n))
+        priority[picks] += 100.0 + np.linspace(1.0, 0.0, len(picks))
+    return priority

@@ -1,0 +1,99 @@
+"""``labelloop retrain`` (one retrain by hand) and ``labelloop worker`` (the loop, no app).
+
+Registered in ``cli/main.py`` with ``app.command()(retrain)`` and ``app.command()(worker)``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from labelloop.cli.common import ProjectOpt, console, friendly_errors
+from labelloop.cli.common import open_project as _open
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+@friendly_errors
+def retrain(
+    project: ProjectOpt = Path("."),
+    select: Annotated[
+        bool, typer.Option(help="Also compare student kinds by cross-validation first.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Retrain now and say what changed: model version, held-out metrics before and after,
+    items re-routed, labels sent for a recheck."""
+    with _open(project) as p:
+        r = p.retrain(select=select)
+    if as_json:
+        console.print_json(json.dumps(r.as_dict(), default=str))
+        return
+    how = "trained now" if r.trained else "unchanged labels: the stored model was reused"
+    console.print(
+        f"Model version: [bold]{r.model_version or 'none (no human labels yet)'}[/] ({how})\n"
+        f"  before: {r.previous_version or 'none'}\n"
+        f"Held-out macro-F1 {_f(r.previous_macro_f1)} -> {_f(r.held_out_macro_f1)}, accuracy "
+        f"{_f(r.previous_accuracy)} -> {_f(r.held_out_accuracy)} "
+        f"(on {r.n_labels:,} human labels, out of fold)\n"
+        f"Re-routed {r.route.pending:,} items: {r.route.auto:,} labeled by machines, "
+        f"{r.route.queued:,} queued for people, {r.route.refreshed:,} with fresh suggestions; "
+        f"{r.suggested:,} new items suggested.\n"
+        f"Sent for a recheck: {len(r.label_issues):,} labels. {r.seconds:.1f} s.",
+        highlight=False,
+    )
+
+
+@friendly_errors
+def worker(
+    project: ProjectOpt = Path("."),
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (its cursor in the store); default host:pid.")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+) -> None:
+    """Run the project's loop without the app: suggest and route new items, retrain every
+    loop.retrain_every labels. Several may run on one PostgreSQL project; one works at a time.
+    SIGTERM or Ctrl-C stops it after the current step."""
+    from labelloop.workers.loop_worker import LoopWorker
+
+    with _open(project) as p:
+        stop = threading.Event()
+
+        def report(step: Any) -> None:
+            if step.retrain is not None:
+                r = step.retrain
+                console.print(
+                    f"retrained: {r.model_version} · macro-F1 {_f(r.held_out_macro_f1)} · "
+                    f"{r.route.auto:,} auto, {r.route.queued:,} queued, "
+                    f"{len(r.label_issues)} rechecks · {r.seconds:.1f} s",
+                    highlight=False,
+                )
+            elif step.suggested or step.updated:
+                console.print(
+                    f"suggested {step.suggested:,}, routed {step.routed:,}, "
+                    f"re-scored after {step.updated:,} new labels",
+                    highlight=False,
+                )
+
+        w = LoopWorker(p.ctx, name=name, on_step=report)
+        if once:
+            w.step()
+            return
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        console.print(
+            f"labelloop worker [bold]{w.name}[/] on project {p.config.name}: polling every "
+            f"{w.poll_seconds:g} s, retrain every {w.retrain_every} labels (Ctrl-C stops)",
+            highlight=False,
+        )
+        try:
+            w.run(stop)
+        except KeyboardInterrupt:
+            stop.set()

@@ -1,0 +1,1 @@
+"""Adapters that drive the loop's stages: the events-outbox loop worker (thread or process)."""
