@@ -315,6 +315,8 @@ def test_serve_retrains_from_reviewers_labels_with_nothing_else_run(tmp_path, sm
                 assert set(suggestion_versions(p.db, "ensemble", queued)) == {versions[0].version}
                 status = client.get("/api/status").json()
                 assert status["loop"]["model_version"] == versions[0].version
+                dashboard = client.get("/api/dashboard").json()
+                assert list(dashboard["loop"]["workers"])  # the worker beside the app
                 assert p.id == pid
             finally:
                 p.close()
@@ -325,3 +327,63 @@ def test_serve_retrains_from_reviewers_labels_with_nothing_else_run(tmp_path, sm
         except subprocess.TimeoutExpired:
             proc.kill()
     json.dumps(status)  # the status is plain JSON
+
+
+def test_route_pools_the_llm_answers_suggest_stored_from_any_entrance(tmp_path, sms) -> None:
+    """The LLM's stored answers reach routing without the LLM being asked again: a plain
+    ``Project.route()`` (CLI, notebook) learns its weight on human-labeled items it answered."""
+    from labelloop.core.types import Suggestion
+    from labelloop.store.labels import add_suggestions
+
+    first, _, gold = sms
+    p = Project.init(
+        tmp_path / "p",
+        name="llm-route",
+        labels=LABELS,
+        labelers={
+            "llm": {
+                "enabled": True,
+                "backend": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "model": "m",
+            }
+        },
+    )
+    p.ingest(first)
+    p.suggest(llm=_NoLLM())  # the cascade asks nobody here
+    p.route()
+    review(p, gold, 40)
+    items = p.items()
+    # An "LLM" that is always right, stored as the cascade stores answers.
+    answers = [
+        Suggestion(
+            item_id=int(i),
+            content_hash=h,
+            labeler="llm:m",
+            labeler_version="m/v1",
+            probs={n: float(n == gold[c]) for n in SMS_SPAM_LABELS},
+            confidence=1.0,
+        )
+        for i, c, h in zip(items["id"], items["content"], items["content_hash"], strict=True)
+    ]
+    with p.db.engine.begin() as conn:
+        add_suggestions(conn, answers)
+    r = p.route()
+    assert r.llm_weight > 0.5  # learned on the 40 human labels it also answered
+    off = Project.open(p.folder)
+    try:
+        off.config.labelers.llm.enabled = False  # switched off: its answers are not used
+        assert off.route().llm_weight == 0.0
+    finally:
+        off.close()
+
+
+class _NoLLM:
+    """An expensive labeler with no calls left: the cascade asks it nothing."""
+
+    labeler_id = "llm:m"
+    version = "none"
+    remaining_calls = 0
+
+    def suggest(self, items):  # noqa: ANN001, ANN201
+        return []

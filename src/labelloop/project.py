@@ -51,6 +51,7 @@ from labelloop.store.events import log_event
 from labelloop.store.items import next_for_review
 from labelloop.store.labels import add_human_label, set_final_labels
 from labelloop.store.loop_state import ModelVersion, model_versions
+from labelloop.workers.loop_worker import loop_status
 
 
 class Project:
@@ -143,8 +144,6 @@ class Project:
     def status(self) -> dict[str, Any]:
         """Counts per state, per final label (and who decided it), quarantine reasons, the
         machine labelers' usage, and the loop (model version in use, last retrain, workers)."""
-        from labelloop.workers.loop_worker import loop_status
-
         states, label_rows, quarantine = reads.project_counts(self.db, self.id)
         per_label: dict[str, dict[str, int]] = {}
         for labels, kind in label_rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelloop.core.probs import check_probs
+from labelloop.core.probs import check_probs, predicted_sets
 
 _EPS = 1e-12
 
@@ -37,7 +37,6 @@ def label_set_uncertainty(probs: np.ndarray) -> np.ndarray:
     rows) misread them: a row of small probabilities looks certain to the margin, yet its set
     is a guess. The set and its confidence are the router's (``routing.predicted_sets``).
     """
-    from labelloop.core.probs import predicted_sets
 
     return 1.0 - predicted_sets(probs)[1]
 

@@ -39,7 +39,7 @@ from labelloop.quality.label_issues import find_label_issues, per_class_threshol
 from labelloop.review.queue import ReviewQueue
 from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
-from labelloop.store.loop_state import last_event, latest_model_version, model_versions
+from labelloop.store.loop_state import count_events, last_event, latest_model_version
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
     final_labels_frame,
@@ -379,8 +379,9 @@ class FeedbackLoop:
 
     def retrain(self) -> RetrainReport:
         with self._lock:
-            n_versions = len(model_versions(self.ctx.db, self.ctx.id, MODEL_KIND))
-            select = bool(self.select_every) and (n_versions + 1) % self.select_every == 0
+            # Every ``select_every``-th retrain of the project (the first, at cold start, counts).
+            n = count_events(self.ctx.db, self.ctx.id, "retrain") + 1
+            select = bool(self.select_every) and n % self.select_every == 0
             report, labelers = retrain(
                 self.ctx,
                 embedder=self.embedder,

@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 
 from labelloop.project import Project
 from labelloop.quality.agreement import krippendorff_alpha_nominal
+from labelloop.routing.router import audited_precision
 from labelloop.store.reviews import human_actions
 
 ANSWERS = ("label", "accept", "correct")
@@ -78,12 +79,12 @@ def dashboard_numbers(project: Project) -> dict[str, Any]:
         "label_issues": project.label_issues().head(20).to_dict("records"),
         "gold_scores": project.gold_scores().to_dict("records"),
         "labeler_bias": project.labeler_bias().to_dict("records"),
+        "loop": status["loop"],
     }
 
 
 def audited_precision_numbers(project: Project) -> dict[str, Any]:
     """Precision of machine labels measured on the audited share, with a 95% interval."""
-    from labelloop.routing.router import audited_precision
 
     audit = project.audit_results()
     if audit.empty:

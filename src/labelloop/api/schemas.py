@@ -249,6 +249,7 @@ class DashboardOut(BaseModel):
     labeler_bias: list[LabelerBiasOut] = Field(
         description="each machine labeler's label spread against people's"
     )
+    loop: LoopOut = Field(description="the model in use, the last retrain and the loop workers")
     gold_scores: list[GoldScoreOut] = Field(
         description="each reviewer's accuracy on gold items, with a 95% Wilson interval"
     )

@@ -23,6 +23,7 @@ from labelloop.annotate.feedback import FeedbackLoop
 from labelloop.core.errors import LabelloopError
 from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.labelers.llm.factory import ProjectLLM, project_llm_labeler
+from labelloop.labelers.student import StudentLabeler
 from labelloop.project import Project
 from labelloop.routing.router import audited_precision
 from labelloop.store.context import ProjectContext
@@ -122,8 +123,6 @@ class _Evaluator:
 
     def _f1(self, vectors: np.ndarray, labels: list[str]) -> float | None:
         from sklearn.metrics import f1_score
-
-        from labelloop.labelers.student import StudentLabeler
 
         if len(set(labels)) < 2:
             return None

@@ -1,4 +1,4 @@
-"""Combining labelers: a weighted pool learned from human labels, disagreement, and a cascade.
+"""Combining labelers: a weighted pool learned from human labels, and their disagreement.
 
 Stacking choice: the ensemble is a *linear pool* — a weighted average of the members'
 probability matrices — whose weights (one per member, on the simplex) minimise log-loss on
@@ -16,9 +16,8 @@ and ECE fell to 0.02 there.
 Fit the weights on *held-out* member probabilities (``StudentLabeler.out_of_fold_proba``): a
 student scored on its own training items looks perfect and would take all the weight.
 
-The cascade runs cheap labelers on every item and the expensive one (an LLM, or any Labeler)
-only where it pays: at cold start, where the cheap answer is unsure, or where cheap labelers
-disagree (``select_for_expensive``, a pure function, decides).
+The disagreement measured here is what ``labelers.cascade`` reads to decide where the expensive
+labeler (the LLM) pays.
 """
 
 from __future__ import annotations

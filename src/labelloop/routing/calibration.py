@@ -26,6 +26,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.model_selection import KFold
 
 from labelloop.core.probs import check_labels, check_probs
+from labelloop.core.probs import expected_calibration_error as ece_of_confidence
 
 _EPS = 1e-12
 
@@ -47,7 +48,6 @@ def negative_log_likelihood(probs: np.ndarray, y: np.ndarray) -> float:
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """Top-label ECE: |accuracy - confidence| averaged over equal-width confidence bins."""
-    from labelloop.core.probs import expected_calibration_error as ece_of_confidence
 
     probs = check_probs(probs)
     y = check_labels(y, probs.shape[0], probs.shape[1])

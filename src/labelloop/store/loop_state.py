@@ -144,6 +144,16 @@ def last_event(db: Database, project_id: int, kinds: Sequence[str] | None = None
         return conn.execute(stmt.order_by(e.c.id.desc()).limit(1)).first()
 
 
+def count_events(db: Database, project_id: int, kind: str) -> int:
+    e = EventRow.__table__
+    with db.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(e.c.project_id == project_id, e.c.kind == kind)
+            ).scalar_one()
+        )
+
+
 def event_lag(db: Database, project_id: int, after_id: int) -> tuple[int, datetime | None]:
     """How many events follow ``after_id``, and when the oldest of them was written."""
     e = EventRow.__table__

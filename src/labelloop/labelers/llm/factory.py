@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from labelloop.core.errors import LabelloopError
 from labelloop.core.types import Item, Suggestion
+from labelloop.embed.factory import project_embedder
+from labelloop.labelers.llm import (
+    FewShotPool,
+    LlamaCppClient,
+    LLMLabeler,
+    OpenAICompatClient,
+    Pricing,
+    SQLiteCache,
+)
 from labelloop.store.context import ProjectContext
-
-if TYPE_CHECKING:
-    from labelloop.labelers.llm import LLMLabeler
 
 
 class ProjectLLM:
@@ -63,8 +69,6 @@ class ProjectLLM:
         return [r.suggestion for r in self.inner.suggest_detailed(items, candidates)]
 
     def set_few_shot_pool(self, texts: list[str], labels: list[Any], vectors: np.ndarray) -> None:
-        from labelloop.labelers.llm import FewShotPool
-
         pool = FewShotPool()
         if len(texts):
             pool.add(texts, labels, vectors)
@@ -78,15 +82,6 @@ def project_llm_labeler(
     ctx: ProjectContext, max_calls: int | None = None, min_examples: int = 0
 ) -> ProjectLLM:
     """The LLM labeler the project file configures (local SmolLM2 or an OpenAI-compatible API)."""
-    from labelloop.embed.factory import project_embedder
-    from labelloop.labelers.llm import (
-        LlamaCppClient,
-        LLMLabeler,
-        OpenAICompatClient,
-        Pricing,
-        SQLiteCache,
-    )
-
     cfg = ctx.config.labelers.llm
     if cfg.backend == "openai":
         if not cfg.base_url or not cfg.model:
