@@ -60,8 +60,10 @@ class RetrainReport:
     llm: SuggestReport | None = None
     label_issues: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-    model_version: str | None = None  # the stored labelers now in use
+    model_version: str | None = None  # the stored labelers now in use (their ensemble version)
+    model_version_id: int | None = None  # its row in model_versions
     previous_version: str | None = None
+    previous_version_id: int | None = None
     previous_macro_f1: float | None = None
     previous_accuracy: float | None = None
     trained: bool = False  # False: the stored model for these labels was reused
@@ -163,7 +165,9 @@ def retrain(
         label_issues=issues,
         seconds=time.perf_counter() - started,
         model_version=labelers.stored.version if labelers.stored else None,
+        model_version_id=labelers.stored.id if labelers.stored else None,
         previous_version=previous.version if previous else None,
+        previous_version_id=previous.id if previous else None,
         previous_macro_f1=prev_metrics.get("held_out_macro_f1"),
         previous_accuracy=prev_metrics.get("held_out_accuracy"),
         trained=trained,

@@ -41,6 +41,7 @@ class SuggestReport:
     human_labels: int = 0
     labelers: list[str] = field(default_factory=list)
     model_version: str | None = None  # the stored labelers used (None: not stored, cold start)
+    model_version_id: int | None = None
     trained: bool = False  # True when the labelers were fit for this call (labels changed)
     seconds: float = 0.0
 
@@ -93,6 +94,7 @@ def suggest(
         labelers, trained = current_labelers(ctx, embedder)
     report = SuggestReport(human_labels=len(labelers.humans), trained=trained)
     report.model_version = labelers.stored.version if labelers.stored else None
+    report.model_version_id = labelers.stored.id if labelers.stored else None
     report.labelers = [m.labeler_id for m in labelers.members] + ["ensemble"]
     todo = items_in(ctx.db, ctx.id, (ItemState.new,), limit)
     cascade = cascade_for(ctx, expensive, labelers) if expensive is not None else None

@@ -37,9 +37,12 @@ def retrain(
         console.print_json(json.dumps(r.as_dict(), default=str))
         return
     how = "trained now" if r.trained else "unchanged labels: the stored model was reused"
+    now = f"#{r.model_version_id}" if r.model_version_id else "none (no human labels yet)"
+    before = f"#{r.previous_version_id}" if r.previous_version_id else "none"
     console.print(
-        f"Model version: [bold]{r.model_version or 'none (no human labels yet)'}[/] ({how})\n"
-        f"  before: {r.previous_version or 'none'}\n"
+        f"Model version: [bold]{now}[/] ({how}; before: {before}), "
+        f"{r.student_algorithm} student\n"
+        f"  {r.model_version or ''}\n"
         f"Held-out macro-F1 {_f(r.previous_macro_f1)} -> {_f(r.held_out_macro_f1)}, accuracy "
         f"{_f(r.previous_accuracy)} -> {_f(r.held_out_accuracy)} "
         f"(on {r.n_labels:,} human labels, out of fold)\n"

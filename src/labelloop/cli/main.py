@@ -168,9 +168,10 @@ def _print_loop(loop: dict[str, Any]) -> None:
         m = loop["model_metrics"]
         f1 = m.get("held_out_macro_f1")
         console.print(
-            f"Model in use: [bold]{loop['model_version']}[/] (#{loop['model_version_id']}, "
+            f"Model in use: [bold]#{loop['model_version_id']}[/] trained on "
             f"{loop['model_n_labels']:,} human labels, held-out macro-F1 "
-            f"{'-' if f1 is None else f'{f1:.3f}'}, {m.get('student_algorithm', 'logreg')})",
+            f"{'-' if f1 is None else f'{f1:.3f}'}, {m.get('student_algorithm', 'logreg')} "
+            f"student\n  {loop['model_version']}",
             highlight=False,
         )
     else:
@@ -210,9 +211,9 @@ def suggest(
         f"LLM calls: {r.expensive_calls:,}, invalid answers: {r.invalid:,} (sent to people), "
         f"cost ${r.cost_usd:.4f}. {r.seconds:.1f} s."
     )
-    if r.model_version:
+    if r.model_version_id:
         how = "trained now" if r.trained else "stored model reused"
-        console.print(f"Model version: {r.model_version} ({how}).", highlight=False)
+        console.print(f"Model version: #{r.model_version_id} ({how}).", highlight=False)
 
 
 @app.command()
