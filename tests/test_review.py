@@ -98,6 +98,24 @@ def test_undo_brings_the_last_item_back(queued) -> None:
     assert list(p.final_labels()["labels"]) == [["ham"]]
 
 
+def test_an_undone_item_whose_lease_lapsed_is_served_again(queued) -> None:
+    """An answer taken back is no answer: once the undoer's lease lapses, the item goes to
+    the next person (and back to the undoer), not stuck in the queue for good."""
+    p, ids = queued
+    first = p.next_item("ana")
+    p.submit(first["id"], ["spam"], annotator="ana")
+    assert p.undo(annotator="ana")["id"] == first["id"]
+    with p.db.engine.begin() as conn:  # ana walks away: her lease lapses
+        conn.execute(
+            update(LeaseRow)
+            .where(LeaseRow.item_id == first["id"])
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert p.next_item("ben")["id"] == first["id"]
+    p.skip(first["id"], annotator="ben")
+    assert p.next_item("ana")["id"] == first["id"]
+
+
 def test_next_item_carries_suggestions(queued) -> None:
     from labelloop.core.types import Suggestion
     from labelloop.store.labels import add_suggestions

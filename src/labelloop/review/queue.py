@@ -69,15 +69,15 @@ class ReviewQueue:
         with self.db.engine.begin() as conn:
             for item_id, reason in zip(item_ids, reasons, strict=True):
                 answers = sq.count_answerers(conn, item_id)
-                sq.requeue_for_recheck(conn, item_id, answers + 1)
-                log_event(conn, self.project_id, "label_issue", {"reason": reason}, item_id)
+                if sq.requeue_for_recheck(conn, self.project_id, item_id, answers + 1):
+                    log_event(conn, self.project_id, "label_issue", {"reason": reason}, item_id)
 
     def set_priorities(self, item_ids: Sequence[int], priorities: Sequence[float]) -> None:
         """Re-score queued items in small transactions, so reviewers are never blocked long."""
         rows = [{"i": int(i), "p": float(p)} for i, p in zip(item_ids, priorities, strict=True)]
         for start in range(0, len(rows), 2000):
             with self.db.engine.begin() as conn:
-                sq.set_priorities(conn, rows[start : start + 2000])
+                sq.set_priorities(conn, self.project_id, rows[start : start + 2000])
 
     # -- reviewing -----------------------------------------------------------------------
     def claim(

@@ -22,6 +22,11 @@ from labelloop.store.models import (
 )
 
 ANSWER_ACTIONS = ("label", "accept", "correct")
+# Rows that are not an answer: passing on an item, and an answer taken back (kept as "undone",
+# with an "undo" row beside it). They never fill an item's room for reviewers.
+NOT_ANSWERS = ("skip", "undo", "undone")
+# An annotator never gets back an item they answered or skipped; an undone answer does not count.
+TAKEN_BACK = ("undo", "undone")
 
 
 # -- queue state --------------------------------------------------------------------------
@@ -59,27 +64,36 @@ def count_answerers(conn: Connection, item_id: int) -> int:
     ).scalar_one()
 
 
-def requeue_for_recheck(conn: Connection, item_id: int, reviews_needed: int) -> None:
-    """Put a labeled item back at the top of the queue, needing ``reviews_needed`` answers."""
+def requeue_for_recheck(
+    conn: Connection, project_id: int, item_id: int, reviews_needed: int
+) -> bool:
+    """Put a labeled item of the project back at the top of the queue, needing
+    ``reviews_needed`` answers. False if the item is not the project's."""
     t = ItemRow.__table__
-    conn.execute(
-        update(t)
-        .where(t.c.id == item_id)
-        .values(
-            state=ItemState.queued,
-            queue_reason="recheck",
-            reviews_needed=reviews_needed,
-            priority=1000.0,
-        )
+    return bool(
+        conn.execute(
+            update(t)
+            .where(t.c.id == item_id, t.c.project_id == project_id)
+            .values(
+                state=ItemState.queued,
+                queue_reason="recheck",
+                reviews_needed=reviews_needed,
+                priority=1000.0,
+            )
+        ).rowcount
     )
 
 
-def set_priorities(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Set the priority of items ``rows`` ({"i": item id, "p": priority})."""
+def set_priorities(conn: Connection, project_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Set the priority of the project's items ``rows`` ({"i": item id, "p": priority})."""
     if not rows:
         return
     t = ItemRow.__table__
-    stmt = update(t).where(t.c.id == bindparam("i")).values(priority=bindparam("p"))
+    stmt = (
+        update(t)
+        .where(t.c.id == bindparam("i"), t.c.project_id == project_id)
+        .values(priority=bindparam("p"))
+    )
     conn.execute(stmt, list(rows))
 
 
@@ -130,7 +144,9 @@ def candidate_items(
     t = ItemRow.__table__
     h = HumanLabelRow.__table__
     lease = LeaseRow.__table__
-    mine = exists().where(h.c.item_id == t.c.id, h.c.annotator == annotator)
+    mine = exists().where(
+        h.c.item_id == t.c.id, h.c.annotator == annotator, h.c.action.not_in(TAKEN_BACK)
+    )
     others_leasing = (
         select(func.count())
         .where(lease.c.item_id == t.c.id, lease.c.expires_at > now, lease.c.annotator != annotator)
@@ -138,7 +154,7 @@ def candidate_items(
     )
     answered = (
         select(func.count(h.c.annotator.distinct()))
-        .where(h.c.item_id == t.c.id, h.c.action != "skip")
+        .where(h.c.item_id == t.c.id, h.c.action.not_in(NOT_ANSWERS))
         .scalar_subquery()
     )
     stmt = (
@@ -173,7 +189,7 @@ def try_lease(
     )
     answered = (
         select(func.count(h.c.annotator.distinct()))
-        .where(h.c.item_id == item_id, h.c.action != "skip")
+        .where(h.c.item_id == item_id, h.c.action.not_in(NOT_ANSWERS))
         .scalar_subquery()
     )
     room = select(t.c.reviews_needed).where(t.c.id == item_id).scalar_subquery()
