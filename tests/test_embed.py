@@ -129,10 +129,12 @@ def test_non_text_input_is_rejected_with_its_position(minilm: MiniLMEmbedder) ->
         minilm.embed("just one string")
 
 
-def test_progress_bar_runs_on_long_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_progress_is_reported_on_long_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(onnx_minilm, "PROGRESS_MIN_ITEMS", 2)
-    embedder = MiniLMEmbedder(batch_size=2, progress=True)
+    seen: list[tuple[int, int | None]] = []
+    embedder = MiniLMEmbedder(batch_size=2, progress=lambda done, total: seen.append((done, total)))
     assert embedder.embed(["one", "two", "three"]).shape == (3, 384)
+    assert seen[-1] == (3, 3) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,8 +28,10 @@ def write_csv(path: Path, rows, sep: str = ",") -> Path:
 def test_csv_ingest_dedups_and_reingest_adds_nothing(make_project, tmp_path: Path) -> None:
     p = make_project(label_field="label")
     src = write_csv(tmp_path / "a.csv", GOOD_ROWS)
-    r = p.ingest(src)
+    seen: list[tuple[int, int | None]] = []
+    r = p.ingest(src, progress=lambda done, total: seen.append((done, total)))
     assert (r.rows_read, r.items_added, r.duplicates, r.quarantined) == (4, 3, 1, 0)
+    assert seen and seen[-1] == (4, None)  # rows seen so far; the total is not known ahead
     again = p.ingest(src)
     assert (again.items_added, again.duplicates, again.already_ingested) == (0, 0, 4)
     assert p.count() == 3

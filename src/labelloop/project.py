@@ -19,7 +19,7 @@ import pandas as pd
 from labelloop.annotate.checks import labeler_bias
 from labelloop.annotate.feedback import RetrainReport, retrain
 from labelloop.annotate.route import RouteReport, route
-from labelloop.annotate.suggest import Progress, SuggestReport, suggest
+from labelloop.annotate.suggest import SuggestReport, suggest
 from labelloop.core.config import (
     PROJECT_FILE,
     ProjectConfig,
@@ -27,6 +27,7 @@ from labelloop.core.config import (
     parse_project_config,
 )
 from labelloop.core.errors import ConfigError, LabelError
+from labelloop.core.progress import Progress
 from labelloop.embed.factory import project_embedder
 from labelloop.interop import (
     ExportSummary,
@@ -120,7 +121,9 @@ class Project:
     def quarantine_dir(self) -> Path:
         return self.folder / "quarantine"
 
-    def ingest(self, source: str | Path | Reader, *, progress: bool = False) -> IngestReport:
+    def ingest(
+        self, source: str | Path | Reader, *, progress: Progress | None = None
+    ) -> IngestReport:
         """Ingest a CSV, TSV, JSONL or Parquet file, a folder of images, or any ``Reader``."""
         reader = (
             source
@@ -136,7 +139,7 @@ class Project:
             progress=progress,
         )
 
-    def ingest_sql(self, url: str, query: str, *, progress: bool = False) -> IngestReport:
+    def ingest_sql(self, url: str, query: str, *, progress: Progress | None = None) -> IngestReport:
         """Ingest the rows of a SQL query against any SQLAlchemy URL."""
         return self.ingest(SqlReader(url, query), progress=progress)
 

@@ -9,12 +9,12 @@ refit only when those labels changed.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from labelloop.core.progress import Progress
 from labelloop.core.types import Item, Suggestion
 from labelloop.embed.base import Embedder
 from labelloop.embed.factory import project_embedder
@@ -27,8 +27,6 @@ from labelloop.store.models import ItemState
 from labelloop.store.reads import answered_by, items_in, replace_suggestions, set_state
 
 BATCH = 1024
-
-Progress = Callable[[int, int], None]  # (done, total): the CLI draws the bar
 
 
 @dataclass

@@ -44,14 +44,16 @@ def open_project(project: Path):  # noqa: ANN201 - a Project (imported lazily: f
 
 
 @contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(
+    description: str, enabled: bool = True
+) -> Iterator[Callable[[int, int | None], None]]:
     """A ``progress(done, total)`` callback for a stage, drawn as a Rich bar on stderr."""
     from rich.progress import Progress
 
     with Progress(console=err_console, disable=not enabled, transient=True) as bar:
         task = bar.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
+        def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
         yield update

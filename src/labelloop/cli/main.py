@@ -95,9 +95,11 @@ def ingest(
     """Stream items in. Bad rows are quarantined with their reason; re-running adds nothing."""
     with _open(project) as p:
         if query is not None:
-            report = p.ingest_sql(source, query, progress=not as_json)
+            with progress_bar("ingest", not as_json) as progress:
+                report = p.ingest_sql(source, query, progress=progress)
         else:
-            report = p.ingest(source, progress=not as_json)
+            with progress_bar("ingest", not as_json) as progress:
+                report = p.ingest(source, progress=progress)
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
         return
@@ -369,14 +371,15 @@ def export(
     ] = None,
 ) -> None:
     """Write final labels with provenance (who or what labeled, version, confidence)."""
-    options: dict[str, Any] = {"progress": True}
+    options: dict[str, Any] = {}
     if source:
         options["source_kinds"] = source
     with _open(project) as p:
         if fmt == "label-studio":
             summary = p.export(path, "label-studio")
         else:
-            summary = p.export(path, fmt, **options)
+            with progress_bar("export") as progress:
+                summary = p.export(path, fmt, progress=progress, **options)
     what = "tasks" if fmt == "label-studio" else "labels"
     console.print(f"Wrote {summary.rows:,} {what} to {summary.path} ({summary.format}).")
 
@@ -392,7 +395,8 @@ def import_(
 ) -> None:
     """Import Label Studio tasks with their annotations (human labels) and predictions."""
     with _open(project) as p:
-        s = p.import_label_studio(path, from_name=from_name, progress=True)
+        with progress_bar("import") as progress:
+            s = p.import_label_studio(path, from_name=from_name, progress=progress)
     console.print(
         f"Imported {s.tasks:,} tasks: {s.ingest.items_added:,} new items, {s.annotations:,} "
         f"annotations, {s.predictions:,} predictions; {s.annotations_rejected:,} annotations and "
@@ -509,7 +513,8 @@ def quickstart(
         )
         console.print(f"Created project [bold]sms-spam[/] in {folder}")
     with p:
-        report = p.ingest(sms_spam_path(), progress=True)
+        with progress_bar("ingest") as progress:
+            report = p.ingest(sms_spam_path(), progress=progress)
         console.print(
             f"Ingested {report.rows_read:,} rows: {report.items_added:,} new items, "
             f"{report.duplicates:,} exact duplicates linked, {report.already_ingested:,} already "

