@@ -387,3 +387,30 @@ class _NoLLM:
 
     def suggest(self, items):  # noqa: ANN001, ANN201
         return []
+
+
+def test_cli_retrain_worker_and_status_say_what_the_loop_did(tmp_path, sms) -> None:
+    from typer.testing import CliRunner
+
+    from labelloop.cli.main import app
+
+    first, _, gold = sms
+    p = make(tmp_path / "p")
+    folder = str(p.folder)
+    run = CliRunner().invoke
+    p.ingest(first)
+    out = run(app, ["worker", "-p", folder, "--once", "--name", "cli-w"])
+    assert out.exit_code == 0, out.output
+    assert p.status()["states"]["new"] == 0
+    review(p, gold, 25)
+    out = run(app, ["retrain", "-p", folder])
+    assert out.exit_code == 0, out.output
+    assert "Model version: #1 (trained now; before: none)" in out.output
+    assert "Held-out macro-F1 - ->" in out.output
+    again = run(app, ["retrain", "-p", folder])
+    assert "stored model was reused; before: #1" in again.output
+    status = run(app, ["status", "-p", folder])
+    assert "Model in use: #1 trained on 25 human labels" in status.output
+    assert "cli-w" in status.output
+    as_json = json.loads(run(app, ["retrain", "-p", folder, "--json"]).output)
+    assert as_json["model_version_id"] == 1 and as_json["trained"] is False
