@@ -1,7 +1,7 @@
 """The loop as a service: how soon people's labels reach the queue, and what a reviewer feels
 meanwhile (issue 9).
 
-    python bench/bench_serve_loop.py --items 10000 --retrains 8 --think-ms 300
+    python bench/bench_serve_loop.py --items 10000 --retrains 6 --think-ms 300
 
 A project of ``--items`` banking77 texts (train.csv, distinct texts, seed-0 shuffle; 77 labels
 from categories.json) with ``loop.retrain_every`` = ``--retrain-every`` (50) and
@@ -99,10 +99,10 @@ def main() -> None:
     )
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--retrain-every", type=int, default=50)
-    ap.add_argument("--retrains", type=int, default=8, help="stop after this many retrains")
+    ap.add_argument("--retrains", type=int, default=6, help="stop after this many retrains")
     ap.add_argument("--think-ms", type=float, default=300.0, help="reviewer's pause per item")
     ap.add_argument("--start-labels", type=int, default=0, help="human labels given beforehand")
-    ap.add_argument("--max-seconds", type=float, default=300.0, help="of reviewing, at most")
+    ap.add_argument("--max-seconds", type=float, default=200.0, help="of reviewing, at most")
     ap.add_argument("--data", type=Path, default=DATA, help="the banking77 folder")
     args = ap.parse_args()
 

@@ -43,7 +43,7 @@ from labelloop.core.probs import (
     normalize_rows,
 )
 from labelloop.core.types import Item, Suggestion
-from labelloop.labelers.base import Labeler
+from labelloop.labelers.base import Labeler, ProbaSuggestions
 
 # --- pure functions over a stack of probability matrices, shape (members, items, labels) --------
 
@@ -189,7 +189,7 @@ def _has_vector_api(labeler: Any) -> bool:
     return hasattr(labeler, "predict_proba") and getattr(labeler, "embedder", None) is not None
 
 
-class EnsembleLabeler:
+class EnsembleLabeler(ProbaSuggestions):
     """A weighted pool of labelers; weights learned from human labels once there are enough.
 
     >>> ens = EnsembleLabeler([zeroshot, student], config.label_names, config.task)
@@ -198,6 +198,7 @@ class EnsembleLabeler:
     """
 
     labeler_id = "ensemble"
+    confidence_method = "pool"
 
     def __init__(
         self,
@@ -285,17 +286,3 @@ class EnsembleLabeler:
 
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
         return self.suggest_with_disagreement(items)[0]
-
-    def suggestions_from_proba(
-        self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
-    ) -> list[Suggestion]:
-        return build_suggestions(
-            items,
-            P,
-            self.label_names,
-            self.task,
-            self.labeler_id,
-            self.version,
-            latency_ms_per_item,
-            "pool",
-        )

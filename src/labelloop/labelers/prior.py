@@ -7,15 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.core.probs import build_suggestions
-from labelloop.core.types import Item, Suggestion
+from labelloop.labelers.base import ProbaSuggestions
 
 
-class PriorLabeler:
+class PriorLabeler(ProbaSuggestions):
     """Uniform probabilities: the only opinion machines have about, say, images before any
     human label exists (zero-shot needs text). Routing then sends everything to people."""
 
     labeler_id = "prior"
+    confidence_method = "uniform"
     version = "uniform"
 
     def __init__(self, label_names: Sequence[str], task: str = "single_label") -> None:
@@ -28,17 +28,3 @@ class PriorLabeler:
 
     def out_of_fold_proba(self, X: np.ndarray, labels: Sequence[Any]) -> np.ndarray:
         return self.predict_proba(X)
-
-    def suggestions_from_proba(
-        self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
-    ) -> list[Suggestion]:
-        return build_suggestions(
-            items,
-            P,
-            self.label_names,
-            self.task,
-            self.labeler_id,
-            self.version,
-            latency_ms_per_item,
-            "uniform",
-        )

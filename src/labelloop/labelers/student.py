@@ -39,7 +39,6 @@ from threadpoolctl import threadpool_limits
 from labelloop.core.config import TaskType
 from labelloop.core.probs import (
     as_task,
-    build_suggestions,
     check_label_names,
     encode_labels,
     is_multi_label,
@@ -48,6 +47,7 @@ from labelloop.core.probs import (
 )
 from labelloop.core.types import Item, Suggestion
 from labelloop.embed.base import Embedder
+from labelloop.labelers.base import ProbaSuggestions
 from labelloop.labelers.zeroshot import check_vectors
 
 
@@ -88,7 +88,7 @@ class _PerLabelSGD:
         return np.column_stack([m.predict_proba(X)[:, 1] for m in self.models])
 
 
-class StudentLabeler:
+class StudentLabeler(ProbaSuggestions):
     """Logistic regression (one-vs-rest for multi-label) on embeddings, retrained as labels arrive.
 
     >>> st = StudentLabeler(config.label_names, config.task, embedder=MiniLMEmbedder())
@@ -281,17 +281,3 @@ class StudentLabeler:
                 "StudentLabeler.suggest needs an embedder; pass embedder=... or use predict_proba"
             )
         return suggest_with_embedder(self, items)
-
-    def suggestions_from_proba(
-        self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
-    ) -> list[Suggestion]:
-        return build_suggestions(
-            items,
-            P,
-            self.label_names,
-            self.task,
-            self.labeler_id,
-            self.version,
-            latency_ms_per_item,
-            "predict_proba",
-        )

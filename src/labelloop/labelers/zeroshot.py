@@ -22,7 +22,6 @@ from labelloop.core.config import LabelSpec, TaskType
 from labelloop.core.probs import (
     EPS,
     as_task,
-    build_suggestions,
     check_label_names,
     encode_labels,
     is_multi_label,
@@ -32,6 +31,7 @@ from labelloop.core.probs import (
 )
 from labelloop.core.types import Item, Suggestion
 from labelloop.embed.base import Embedder
+from labelloop.labelers.base import ProbaSuggestions
 
 
 def label_description_texts(spec: LabelSpec) -> list[str]:
@@ -56,7 +56,7 @@ def check_vectors(X: np.ndarray, dim: int, name: str = "X") -> np.ndarray:
     return X
 
 
-class ZeroShotLabeler:
+class ZeroShotLabeler(ProbaSuggestions):
     """Labels items with no training by similarity to label descriptions, sharpened by examples.
 
     >>> zs = ZeroShotLabeler(MiniLMEmbedder(), config.labels, config.task)
@@ -205,17 +205,6 @@ class ZeroShotLabeler:
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
         return suggest_with_embedder(self, items)
 
-    def suggestions_from_proba(
-        self, items: Sequence[Item], P: np.ndarray, latency_ms_per_item: float
-    ) -> list[Suggestion]:
-        method = "sigmoid" if is_multi_label(self.task) else "softmax"
-        return build_suggestions(
-            items,
-            P,
-            self.label_names,
-            self.task,
-            self.labeler_id,
-            self.version,
-            latency_ms_per_item,
-            method,
-        )
+    @property
+    def confidence_method(self) -> str:  # type: ignore[override]
+        return "sigmoid" if is_multi_label(self.task) else "softmax"

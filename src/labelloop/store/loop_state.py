@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import and_, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from labelloop.store.db import Database
@@ -256,6 +256,17 @@ def acquire_lease(
             return None
 
 
+def _held_by(project_id: int, name: str, holder: str, token: int) -> Any:
+    """The lease row as ``holder`` took it (same fencing token: nobody took it over since)."""
+    lease = JobLeaseRow.__table__
+    return and_(
+        lease.c.project_id == project_id,
+        lease.c.name == name,
+        lease.c.holder == holder,
+        lease.c.token == token,
+    )
+
+
 def renew_lease(
     db: Database, project_id: int, name: str, holder: str, token: int, seconds: float
 ) -> bool:
@@ -265,12 +276,7 @@ def renew_lease(
         return bool(
             conn.execute(
                 update(lease)
-                .where(
-                    lease.c.project_id == project_id,
-                    lease.c.name == name,
-                    lease.c.holder == holder,
-                    lease.c.token == token,
-                )
+                .where(_held_by(project_id, name, holder, token))
                 .values(expires_at=utcnow() + timedelta(seconds=seconds))
             ).rowcount
         )
@@ -282,12 +288,7 @@ def release_lease(db: Database, project_id: int, name: str, holder: str, token: 
     with db.engine.begin() as conn:
         conn.execute(
             update(lease)
-            .where(
-                lease.c.project_id == project_id,
-                lease.c.name == name,
-                lease.c.holder == holder,
-                lease.c.token == token,
-            )
+            .where(_held_by(project_id, name, holder, token))
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
 
