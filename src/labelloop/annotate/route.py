@@ -27,7 +27,7 @@ from labelloop.embed.factory import project_embedder
 from labelloop.labelers.ensemble import combine_probs, fit_pool_weights
 from labelloop.labelers.factory import LabelerSet, current_labelers
 from labelloop.review.gold import gold_answers
-from labelloop.review.queue import ReviewQueue
+from labelloop.review.queue import WRITE_CHUNK, ReviewQueue
 from labelloop.routing.calibration import Calibrator, fit_calibrator
 from labelloop.routing.router import (
     Decisions,
@@ -248,8 +248,8 @@ def route(
         machine_sets = [[names[int(lab)]] for lab in decisions.label]
     priority = review_priority(ctx, calibrated, split, vectors, len(labelers.humans))
 
-    auto_rows = [
-        {
+    def machine_label(k: int) -> dict[str, Any]:
+        return {
             "project_id": ctx.id,
             "item_id": int(ids[k]),
             "labels": machine_sets[k],
@@ -258,11 +258,15 @@ def route(
             "source_version": labelers.ensemble.version,
             "confidence": float(decisions.confidence[k]),
         }
-        for k in np.flatnonzero(decisions.auto)
-    ]
+
+    unaudited = [machine_label(k) for k in np.flatnonzero(decisions.auto & ~decisions.audit)]
+    for start in range(0, len(unaudited), WRITE_CHUNK):  # short transactions (one writer)
+        with ctx.db.engine.begin() as conn:
+            set_final_labels(conn, unaudited[start : start + WRITE_CHUNK])
     with ctx.db.engine.begin() as conn:
-        set_final_labels(conn, auto_rows)
-        # The machine label of each audited item, to compare with the person's answer later.
+        # An audited item's machine label and its audit record are written together, so the
+        # person's later answer is always compared with what the machine said.
+        set_final_labels(conn, [machine_label(k) for k in np.flatnonzero(decisions.audit)])
         for k in np.flatnonzero(decisions.audit):
             payload: dict[str, Any] = {
                 "machine_label": ", ".join(machine_sets[k]) if multi else machine_sets[k][0],

@@ -27,6 +27,7 @@ from labelloop.store.models import ItemState
 from labelloop.store.reads import answered_by, items_in, replace_suggestions, set_state
 
 BATCH = 1024
+REFRESH_CHUNK = 250  # items whose suggestions are swapped per transaction
 
 
 @dataclass
@@ -127,12 +128,19 @@ def refresh_suggestions(
     ms: float,
 ) -> None:
     """Replace the cheap labelers' stored suggestions of ``ids`` with the current models'
-    (what reviewers, the queue and exports see after a retrain). The LLM's answers stay."""
-    rows = stack_to_suggestion_rows(ids, hashes, stack, probs, labelers, ms)
-    names = sorted({r.labeler for r in rows})
-    with ctx.db.engine.begin() as conn:
-        replace_suggestions(conn, ids, names)
-        add_suggestions(conn, rows)
+    (what reviewers, the queue and exports see after a retrain). The LLM's answers stay.
+
+    Each chunk of items is swapped in its own short transaction (an item's old and new rows
+    never show together), so reviewers' writes are not held up behind thousands of rows."""
+    names = [m.labeler_id for m in labelers.members] + [labelers.ensemble.labeler_id]
+    for start in range(0, len(ids), REFRESH_CHUNK):
+        part = slice(start, start + REFRESH_CHUNK)
+        rows = stack_to_suggestion_rows(
+            ids[part], hashes[part], stack[:, part], probs[part], labelers, ms
+        )
+        with ctx.db.engine.begin() as conn:
+            replace_suggestions(conn, ids[part], names)
+            add_suggestions(conn, rows)
 
 
 def ask_expensive(

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 DEFAULT_LEASE_SECONDS = 600
+# Rows per transaction when the loop rewrites many items (SQLite has one writer at a time).
+WRITE_CHUNK = 1000
 _CANDIDATES = 20
 
 
@@ -55,10 +57,12 @@ class ReviewQueue:
         """Put items in the queue (or update their priority if they are there already)."""
         prios = list(priorities) if priorities is not None else [0.0] * len(item_ids)
         rows = [{"i": int(i), "p": float(p)} for i, p in zip(item_ids, prios, strict=True)]
-        if not rows:
-            return
-        with self.db.engine.begin() as conn:
-            sq.enqueue_items(conn, self.project_id, rows, reason, reviews_needed)
+        # Small transactions: a reviewer's next item never waits long behind a re-route.
+        for start in range(0, len(rows), WRITE_CHUNK):
+            with self.db.engine.begin() as conn:
+                sq.enqueue_items(
+                    conn, self.project_id, rows[start : start + WRITE_CHUNK], reason, reviews_needed
+                )
 
     def recheck(self, item_ids: Sequence[int], reasons: Sequence[str]) -> None:
         """Send labeled items back for one more reviewer (a suspected label error).
@@ -75,9 +79,9 @@ class ReviewQueue:
     def set_priorities(self, item_ids: Sequence[int], priorities: Sequence[float]) -> None:
         """Re-score queued items in small transactions, so reviewers are never blocked long."""
         rows = [{"i": int(i), "p": float(p)} for i, p in zip(item_ids, priorities, strict=True)]
-        for start in range(0, len(rows), 2000):
+        for start in range(0, len(rows), WRITE_CHUNK):
             with self.db.engine.begin() as conn:
-                sq.set_priorities(conn, self.project_id, rows[start : start + 2000])
+                sq.set_priorities(conn, self.project_id, rows[start : start + WRITE_CHUNK])
 
     # -- reviewing -----------------------------------------------------------------------
     def claim(

@@ -341,8 +341,10 @@ def group_items(db: Database, members: Sequence[tuple[int, int]]) -> None:
         .where(t.c.id == bindparam("i"))
         .values(group_id=bindparam("g"), state=ItemState.grouped)
     )
-    with db.engine.begin() as conn:
-        conn.execute(stmt, [{"i": int(i), "g": int(g)} for i, g in members])
+    rows = [{"i": int(i), "g": int(g)} for i, g in members]
+    for start in range(0, len(rows), 1000):  # short transactions: reviewers write meanwhile
+        with db.engine.begin() as conn:
+            conn.execute(stmt, rows[start : start + 1000])
 
 
 def answered_by(db: Database, labeler: str, ids: Sequence[int]) -> set[int]:
