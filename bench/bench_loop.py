@@ -90,6 +90,7 @@ def main() -> None:
 
     from labelloop.annotate.feedback import FeedbackLoop
     from labelloop.project import Project
+    from labelloop.store.db import background_writer
 
     df = pd.read_csv(args.data)[[args.text_col, args.label_col]].dropna()
     df.columns = ["text", "label"]
@@ -123,7 +124,8 @@ def main() -> None:
             th = threading.Thread(target=reviewer_steps, args=(p, gold, stop, busy, 10**6))
             th.start()
             t = time.perf_counter()
-            report = loop.retrain()
+            with background_writer():  # as the loop worker runs it: reviewers' writes first
+                report = loop.retrain()
             busy_retrain_s = time.perf_counter() - t
             stop.set()
             th.join()

@@ -261,7 +261,7 @@ def route(
 
     unaudited = [machine_label(k) for k in np.flatnonzero(decisions.auto & ~decisions.audit)]
     for start in range(0, len(unaudited), WRITE_CHUNK):  # short transactions (one writer)
-        with ctx.db.engine.begin() as conn:
+        with ctx.db.short_write() as conn:
             set_final_labels(conn, unaudited[start : start + WRITE_CHUNK])
     with ctx.db.engine.begin() as conn:
         # An audited item's machine label and its audit record are written together, so the

@@ -27,7 +27,7 @@ from labelloop.store.models import ItemState
 from labelloop.store.reads import answered_by, items_in, replace_suggestions, set_state
 
 BATCH = 1024
-REFRESH_CHUNK = 250  # items whose suggestions are swapped per transaction
+REFRESH_CHUNK = 100  # items whose suggestions are swapped per transaction
 
 
 @dataclass
@@ -107,9 +107,16 @@ def suggest(
         rows = stack_to_suggestion_rows(ids, [b[2] for b in batch], stack, probs, labelers, ms)
         if cascade is not None:
             rows += _ask(cascade, batch, probs, split, len(labelers.humans), report)
-        with ctx.db.engine.begin() as conn:
-            add_suggestions(conn, rows)
-            set_state(conn, ids, ItemState.suggested)
+        # An item's suggestions and its new state in one transaction; a few hundred items a
+        # transaction, so reviewers' writes get in between.
+        by_item: dict[int | None, list[Suggestion]] = {}
+        for row in rows:
+            by_item.setdefault(row.item_id, []).append(row)
+        for k in range(0, len(ids), REFRESH_CHUNK):
+            part = ids[k : k + REFRESH_CHUNK]
+            with ctx.db.short_write() as conn:
+                add_suggestions(conn, [r for i in part for r in by_item.get(i, [])])
+                set_state(conn, part, ItemState.suggested)
         report.items += len(batch)
         report.suggestions += len(rows)
         if progress is not None:
@@ -138,7 +145,7 @@ def refresh_suggestions(
         rows = stack_to_suggestion_rows(
             ids[part], hashes[part], stack[:, part], probs[part], labelers, ms
         )
-        with ctx.db.engine.begin() as conn:
+        with ctx.db.short_write() as conn:
             replace_suggestions(conn, ids[part], names)
             add_suggestions(conn, rows)
 

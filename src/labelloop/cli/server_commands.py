@@ -30,13 +30,11 @@ def serve(
 ) -> None:
     """Run the review web app, the REST API and the project's loop worker (new items are
     suggested and routed, people's labels retrain the models); Ctrl-C stops it."""
-    import threading
-
     import uvicorn
 
     from labelloop.api import create_app
     from labelloop.auth import list_users
-    from labelloop.workers.loop_worker import LoopWorker
+    from labelloop.workers.process import start_worker_process, stop_worker_process
 
     p = _open(project)
     try:
@@ -51,18 +49,14 @@ def serve(
             f"(API docs at /docs)",
             highlight=False,
         )
-        stop = threading.Event()
+        worker = None
         if not no_worker:
-            w = LoopWorker(p.ctx)
-            w.start(stop)
-            console.print(
-                f"loop worker {w.name}: retrains every {w.retrain_every} labels",
-                highlight=False,
-            )
+            worker = start_worker_process(project)
         try:
             uvicorn.run(create_app(p), host=host, port=port, log_level="info")
         finally:
-            stop.set()
+            if worker is not None:
+                stop_worker_process(worker)
     finally:
         p.close()
 

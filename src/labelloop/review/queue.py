@@ -59,7 +59,7 @@ class ReviewQueue:
         rows = [{"i": int(i), "p": float(p)} for i, p in zip(item_ids, prios, strict=True)]
         # Small transactions: a reviewer's next item never waits long behind a re-route.
         for start in range(0, len(rows), WRITE_CHUNK):
-            with self.db.engine.begin() as conn:
+            with self.db.short_write() as conn:
                 sq.enqueue_items(
                     conn, self.project_id, rows[start : start + WRITE_CHUNK], reason, reviews_needed
                 )
@@ -80,7 +80,7 @@ class ReviewQueue:
         """Re-score queued items in small transactions, so reviewers are never blocked long."""
         rows = [{"i": int(i), "p": float(p)} for i, p in zip(item_ids, priorities, strict=True)]
         for start in range(0, len(rows), WRITE_CHUNK):
-            with self.db.engine.begin() as conn:
+            with self.db.short_write() as conn:
                 sq.set_priorities(conn, self.project_id, rows[start : start + WRITE_CHUNK])
 
     # -- reviewing -----------------------------------------------------------------------

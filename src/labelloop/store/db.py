@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib.resources import files
 from typing import Any
 
@@ -19,6 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from labelloop.core.errors import StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_WRITER_PAUSE_S = 0.01
+SQLITE_WRITER_MAX_PAUSE_S = 0.1
 
 
 def _alembic_config() -> Config:
@@ -81,6 +85,20 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+_BACKGROUND: ContextVar[bool] = ContextVar("labelloop_background_writer", default=False)
+
+
+@contextmanager
+def background_writer() -> Iterator[None]:
+    """Mark the writes in this block (this thread) as background work that yields to people:
+    see ``Database.short_write``."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
 class Database:
     """An engine plus a session factory, migrated on open."""
 
@@ -111,6 +129,24 @@ class Database:
         """A session committed at the end of the block, rolled back on error."""
         with self._sessions() as s, s.begin():
             yield s
+
+    @contextmanager
+    def short_write(self) -> Iterator[Connection]:
+        """One of the many short transactions of a long rewrite (a retrain's re-route).
+
+        SQLite has one writer at a time, and a writer kept waiting retries on a back-off (1, 2,
+        5, 10, 15, 20, 25, 25, 25, 50 ... ms): a loop that commits and at once begins again
+        wins the lock every time and starves a reviewer's one-row write. So after each commit
+        the loop rests as long as it held the lock (10 to 100 ms): it holds the lock at most
+        about half the time, and a waiting reviewer's retry lands in a gap. It rests only in
+        background work (``background_writer``: the loop worker), never in a command someone
+        waits for. PostgreSQL locks rows, not the database: no rest there."""
+        started = time.perf_counter()
+        with self.engine.begin() as conn:
+            yield conn
+        if self.dialect == "sqlite" and _BACKGROUND.get():
+            held = time.perf_counter() - started
+            time.sleep(min(max(held, SQLITE_WRITER_PAUSE_S), SQLITE_WRITER_MAX_PAUSE_S))
 
     def dispose(self) -> None:
         self.engine.dispose()

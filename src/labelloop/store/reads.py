@@ -343,7 +343,7 @@ def group_items(db: Database, members: Sequence[tuple[int, int]]) -> None:
     )
     rows = [{"i": int(i), "g": int(g)} for i, g in members]
     for start in range(0, len(rows), 1000):  # short transactions: reviewers write meanwhile
-        with db.engine.begin() as conn:
+        with db.short_write() as conn:
             conn.execute(stmt, rows[start : start + 1000])
 
 

@@ -39,6 +39,7 @@ from labelloop.embed.base import Embedder
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.factory import MODEL_KIND, current_labelers
 from labelloop.store.context import ProjectContext
+from labelloop.store.db import background_writer
 from labelloop.store.events import log_event
 from labelloop.store.loop_state import (
     acquire_lease,
@@ -180,7 +181,10 @@ class LoopWorker:
             report.skipped = f"lease held by {holder[0] if holder else 'another worker'}"
             return report
         try:
-            with _Heartbeat(self.ctx, self.name, token, self.lease_seconds) as beat:
+            with (
+                _Heartbeat(self.ctx, self.name, token, self.lease_seconds) as beat,
+                background_writer(),  # reviewers' writes go first
+            ):
                 self._work(report)
                 if beat.lost:  # another worker took over: it redoes what is still due
                     report.skipped = "lease lost"
