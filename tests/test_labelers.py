@@ -349,6 +349,46 @@ class CountingExpensive:
         return build_suggestions(items, P, NAMES, "single_label", "llm", "fake", 200.0, "logprob")
 
 
+class CappedNarrowing:
+    """An expensive labeler with a call budget that accepts candidate labels per item."""
+
+    labeler_id = "llm"
+    version = "capped"
+    candidate_labels = 2
+
+    def __init__(self, calls: int) -> None:
+        self.remaining_calls = calls
+        self.asked: list[int] = []
+        self.shown: list[list[str]] = []
+
+    def suggest(self, items: Sequence[Item]) -> list[Suggestion]:
+        raise AssertionError("the whole taxonomy was shown despite candidate_labels")
+
+    def suggest_among(self, items: Sequence[Item], candidates) -> list[Suggestion]:  # noqa: ANN001
+        self.asked += [it.id for it in items]
+        self.shown += [list(c) for c in candidates]
+        return [
+            Suggestion(it.id, it.content_hash, "llm", "capped", {c[0]: 1.0})
+            for it, c in zip(items, candidates, strict=True)
+        ]
+
+
+def test_cascade_spends_a_budget_on_the_least_certain_and_shows_their_likeliest_labels() -> None:
+    items = items_of(["sure", "unsure", "less unsure", "least sure"])
+    probs = np.array(
+        [[0.90, 0.05, 0.05], [0.40, 0.35, 0.25], [0.50, 0.30, 0.20], [0.34, 0.30, 0.36]]
+    )
+    llm = CappedNarrowing(calls=2)
+    policy = CascadePolicy(min_human_labels=0, confidence_threshold=0.6, disagreement_threshold=1.0)
+    picked, answers = Cascade(llm, NAMES, policy=policy).ask(items, probs, np.zeros(4), 100)
+    # Three items are unsure (confidence < 0.6); the budget of 2 goes to the least certain two.
+    assert picked.tolist() == [1, 3] and llm.asked == [1, 3]
+    assert llm.shown == [[NAMES[0], NAMES[1]], [NAMES[2], NAMES[0]]]
+    assert [a.item_id for a in answers] == [1, 3]
+    llm.remaining_calls = 0
+    assert Cascade(llm, NAMES, policy=policy).ask(items, probs, np.zeros(4), 100)[0].size == 0
+
+
 def test_select_for_expensive_reasons() -> None:
     policy = CascadePolicy(
         min_human_labels=10, confidence_threshold=0.8, disagreement_threshold=0.3

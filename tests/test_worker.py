@@ -31,7 +31,7 @@ from labelloop.store.loop_state import (
     model_versions,
     release_lease,
 )
-from labelloop.store.reads import suggestion_versions
+from labelloop.store.reads import latest_suggestion_versions
 from labelloop.workers.loop_worker import LoopWorker, loop_status
 
 LABELS = [{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()]
@@ -137,7 +137,9 @@ def test_worker_suggests_new_items_retrains_and_refreshes_suggestions(tmp_path, 
     # What reviewers see is the current model's: every queued item's ensemble suggestion
     # carries the version now in use.
     queued = p.items("queued")["id"].tolist()
-    assert queued and set(suggestion_versions(p.db, "ensemble", queued)) == {versions[0].version}
+    assert queued and set(latest_suggestion_versions(p.db, "ensemble", queued)) == {
+        versions[0].version
+    }
     # Later arrivals are suggested with the stored model, not a refit.
     p.ingest(later)
     step = worker.step()
@@ -312,7 +314,9 @@ def test_serve_retrains_from_reviewers_labels_with_nothing_else_run(tmp_path, sm
                 versions = p.model_versions()
                 assert len(versions) == 1 and versions[0].n_labels == 15
                 queued = p.items("queued")["id"].tolist()
-                assert set(suggestion_versions(p.db, "ensemble", queued)) == {versions[0].version}
+                assert set(latest_suggestion_versions(p.db, "ensemble", queued)) == {
+                    versions[0].version
+                }
                 status = client.get("/api/status").json()
                 assert status["loop"]["model_version"] == versions[0].version
                 dashboard = client.get("/api/dashboard").json()

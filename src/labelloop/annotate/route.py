@@ -52,8 +52,8 @@ from labelloop.store.reads import (
     group_items,
     items_in,
     latest_labeler_like,
+    latest_suggestion_versions,
     latest_valid_probs,
-    suggestion_versions,
 )
 
 
@@ -211,7 +211,7 @@ def route(
         current = labelers.ensemble.version
         stale = [
             k
-            for k, v in enumerate(suggestion_versions(ctx.db, "ensemble", ids.tolist()))
+            for k, v in enumerate(latest_suggestion_versions(ctx.db, "ensemble", ids.tolist()))
             if v != current
         ]
         if stale:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency
 
-from labelloop.quality.gold import wilson_interval
+from labelloop.core.stats import wilson_interval
 
 
 def _clean(values: Sequence[Any], name: str, where: str) -> pd.Series:

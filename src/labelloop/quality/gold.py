@@ -7,36 +7,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
+from labelloop.core.stats import wilson_interval
 from labelloop.quality.annotations import require_columns
-
-
-def wilson_interval(
-    successes: int | np.ndarray, n: int | np.ndarray, confidence: float = 0.95
-) -> tuple[Any, Any]:
-    """Wilson score interval for a proportion; (nan, nan) where ``n`` is 0.
-
-    Unlike the normal approximation it stays inside [0, 1] and is honest for small ``n`` and
-    proportions near 0 or 1, which is the usual case for a reviewer scored on 20 gold items.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"wilson_interval: confidence must be in (0, 1), got {confidence}")
-    s = np.asarray(successes, dtype=np.float64)
-    m = np.asarray(n, dtype=np.float64)
-    if np.any(s < 0) or np.any(s > m):
-        raise ValueError("wilson_interval: need 0 <= successes <= n")
-    z = norm.ppf(0.5 + confidence / 2.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = s / m
-        denom = 1.0 + z**2 / m
-        centre = (p + z**2 / (2.0 * m)) / denom
-        half = z * np.sqrt(p * (1.0 - p) / m + z**2 / (4.0 * m**2)) / denom
-        low = np.where(m > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(m > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
 
 
 def score_against_gold(

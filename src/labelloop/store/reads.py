@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import Connection, bindparam, case, func, select, update
 
 from labelloop.store.db import Database
-from labelloop.store.interop import final_labels_query
+from labelloop.store.interop import batches, final_labels_query
 from labelloop.store.items import counts_by_state
 from labelloop.store.models import (
     EventRow,
@@ -24,8 +24,6 @@ from labelloop.store.models import (
     QuarantineRow,
     SuggestionRow,
 )
-
-IN_CHUNK = 900  # SQLite caps bound parameters: IN lists go in chunks of this many
 
 FINAL_LABEL_COLUMNS = [
     "item_id",
@@ -50,11 +48,6 @@ def frame(db: Database, stmt: Any) -> pd.DataFrame:
         return pd.DataFrame(
             conn.execute(stmt).mappings().all(), columns=list(stmt.selected_columns.keys())
         )
-
-
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    ids = [int(i) for i in ids]
-    return [ids[k : k + IN_CHUNK] for k in range(0, len(ids), IN_CHUNK)]
 
 
 # -- the facade's tables ---------------------------------------------------------------------
@@ -233,7 +226,7 @@ def audit_results(db: Database, project_id: int, task: str) -> pd.DataFrame:
             )
         ).all()
         answers: dict[int, list[str]] = {}
-        for chunk in _chunks([a[0] for a in audits]):
+        for chunk in batches([a[0] for a in audits]):
             rows = conn.execute(
                 select(h.c.item_id, h.c.labels)
                 .where(h.c.item_id.in_(chunk), h.c.action == "label")
@@ -352,7 +345,7 @@ def answered_by(db: Database, labeler: str, ids: Sequence[int]) -> set[int]:
     s = SuggestionRow.__table__
     out: set[int] = set()
     with db.engine.connect() as conn:
-        for chunk in _chunks(ids):
+        for chunk in batches([int(i) for i in ids]):
             out.update(
                 conn.execute(
                     select(s.c.item_id).where(s.c.labeler == labeler, s.c.item_id.in_(chunk))
@@ -366,7 +359,7 @@ def latest_valid_probs(db: Database, labeler: str, ids: Sequence[int]) -> dict[i
     s = SuggestionRow.__table__
     out: dict[int, dict] = {}
     with db.engine.connect() as conn:
-        for chunk in _chunks(ids):
+        for chunk in batches([int(i) for i in ids]):
             rows = conn.execute(
                 select(s.c.item_id, s.c.probs)
                 .where(s.c.labeler == labeler, s.c.status == "ok", s.c.item_id.in_(chunk))
@@ -380,7 +373,7 @@ def latest_valid_probs(db: Database, labeler: str, ids: Sequence[int]) -> dict[i
 def replace_suggestions(conn: Connection, item_ids: Sequence[int], labelers: Sequence[str]) -> None:
     """Drop the suggestions of ``labelers`` for ``item_ids`` (before storing fresh ones)."""
     s = SuggestionRow.__table__
-    for chunk in _chunks(item_ids):
+    for chunk in batches([int(i) for i in item_ids]):
         conn.execute(s.delete().where(s.c.item_id.in_(chunk), s.c.labeler.in_(list(labelers))))
 
 
@@ -389,7 +382,7 @@ def rechecked_before(db: Database, ids: Sequence[int]) -> set[int]:
     t = ItemRow.__table__
     out: set[int] = set()
     with db.engine.connect() as conn:
-        for chunk in _chunks(ids):
+        for chunk in batches([int(i) for i in ids]):
             out.update(
                 conn.execute(
                     select(t.c.id).where(t.c.id.in_(chunk), t.c.reviews_needed > 1)
@@ -411,12 +404,12 @@ def latest_labeler_like(db: Database, project_id: int, prefix: str) -> str | Non
         ).scalar_one_or_none()
 
 
-def suggestion_versions(db: Database, labeler: str, ids: Sequence[int]) -> list[str | None]:
+def latest_suggestion_versions(db: Database, labeler: str, ids: Sequence[int]) -> list[str | None]:
     """Per item of ``ids`` (in order), the version of ``labeler``'s newest suggestion."""
     s = SuggestionRow.__table__
     found: dict[int, str] = {}
     with db.engine.connect() as conn:
-        for chunk in _chunks(ids):
+        for chunk in batches([int(i) for i in ids]):
             rows = conn.execute(
                 select(s.c.item_id, s.c.labeler_version)
                 .where(s.c.labeler == labeler, s.c.item_id.in_(chunk))

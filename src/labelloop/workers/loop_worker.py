@@ -63,6 +63,10 @@ LEASE = "loop"  # one lease for the loop's work on a project: suggest, route, re
 OWN_EVENTS = {"retrain", "update", "audit", "label_issue", "worker_error", "suggest", "route"}
 
 
+# How often an idle worker asks the store whether work is due without an event saying so.
+SAFETY_CHECK_SECONDS = 60.0
+
+
 def default_worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -139,6 +143,7 @@ class LoopWorker:
         self._llm_setting = llm
         self._embedder = embedder
         self._loop: FeedbackLoop | None = None
+        self._last_safety_check: float | None = None
         self.on_step = on_step
 
     # -- the parts built on first use (a model load is not free) -----------------------------
@@ -170,7 +175,7 @@ class LoopWorker:
         events = events_after(self.ctx.db, self.ctx.id, cursor)
         report.events = len(events)
         wake = [e for e in events if e[1] not in OWN_EVENTS]
-        if not wake and not self._work_due():
+        if not wake and not self._safety_check_due():
             if events:
                 set_cursor(self.ctx.db, self.ctx.id, self.name, events[-1][0])
             report.skipped = "idle"
@@ -197,6 +202,18 @@ class LoopWorker:
         if self.on_step is not None:
             self.on_step(report)
         return report
+
+    def _safety_check_due(self) -> bool:
+        """Events wake the worker; this is the net under them. Every ``SAFETY_CHECK_SECONDS``
+        (and on the first step) ask the store whether work is due that no unread event
+        announces (say, a worker died after moving its cursor past work it then never did)."""
+        now = time.monotonic()
+        if self._last_safety_check is not None and (
+            now - self._last_safety_check < SAFETY_CHECK_SECONDS
+        ):
+            return False
+        self._last_safety_check = now
+        return self._work_due()
 
     def _work_due(self) -> bool:
         return bool(items_in(self.ctx.db, self.ctx.id, (ItemState.new,), limit=1)) or retrain_due(
