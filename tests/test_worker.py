@@ -418,3 +418,47 @@ def test_cli_retrain_worker_and_status_say_what_the_loop_did(tmp_path, sms) -> N
     assert "cli-w" in status.output
     as_json = json.loads(run(app, ["retrain", "-p", folder, "--json"]).output)
     assert as_json["model_version_id"] == 1 and as_json["trained"] is False
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.split(") ", 1)[1][0] != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_killed_with_sigkill_takes_its_worker_with_it(tmp_path) -> None:
+    p = make(tmp_path / "p")
+    from labelloop.auth import create_user
+
+    create_user(p.db, "admin", "admin", "admin-password-1")
+    folder = p.folder
+    p.close()
+    exe = Path(sys.executable).with_name("labelloop")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "-p", str(folder), "--port", str(_free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid):
+            assert proc.poll() is None and time.monotonic() < deadline, "no worker started"
+            time.sleep(0.2)
+        (worker,) = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while _alive(worker):
+            assert time.monotonic() < deadline, "the worker outlived its serve process"
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
