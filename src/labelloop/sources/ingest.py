@@ -18,7 +18,13 @@ from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected, check_columns, reason_kind
 from labelloop.store.db import Database
 from labelloop.store.events import log_event
-from labelloop.store.items import count_rows, first_sightings, insert_items, insert_quarantine
+from labelloop.store.items import (
+    count_rows,
+    first_sightings,
+    insert_items,
+    insert_quarantine,
+    refresh_planner_stats,
+)
 from labelloop.store.models import ItemRow, ItemSourceRow
 
 
@@ -74,18 +80,6 @@ class _MetaEncoder:
             if len(self._seen) < self._max:
                 self._seen[key] = text
         return text
-
-
-def refresh_planner_stats(db: Database) -> None:
-    """Let PostgreSQL's planner see that the tables are no longer empty.
-
-    Before autovacuum's first ANALYZE the planner takes a fresh table for empty and scans
-    it whole for each duplicate lookup, which makes a first big ingest quadratic.
-    """
-    if db.dialect == "postgresql":
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE items")
-            conn.exec_driver_sql("ANALYZE item_sources")
 
 
 def quarantine_path(folder: Path, source_id: str) -> Path:

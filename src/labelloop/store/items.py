@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from labelloop.store.bulk import datetime_param, insert_ignore_rows
+from labelloop.store.db import Database
 from labelloop.store.dialect import insert_ignore
 from labelloop.store.models import ItemRow, ItemState, QuarantineRow, utcnow
 
@@ -110,3 +111,15 @@ def counts_by_state(conn: Connection, project_id: int) -> dict[str, int]:
     counts = dict.fromkeys(ItemState.all, 0)
     counts.update({state: n for state, n in rows})
     return counts
+
+
+def refresh_planner_stats(db: Database) -> None:
+    """Let PostgreSQL's planner see that the tables are no longer empty.
+
+    Before autovacuum's first ANALYZE the planner takes a fresh table for empty and scans
+    it whole for each duplicate lookup, which makes a first big ingest quadratic.
+    """
+    if db.dialect == "postgresql":
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE items")
+            conn.exec_driver_sql("ANALYZE item_sources")

@@ -7,7 +7,7 @@
 Offline: ``LLMLabeler(LlamaCppClient(), ...)`` runs the bundled SmolLM2-135M in this process.
 """
 
-from labelloop.labelers.llm.cache import MemoryCache, ResponseCache, SQLiteCache, cache_key
+from labelloop.labelers.llm.cache import MemoryCache, ResponseCache, cache_key
 from labelloop.labelers.llm.client import (
     ChatClient,
     ChatRequest,
@@ -30,6 +30,7 @@ from labelloop.labelers.llm.throttle import (
     RetryPolicy,
     UsageSummary,
 )
+from labelloop.store.llm_cache import SQLiteCache
 
 __all__ = [
     "PROMPT_VERSION",
