@@ -3,6 +3,7 @@ unattended and writes its report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,6 +47,11 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     assert "SIMULATION" in report and "human labels saved" in report
     assert (out / "report" / "learning_curve.png").stat().st_size > 1000
     assert (out / "report" / "machine_labels.png").stat().st_size > 1000
+    # The loop as the service runs it: each retrain stored a model version, shown and saved.
+    assert "Model versions" in report
+    checkpoints = json.loads((out / "report" / "checkpoints.json").read_text())["checkpoints"]
+    versions = [c["model_version_id"] for c in checkpoints if c["model_version_id"]]
+    assert versions and versions == sorted(set(versions))  # a new version per retrain
 
 
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import matplotlib
@@ -92,8 +93,12 @@ def _bias_table(bias: pd.DataFrame | None) -> str:
 def write_report(
     result: DemoResult, folder: Path, target: float, bias: pd.DataFrame | None = None
 ) -> Path:
-    """``report.html`` with ``learning_curve.png`` and ``machine_labels.png`` beside it."""
+    """``report.html`` with ``learning_curve.png``, ``machine_labels.png`` and the checkpoints
+    as ``checkpoints.json`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "checkpoints.json").write_text(
+        json.dumps(result.as_dict(), indent=2, default=str), encoding="utf-8"
+    )
     _learning_curve(result, folder / "learning_curve.png")
     _machine_share(result, folder / "machine_labels.png")
     last = result.checkpoints[-1] if result.checkpoints else None
@@ -141,6 +146,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 <th>seconds</th></tr></thead><tbody>
 {rows}
 </tbody></table>
+{_versions_table(result)}
 {_llm_paragraph(result)}
 {_bias_table(bias)}
 <p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
@@ -152,6 +158,34 @@ share that people re-checked.</p>
     out = folder / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _versions_table(result: DemoResult) -> str:
+    """The loop as the service runs it: each retrain's stored model version."""
+    cps = [c for c in result.checkpoints if c.retrain_seconds is not None]
+    if not cps:
+        return ""
+    rows = "\n".join(
+        f"<tr><td>{c.human_labels}</td>"
+        f"<td>{'#' + str(c.model_version_id) if c.model_version_id else '-'}"
+        f"{'' if c.model_trained or c.model_version_id is None else ' (reused)'}</td>"
+        f"<td>{_num(c.held_out_macro_f1)}</td><td>{c.refreshed:,}</td><td>{c.rechecks:,}</td>"
+        f"<td>{c.retrain_seconds:.1f}</td></tr>"
+        for c in cps
+    )
+    versions = len({c.model_version_id for c in cps if c.model_version_id})
+    return (
+        "<h2>Model versions</h2><p>Each retrain stores the trained labelers as a model version, "
+        f"keyed by the human labels it learned from ({versions} here); every entrance (the CLI, "
+        "a notebook, the API, the loop worker of <code>labelloop serve</code>) reuses the stored "
+        "version until the labels change, and <code>labelloop status</code> shows the one in "
+        "use. The held-out macro-F1 is the store's own estimate (out of fold, on the human "
+        "labels, which active learning chose: harder than the pool).</p>"
+        "<table><thead><tr><th>human labels</th><th>model version</th>"
+        "<th>held-out macro-F1 (human labels)</th><th>items given fresh suggestions</th>"
+        "<th>labels sent for a recheck</th><th>retrain seconds</th></tr></thead><tbody>"
+        f"{rows}</tbody></table>"
+    )
 
 
 def _llm_paragraph(result: DemoResult) -> str:

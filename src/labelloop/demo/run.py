@@ -51,6 +51,12 @@ class Checkpoint:
     llm_accuracy: float | None = None  # its top label against the dataset's (simulation only)
     llm_candidate_recall: float | None = None  # share whose true label was among those shown
     llm_weight: float | None = None  # its learned weight in the pooled probabilities
+    model_version_id: int | None = None  # the stored labelers in use (model_versions row)
+    model_trained: bool | None = None  # False: the stored version for these labels was reused
+    held_out_macro_f1: float | None = None  # the store's own estimate: out of fold, human labels
+    rechecks: int = 0  # labels this retrain sent to a second person
+    refreshed: int = 0  # pending items given the new model's suggestions
+    retrain_seconds: float | None = None
 
 
 @dataclass
@@ -268,6 +274,16 @@ def run_demo(
             stats.update(_llm_stats(p, gold, llm.labeler_id))
             if loop.history:
                 stats["llm_weight"] = loop.history[-1].route.llm_weight
+        if loop.history:
+            r = loop.history[-1]
+            stats.update(
+                model_version_id=r.model_version_id,
+                model_trained=r.trained,
+                held_out_macro_f1=r.held_out_macro_f1,
+                rechecks=len(r.label_issues),
+                refreshed=r.route.refreshed,
+                retrain_seconds=r.seconds,
+            )
         cp = Checkpoint(
             n,
             evaluator.loop_f1(),
