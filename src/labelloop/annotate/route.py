@@ -78,10 +78,14 @@ class RouteReport:
 
 
 def stored_llm_labeler(ctx: ProjectContext) -> str | None:
-    """The LLM whose stored answers routing pools in: the configured one when it is enabled
-    (its labeler id is ``llm:<model>``), the one that answered most recently."""
-    if not ctx.config.labelers.llm.enabled:
+    """The LLM whose stored answers routing pools in, when ``labelers.llm`` is enabled: the
+    configured model's (labeler id ``llm:<model>``; for the local model, whichever local model
+    answered last), never a model the project file no longer names."""
+    cfg = ctx.config.labelers.llm
+    if not cfg.enabled:
         return None
+    if cfg.backend == "openai":
+        return f"llm:{cfg.model}" if cfg.model else None
     return latest_labeler_like(ctx.db, ctx.id, "llm:")
 
 
