@@ -462,3 +462,23 @@ def test_serve_killed_with_sigkill_takes_its_worker_with_it(tmp_path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_failing_step_is_recorded_and_retried_after_a_growing_pause(
+    tmp_path, monkeypatch
+) -> None:
+    p = make(tmp_path / "p")
+    worker = LoopWorker(p.ctx, name="broken", poll_seconds=0.01)
+
+    def broken() -> None:
+        raise RuntimeError("the model file is unreadable")
+
+    monkeypatch.setattr(worker, "step", broken)
+    worker.run(threading.Event(), max_steps=3)
+    with p.db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            f"SELECT payload FROM events WHERE project_id = {p.id} AND kind = 'worker_error'"
+        ).scalars()
+        payloads = [json.loads(r) if isinstance(r, str) else r for r in rows]
+    assert [e["in_a_row"] for e in payloads] == [1, 2, 3]
+    assert all("unreadable" in e["error"] and e["worker"] == "broken" for e in payloads)

@@ -65,6 +65,8 @@ OWN_EVENTS = {"retrain", "update", "audit", "label_issue", "worker_error", "sugg
 
 # How often an idle worker asks the store whether work is due without an event saying so.
 SAFETY_CHECK_SECONDS = 60.0
+# The longest pause after failed steps in a row (a broken model file must not flood the log).
+MAX_ERROR_PAUSE_SECONDS = 300.0
 
 
 def default_worker_name() -> str:
@@ -229,7 +231,11 @@ class LoopWorker:
             report.routed = report.retrain.route.pending
             return
         if items_in(self.ctx.db, self.ctx.id, (ItemState.new,), limit=1):
-            if loop.labelers is None:
+            latest = latest_model_version(self.ctx.db, self.ctx.id, MODEL_KIND)
+            held = loop.labelers.stored if loop.labelers is not None else None
+            if loop.labelers is None or (
+                latest is not None and (held is None or held.id != latest.id)
+            ):  # none loaded yet, or another worker has stored a newer version since
                 loop.labelers = current_labelers(self.ctx, loop.embedder)[0]
             s = suggest(
                 self.ctx, embedder=loop.embedder, labelers=loop.labelers, expensive=loop.llm
@@ -251,21 +257,30 @@ class LoopWorker:
     def run(self, stop: threading.Event, max_steps: int | None = None) -> None:
         """Step until ``stop`` is set, waiting ``poll_seconds`` when there was nothing to do.
         A failing step is logged (and written to the events as ``worker_error``); the worker
-        goes on, and the work stays due, so it is tried again."""
-        steps = 0
+        goes on, and the work stays due, so it is tried again, after a pause that doubles with
+        each failure in a row (up to ``MAX_ERROR_PAUSE_SECONDS``)."""
+        steps = failures = 0
         while not stop.is_set() and (max_steps is None or steps < max_steps):
             steps += 1
             try:
                 report = self.step()
             except Exception as exc:  # keep the worker alive; say what happened
-                log.exception("loop worker step failed")
+                failures += 1
+                log.exception("loop worker step failed (%d in a row)", failures)
                 try:
                     with self.ctx.db.engine.begin() as conn:
-                        log_event(conn, self.ctx.id, "worker_error", {"error": repr(exc)})
+                        log_event(
+                            conn,
+                            self.ctx.id,
+                            "worker_error",
+                            {"error": repr(exc)[:2000], "worker": self.name, "in_a_row": failures},
+                        )
                 except Exception:
                     log.exception("could not record the failure")
-                stop.wait(self.poll_seconds)
+                pause = self.poll_seconds * 2 ** min(failures - 1, 16)
+                stop.wait(min(pause, MAX_ERROR_PAUSE_SECONDS))
                 continue
+            failures = 0
             if report.skipped:
                 stop.wait(self.poll_seconds)
 
