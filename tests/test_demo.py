@@ -52,6 +52,14 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     checkpoints = json.loads((out / "report" / "checkpoints.json").read_text())["checkpoints"]
     versions = [c["model_version_id"] for c in checkpoints if c["model_version_id"]]
     assert versions and versions == sorted(set(versions))  # a new version per retrain
+    # --retrain-every 20 retrains at 20 and 40 labels, not where a batch of 25 happens to end.
+    assert [c["human_labels"] for c in checkpoints][:3] == [0, 20, 40]
+
+    from labelloop.demo.report import _audited
+    from labelloop.demo.run import Checkpoint
+
+    audited = Checkpoint(100, 0.9, 0.8, 50, 0.5, 0.97, 12, 0.9167, 0.646, 0.985, 1.0)
+    assert _audited(audited) == "91.7% [64.6%, 98.5%] (12 audited)"
 
 
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -31,6 +32,7 @@ def _learning_curve(result: DemoResult, path: Path) -> None:
         "s--",
         label="random sampling, no loop",
     )
+    ax.set_ylim(0, 1.0)  # from zero: gaps look as large as they are
     ax.set_xlabel("human labels")
     ax.set_ylabel(f"student macro-F1 on {result.test_items:,} held-out items")
     ax.set_title("Student quality against human labels")
@@ -64,6 +66,16 @@ def _machine_share(result: DemoResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _audited(c: Any) -> str:
+    """Audited precision with its 95% interval and what it was measured on."""
+    if c.audited_precision is None:
+        return f"— ({c.audited} audited)"
+    return (
+        f"{_pct(c.audited_precision)} [{_pct(c.audited_low)}, {_pct(c.audited_high)}] "
+        f"({c.audited} audited)"
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -105,7 +117,7 @@ def write_report(
     rows = "\n".join(
         f"<tr><td>{c.human_labels}</td><td>{_num(c.student_macro_f1)}</td><td>{_num(c.random_macro_f1)}</td>"
         f"<td>{c.auto_labeled:,}</td><td>{_pct(c.auto_share)}</td><td>{_pct(c.machine_precision_true)}</td>"
-        f"<td>{_pct(c.audited_precision)} ({c.audited} audited)</td><td>{c.seconds:.0f}</td></tr>"
+        f"<td>{_audited(c)}</td><td>{c.seconds:.0f}</td></tr>"
         for c in result.checkpoints
     )
     saved = ""

@@ -28,6 +28,7 @@ from labelloop.labelers.student import StudentLabeler
 from labelloop.project import Project
 from labelloop.routing.router import audited_precision
 from labelloop.store.context import ProjectContext
+from labelloop.store.reads import human_label_count
 
 SIMULATED = "simulated-reviewer"
 
@@ -317,7 +318,10 @@ def run_demo(
     done = 0
     while done < budget:
         answered = 0
-        for _ in range(min(batch, budget - done)):
+        # Stop a batch where a retrain falls due, so --retrain-every 40 retrains at 40, not 50.
+        since = human_label_count(p.db, p.id) - max(loop.labels_at_last_retrain, 0)
+        until_retrain = max(loop.retrain_every - since, 1)
+        for _ in range(min(batch, budget - done, until_retrain)):
             item = p.next_item(SIMULATED)
             if item is None:
                 break
