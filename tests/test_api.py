@@ -407,6 +407,7 @@ def test_admin_ingests_a_server_path_and_an_upload(env) -> None:
     h = _headers(env, "admin")
     path = env.tmp / "more.csv"
     pd.DataFrame({"text": ["fresh one", "fresh two", ""]}).to_csv(path, index=False)
+    env.p.config.ingest.import_dirs = [str(env.tmp)]  # path ingest over HTTP is off by default
     r = env.client.post("/api/ingest", data={"path": str(path)}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["items_added"] == 2 and r.json()["quarantined"] == 1
@@ -429,6 +430,7 @@ def test_admin_ingests_a_server_path_and_an_upload(env) -> None:
     assert env.client.post("/api/ingest", headers=h).status_code == 422
     r = env.client.post("/api/ingest", files={"file": ("x.docx", io.BytesIO(b"a"))}, headers=h)
     assert r.status_code == 400 and "unknown file type" in r.json()["detail"]
+    assert not list((env.p.folder / "uploads").glob("*x.docx*"))  # a rejected upload is removed
 
 
 def test_admin_enqueues(env) -> None:

@@ -26,7 +26,7 @@ from labelloop.core.config import (
     load_project_config,
     parse_project_config,
 )
-from labelloop.core.errors import ConfigError, LabelError
+from labelloop.core.errors import ConfigError, LabelError, quoted
 from labelloop.core.progress import Progress
 from labelloop.embed.factory import project_embedder
 from labelloop.interop import (
@@ -193,9 +193,13 @@ class Project:
         allowed = set(self.config.label_names)
         unknown = [label for label in labels if label not in allowed]
         if unknown:
+            names = self.config.label_names
+            shown = ", ".join(names[:20]) + (
+                f", ... ({len(names)} in all)" if len(names) > 20 else ""
+            )
             raise LabelError(
-                f"label {unknown[0]!r} is not in the taxonomy of project {self.config.name!r} "
-                f"(labels: {', '.join(self.config.label_names)})"
+                f"label {quoted(unknown[0])} is not in the taxonomy of project "
+                f"{self.config.name!r} (labels: {shown})"
             )
         if not labels:
             raise LabelError("no label given")

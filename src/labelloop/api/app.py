@@ -6,11 +6,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, status
-from fastapi.exceptions import HTTPException
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from labelloop.api import routes_api, routes_pages
+from labelloop.api.limits import BodyLimit, TrustedProxies, trimmed_errors
 from labelloop.auth.throttle import LoginThrottle
 from labelloop.core.errors import LabelError, LabelloopError
 from labelloop.project import Project
@@ -22,6 +23,8 @@ _CSP = (
     "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 _NO_CSP: tuple[str, ...] = ()
+# Endpoints that take file uploads: their bodies may reach api.max_upload_bytes.
+UPLOAD_PATHS = ("/api/ingest", "/api/import/label-studio")
 
 
 def _wants_html(request: Request) -> bool:
@@ -48,6 +51,8 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
     """The web app over ``project``; the project stays open for the app's lifetime.
 
     ``login_throttle`` limits failed logins (default: 5 per user name or address per 15 min).
+    The project's ``api`` settings bound request bodies and uploads and name the reverse
+    proxies whose forwarded headers count; read once, here.
     """
     app = FastAPI(
         title=f"labelloop: {project.config.name}",
@@ -77,6 +82,12 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
             response.headers.setdefault(key, value)
         return response
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own handler repeats each bad input whole (a 10 MB string, a NaN that JSON
+        # cannot even encode); this one quotes a short excerpt.
+        return JSONResponse({"detail": trimmed_errors(exc.errors())}, status_code=422)
+
     @app.exception_handler(LeaseError)
     async def lease_error(request: Request, exc: LeaseError) -> Response:
         return _error(request, status.HTTP_409_CONFLICT, str(exc))
@@ -88,6 +99,17 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
     @app.exception_handler(LabelloopError)
     async def labelloop_error(request: Request, exc: LabelloopError) -> Response:
         return _error(request, status.HTTP_400_BAD_REQUEST, str(exc))
+
+    # Added before (so inside) the headers middleware below: its 413s get those headers, and
+    # the 413 it raises while a chunked body is read reaches FastAPI as is (from under a
+    # BaseHTTPMiddleware it would arrive wrapped and turn into a 400).
+    settings = project.config.api
+    app.add_middleware(
+        BodyLimit,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+        upload_paths=UPLOAD_PATHS,
+    )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -101,4 +123,6 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    if settings.trusted_proxies:  # the outermost layer: every other one sees the real client
+        app.add_middleware(TrustedProxies, proxies=settings.trusted_proxies)
     return app

@@ -8,12 +8,15 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
@@ -21,6 +24,7 @@ from labelloop.api import schemas
 from labelloop.api.dashboard import dashboard_numbers
 from labelloop.api.security import Caller, admin, project_of, reviewer, viewer
 from labelloop.auth import AuthError, create_token, create_user, list_users
+from labelloop.core.errors import quoted
 from labelloop.project import Project
 from labelloop.store.models import ItemState
 from labelloop.store.reviews import item_exists, leased_media_path
@@ -30,7 +34,22 @@ ProjectDep = Annotated[Project, Depends(project_of)]
 Viewer = Annotated[Caller, Depends(viewer)]
 Reviewer = Annotated[Caller, Depends(reviewer)]
 Admin = Annotated[Caller, Depends(admin)]
+ItemIdPath = Annotated[int, PathParam(ge=1, le=schemas.MAX_ID, description="the item's id")]
+UserPath = Annotated[str, PathParam(max_length=100)]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# Where a rejected path ingest ends, whether the path exists or is outside the import folders:
+# the same status and words, so the API does not tell which paths exist on the server.
+_NO_PATH = "no file or folder {path} inside the import folders (ingest.import_dirs)"
+
+
+def safe_file_name(name: str, default: str = "file") -> str:
+    """``name`` as a plain file name: letters, digits, ``.``, ``_`` and ``-`` only, no leading
+    dot, at most 100 characters (nothing in it can climb out of a folder)."""
+    safe = _SAFE_NAME.sub("_", name).strip("._") or default
+    if len(safe) > 100:
+        stem, dot, suffix = safe.rpartition(".")
+        safe = f"{stem[: 99 - len(suffix)]}.{suffix}" if dot and len(suffix) <= 10 else safe[:100]
+    return safe
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -63,23 +82,79 @@ def _require_item(project: Project, item_id: int) -> None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no item {item_id} in this project")
 
 
-def _upload_to(folder: Path, upload: UploadFile) -> Path:
-    """Save an upload under ``folder`` as ``<digest>-<safe name>`` (the suffix kept).
+def _upload_to(folder: Path, upload: UploadFile, max_bytes: int) -> tuple[Path, bool]:
+    """Save an upload under ``folder`` as ``<digest>-<safe name>`` (the suffix kept); return
+    the path and whether it is new (False: the same bytes under the same name came before).
 
     The digest of the bytes is part of the name, so the ingest's source id (the path) tells
     two different files of the same name apart, while the same file uploaded twice is still
-    recognised and adds nothing; an earlier upload is never overwritten.
+    recognised and adds nothing; an earlier upload is never overwritten. More than
+    ``max_bytes`` is a 413, and nothing of it stays on disk.
     """
-    name = _SAFE_NAME.sub("_", Path(upload.filename or "upload").name).strip("._") or "upload"
+    name = safe_file_name(Path(upload.filename or "upload").name, "upload")
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
+    size = 0
     with tempfile.NamedTemporaryFile(dir=folder, delete=False, suffix=".part") as out:
-        for chunk in iter(lambda: upload.file.read(1 << 20), b""):
-            digest.update(chunk)
-            out.write(chunk)
+        try:
+            for chunk in iter(lambda: upload.file.read(1 << 20), b""):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise HTTPException(
+                        413,
+                        f"the upload is larger than {max_bytes:,} bytes (api.max_upload_bytes)",
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        except BaseException:
+            out.close()
+            os.unlink(out.name)
+            raise
     path = folder / f"{digest.hexdigest()[:12]}-{name}"
+    if path.exists():
+        os.unlink(out.name)
+        return path, False
     os.replace(out.name, path)
-    return path
+    return path, True
+
+
+@contextmanager
+def _saved_upload(project: Project, upload: UploadFile) -> Iterator[Path]:
+    """The upload saved in the project's ``uploads`` folder; removed again if what runs with
+    it fails (a rejected upload leaves no file behind)."""
+    path, new = _upload_to(project.folder / "uploads", upload, project.config.api.max_upload_bytes)
+    try:
+        yield path
+    except BaseException:
+        if new:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _import_path(project: Project, given: str) -> Path:
+    """The real path of ``given`` if it lies inside one of the configured import folders.
+
+    Relative paths are looked up in each import folder in turn; ``..`` and symbolic links are
+    resolved first, so neither leads out. A path that does not exist and one outside the
+    folders get the same 404, so the answer tells nothing about the server's files.
+    """
+    folders = project.config.ingest.import_dirs
+    if not folders:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "path ingest over HTTP is off; set ingest.import_dirs (or upload the file)",
+        )
+    try:
+        roots = [(project.folder / d).resolve() for d in folders]
+        given_path = Path(given)
+        tries = [given_path] if given_path.is_absolute() else [r / given_path for r in roots]
+        for candidate in tries:
+            real = candidate.resolve()
+            if any(real.is_relative_to(root) for root in roots) and real.exists():
+                return real
+    except (OSError, ValueError):  # a NUL byte, a name too long, a loop of links
+        pass
+    raise HTTPException(status.HTTP_404_NOT_FOUND, _NO_PATH.format(path=quoted(given)))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -99,13 +174,15 @@ def get_dashboard(project: ProjectDep, _: Viewer) -> dict[str, Any]:
 def get_items(
     project: ProjectDep,
     _: Reviewer,
-    state: Annotated[str | None, Query(description="new, suggested, queued, ...")] = None,
+    state: Annotated[
+        str | None, Query(max_length=100, description="new, suggested, queued, ...")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict[str, Any]]:
     if state is not None and state not in ItemState.all:
         raise HTTPException(
             422,
-            f"unknown state {state!r}; use one of {', '.join(ItemState.all)}",
+            f"unknown state {quoted(state)}; use one of {', '.join(ItemState.all)}",
         )
     return _records(project.items(state=state, limit=limit))
 
@@ -132,7 +209,9 @@ def get_labels(
 def get_suggestions(
     project: ProjectDep,
     _: Reviewer,
-    labeler: Annotated[str | None, Query(description="only this labeler, e.g. student")] = None,
+    labeler: Annotated[
+        str | None, Query(max_length=200, description="only this labeler, e.g. student")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[dict[str, Any]]:
     return _records(project.suggestions(labeler, limit))
@@ -153,7 +232,7 @@ def queue_next(project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
     responses={409: {"description": "no live lease"}, 422: {"description": "label refused"}},
 )
 def label_item(
-    item_id: int, body: schemas.LabelIn, project: ProjectDep, caller: Reviewer
+    item_id: ItemIdPath, body: schemas.LabelIn, project: ProjectDep, caller: Reviewer
 ) -> dict[str, Any]:
     _require_item(project, item_id)
     return project.submit(
@@ -162,7 +241,7 @@ def label_item(
 
 
 @router.post("/items/{item_id}/skip", response_model=schemas.SkipOut, summary="Pass on an item")
-def skip_item(item_id: int, project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
+def skip_item(item_id: ItemIdPath, project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
     _require_item(project, item_id)
     project.skip(item_id, annotator=caller.name)
     return {"item_id": item_id, "skipped": True}
@@ -178,7 +257,7 @@ def undo(project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
     summary="The image of an item leased to you (admins: any item)",
     response_class=FileResponse,
 )
-def item_media(item_id: int, project: ProjectDep, caller: Reviewer) -> FileResponse:
+def item_media(item_id: ItemIdPath, project: ProjectDep, caller: Reviewer) -> FileResponse:
     path = leased_media_path(
         project.db, project.id, item_id, None if caller.user.can("admin") else caller.name
     )
@@ -205,25 +284,35 @@ def enqueue(body: schemas.EnqueueIn, project: ProjectDep, _: Admin) -> dict[str,
 # -- administration ------------------------------------------------------------------------
 
 
-@router.post("/ingest", response_model=schemas.IngestOut, summary="Ingest a file (admin)")
+@router.post(
+    "/ingest",
+    response_model=schemas.IngestOut,
+    summary="Ingest an uploaded file, or a server path inside ingest.import_dirs (admin)",
+    responses={
+        403: {"description": "path ingest is off (no ingest.import_dirs)"},
+        404: {"description": "no such path inside the import folders"},
+        413: {"description": "the upload is larger than api.max_upload_bytes"},
+    },
+)
 def ingest(
     project: ProjectDep,
     _: Admin,
     path: Annotated[
-        str | None, Form(description="a file or image folder on the server (relative: project)")
+        str | None,
+        Form(
+            max_length=4096,
+            description="a file or image folder inside one of the project's ingest.import_dirs "
+            "(relative: looked up in each); off when none are set",
+        ),
     ] = None,
     file: Annotated[UploadFile | None, File(description="a CSV/TSV/JSONL/Parquet upload")] = None,
 ) -> dict[str, Any]:
     if (path is None) == (file is None):
         raise HTTPException(422, "send exactly one of 'path' and 'file'")
     if file is not None:
-        source = _upload_to(project.folder / "uploads", file)
-    else:
-        source = Path(path or "")
-        source = source if source.is_absolute() else project.folder / source
-        if not source.exists():
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no file or folder at {source}")
-    return project.ingest(source).as_dict()
+        with _saved_upload(project, file) as source:
+            return project.ingest(source).as_dict()
+    return project.ingest(_import_path(project, path or "")).as_dict()
 
 
 @router.get("/users", response_model=list[schemas.UserOut], summary="Users (admin)")
@@ -239,7 +328,9 @@ def get_users(project: ProjectDep, _: Admin) -> list[Any]:
 )
 def post_user(body: schemas.UserIn, project: ProjectDep, _: Admin) -> dict[str, Any]:
     if any(u.username == body.username for u in list_users(project.db)):
-        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"user {quoted(body.username)} already exists"
+        )
     try:
         user = create_user(project.db, body.username, body.role, body.password)
     except AuthError as exc:
@@ -253,7 +344,7 @@ def post_user(body: schemas.UserIn, project: ProjectDep, _: Admin) -> dict[str, 
     status_code=status.HTTP_201_CREATED,
     summary="A new API token for a user (admin)",
 )
-def post_token(username: str, project: ProjectDep, _: Admin) -> dict[str, Any]:
+def post_token(username: UserPath, project: ProjectDep, _: Admin) -> dict[str, Any]:
     try:
         token = create_token(project.db, username)
     except AuthError as exc:
@@ -287,11 +378,11 @@ def export(
     if format not in EXPORT_MEDIA:
         raise HTTPException(
             422,
-            f"unknown format {format!r}; use one of {', '.join(EXPORT_MEDIA)}",
+            f"unknown format {quoted(format)}; use one of {', '.join(EXPORT_MEDIA)}",
         )
     media_type, suffix = EXPORT_MEDIA[format]
     folder = Path(tempfile.mkdtemp(prefix="labelloop-export-"))
-    path = folder / f"{project.config.name}-labels.{suffix}"
+    path = folder / f"{safe_file_name(project.config.name, 'project')}-labels.{suffix}"
     try:
         if format == "label-studio":
             export_label_studio(project, path)
@@ -317,8 +408,8 @@ def import_label_studio_file(
 ) -> dict[str, Any]:
     from labelloop.interop import import_label_studio
 
-    path = _upload_to(project.folder / "uploads", file)
-    summary = import_label_studio(project, path, overwrite_human=overwrite_human)
+    with _saved_upload(project, file) as path:
+        summary = import_label_studio(project, path, overwrite_human=overwrite_human)
     out = summary.as_dict(with_issues=True)
     out["issues"] = out["issues"][:200]
     return out

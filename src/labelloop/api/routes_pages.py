@@ -33,6 +33,8 @@ def _safe_next(target: str | None) -> str:
     """Only same-site paths: no scheme, no host, no '//' (an open redirect otherwise)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if len(target) > 2000:  # echoed into the login page: no megabyte of it
+        return "/"
     return target
 
 
@@ -89,7 +91,9 @@ async def login(
         )
     db = project_of(request).db
     throttle: LoginThrottle = request.app.state.login_throttle
-    name_key = f"user:{username.strip().lower()}"
+    name_key = f"user:{username.strip().lower()[:200]}"  # names are at most 100 characters
+    # The socket peer, or the forwarded client when the peer is one of api.trusted_proxies
+    # (limits.TrustedProxies rewrites it); never a header from anyone else.
     keys = (name_key, f"ip:{request.client.host if request.client else '?'}")
     wait = throttle.retry_after(*keys)
     if wait:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+# Bounds of what the store can hold: ids are 64-bit, a few counters 32-bit columns. A number
+# past them is a 422 here, not a database error (a 500) later.
+MAX_ID = 2**63 - 1
+MAX_INT32 = 2**31 - 1
+ItemId = Annotated[int, Field(ge=1, le=MAX_ID)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+QueueReason = Literal["review", "audit", "overlap", "gold", "recheck"]
 
 
 class Health(BaseModel):
@@ -109,8 +117,12 @@ class NextOut(BaseModel):
 
 
 class LabelIn(BaseModel):
-    labels: list[str] = Field(min_length=1, examples=[["spam"]])
-    time_spent_ms: int | None = Field(None, ge=0, description="ms between showing and answering")
+    labels: list[Annotated[str, Field(max_length=1000)]] = Field(
+        min_length=1, max_length=10_000, examples=[["spam"]]
+    )
+    time_spent_ms: int | None = Field(
+        None, ge=0, le=MAX_INT32, description="ms between showing and answering"
+    )
 
 
 class SubmitOut(BaseModel):
@@ -127,10 +139,12 @@ class SkipOut(BaseModel):
 
 
 class EnqueueIn(BaseModel):
-    item_ids: list[int] = Field(min_length=1)
-    priorities: list[float] | None = None
-    reason: str = "review"
-    reviews_needed: int = Field(1, ge=1)
+    item_ids: list[ItemId] = Field(min_length=1, max_length=1_000_000)
+    priorities: list[FiniteFloat] | None = Field(
+        None, max_length=1_000_000, description="one finite number per item (higher first)"
+    )
+    reason: QueueReason = "review"
+    reviews_needed: int = Field(1, ge=1, le=1000)
 
 
 class EnqueueOut(BaseModel):
@@ -167,9 +181,13 @@ class SuggestionRecordOut(BaseModel):
 
 
 class UserIn(BaseModel):
-    username: str
-    role: str = Field(examples=["reviewer"], description="admin, reviewer or viewer")
-    password: str | None = Field(None, description="needed to log in through the browser")
+    username: str = Field(max_length=100)
+    role: str = Field(
+        max_length=100, examples=["reviewer"], description="admin, reviewer or viewer"
+    )
+    password: str | None = Field(
+        None, max_length=1024, description="needed to log in through the browser"
+    )
 
 
 class UserOut(BaseModel):

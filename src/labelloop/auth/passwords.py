@@ -20,6 +20,15 @@ def hash_password(password: str) -> str:
     return f"scrypt${_N}${_R}${_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
+# What an unknown user's login is checked against: same scheme and cost as a real hash, so a
+# login takes as long whether or not the name exists. No password matches it (its digest is
+# zeros, and the check compares digests, never the password).
+DUMMY_HASH = (
+    f"scrypt${_N}${_R}${_P}${base64.b64encode(bytes(16)).decode()}"
+    f"${base64.b64encode(bytes(32)).decode()}"
+)
+
+
 def verify_password(password: str, stored: str | None) -> bool:
     """True if ``password`` matches ``stored``; constant-time comparison."""
     if not stored or not password:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from labelloop.auth.passwords import hash_password, token_digest, verify_password
+from labelloop.auth.passwords import DUMMY_HASH, hash_password, token_digest, verify_password
 from labelloop.core.errors import LabelloopError
 from labelloop.store import users as su
 from labelloop.store.db import Database
@@ -63,9 +63,13 @@ def set_password(db: Database, username: str, password: str) -> None:
 
 
 def authenticate(db: Database, username: str, password: str) -> User:
+    """The user, or AuthError. The password hash is checked whatever happens (against a dummy
+    for an unknown, inactive or password-less user), so the time taken does not tell which
+    user names exist."""
     row = su.user_login(db, username)
-    ok = row is not None and row["active"] and verify_password(password, row["password_hash"])
-    if not ok:
+    usable = row is not None and bool(row["active"]) and bool(row["password_hash"])
+    matches = verify_password(password, row["password_hash"] if usable else DUMMY_HASH)
+    if not (usable and matches):
         raise AuthError("wrong user name or password")
     return _user(row)
 

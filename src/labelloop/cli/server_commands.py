@@ -53,7 +53,9 @@ def serve(
         if not no_worker:
             worker = start_worker_process(project)
         try:
-            uvicorn.run(create_app(p), host=host, port=port, log_level="info")
+            # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 by
+            # default; the app honours it only from the project's api.trusted_proxies.
+            uvicorn.run(create_app(p), host=host, port=port, log_level="info", proxy_headers=False)
         finally:
             if worker is not None:
                 stop_worker_process(worker)

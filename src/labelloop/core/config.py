@@ -5,6 +5,8 @@ A config error names the file, the key (dotted path, list positions included) an
 
 from __future__ import annotations
 
+import ipaddress
+import unicodedata
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +32,10 @@ class TaskType(StrEnum):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 class LabelSpec(_Strict):
@@ -60,6 +66,37 @@ class IngestSettings(_Strict):
     chunk_size: int = Field(default=5000, ge=1)
     max_content_chars: int = Field(default=20_000, ge=1)
     max_image_bytes: int = Field(default=20_000_000, ge=1)
+    # Folders an admin may ingest from by server path over HTTP (relative: to the project
+    # folder). Empty: path ingest over HTTP is off (uploads and the CLI still work).
+    import_dirs: list[str] = Field(default_factory=list)
+
+    @field_validator("import_dirs")
+    @classmethod
+    def _folders(cls, v: list[str]) -> list[str]:
+        for folder in v:
+            if not folder.strip() or _has_control(folder):
+                raise ValueError(f"import folder {folder!r} is empty or holds control characters")
+        return v
+
+
+class ApiSettings(_Strict):
+    """Limits of the web app and REST API (``labelloop serve``)."""
+
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000)  # any request but an upload
+    max_upload_bytes: int = Field(default=100_000_000, ge=1_000)  # file uploads (ingest, import)
+    # Reverse proxies (IP addresses or networks) whose X-Forwarded-For / X-Forwarded-Proto are
+    # believed; from anyone else the socket peer address counts (login throttling).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return v
 
 
 class EmbeddingSettings(_Strict):
@@ -168,8 +205,19 @@ class ProjectConfig(_Strict):
     active: ActiveSettings = Field(default_factory=ActiveSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        # The name ends up in file names (exports): it must not climb out of a folder.
+        if "/" in v or "\\" in v or ".." in v or _has_control(v):
+            raise ValueError(
+                "project name must not hold '/', '\\', '..', NUL or other control characters"
+            )
+        return v
 
     @model_validator(mode="after")
     def _unique_labels(self) -> ProjectConfig:

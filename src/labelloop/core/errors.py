@@ -26,3 +26,12 @@ class StoreError(LabelloopError):
 
 class LabelError(LabelloopError):
     """A label is outside the taxonomy or otherwise invalid."""
+
+
+def quoted(value: object, limit: int = 80) -> str:
+    """``repr`` of a piece of user input, cut to ``limit`` characters with an ellipsis and the
+    full length: an error message quotes an excerpt, never a 10 MB input whole."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"

@@ -199,7 +199,9 @@ class ReviewQueue:
     ) -> dict[str, Any] | None:
         """Take back ``annotator``'s last answer or skip; the item comes back to them, leased.
 
-        The history keeps both the answer and an ``undo`` record (nothing is deleted).
+        The history keeps both the answer and an ``undo`` record (nothing is deleted). Refused
+        (LeaseError) when others have taken the item's room since: another reviewer holds it
+        or answered it, and giving it back would put more people on it than it needs.
         """
         now = utcnow()
         with self.db.engine.begin() as conn:
@@ -207,8 +209,15 @@ class ReviewQueue:
             if last is None:
                 return None
             label_id, item_id = last
-            # Move the undone answer out of the way: keep it, but as action "undone".
+            sq.lock_item(conn, item_id)
+            # Move the undone answer out of the way: keep it, but as action "undone". (The
+            # first write: on SQLite the check below then reads under the write lock.)
             sq.mark_undone(conn, label_id)
+            if sq.others_on_item(conn, item_id, annotator, now) >= sq.reviews_needed(conn, item_id):
+                raise LeaseError(
+                    f"item {item_id} went to another reviewer since; it can no longer be "
+                    "undone: ask for the next item"
+                )
             add_human_label(conn, item_id, annotator, [], "undo", None)
             if sq.final_source_kind(conn, item_id) == "human":
                 sq.reopen_item(conn, item_id)

@@ -82,6 +82,10 @@ class _MetaEncoder:
         return text
 
 
+def _visible_nul(text: str) -> str:
+    return text.replace("\x00", "\\x00")
+
+
 def quarantine_path(folder: Path, source_id: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", source_id).strip("_")[-120:] or "source"
     return folder / f"{name}.jsonl"
@@ -139,6 +143,8 @@ def ingest(
                     if reason is not None:
                         where = f"line {rec.line}" if rec.line else f"record {rec.position}"
                         raw = rec.raw or json.dumps(rec.fields, default=str)[:2000]
+                        if "\x00" in raw or "\x00" in reason:  # PostgreSQL refuses NUL in text
+                            raw, reason = _visible_nul(raw), _visible_nul(reason)
                         bad.append(
                             {
                                 "project_id": project_id,

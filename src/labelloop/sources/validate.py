@@ -36,9 +36,33 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, bytes):  # NUL made visible: PostgreSQL cannot store it in text
+        return value.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
     return str(value)
+
+
+def _has_nul(value: Any) -> bool:
+    """A NUL character anywhere in a value (keys and nested values included)."""
+    if type(value) is str:
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul(fields: dict[str, Any]) -> None:
+    """PostgreSQL cannot store NUL in text (SQLite can): refuse such a row on every store, so a
+    project behaves the same on both and one bad row never sinks its chunk."""
+    for key, value in fields.items():  # runs for every row: plain text first, no calls
+        if type(value) is str and type(key) is str:
+            if "\x00" not in value and "\x00" not in key:
+                continue
+        elif not (_has_nul(value) or _has_nul(key)):
+            continue
+        name = str(key).replace("\x00", "\\x00")[:80]
+        raise RowRejected(f"nul-character: field {name!r} holds a NUL character (\\x00)")
 
 
 def check_columns(config: ProjectConfig, columns: list[str] | None, source: str) -> None:
@@ -78,6 +102,7 @@ class ItemBuilder:
 
     def __call__(self, rec: RawRecord) -> tuple[str, str, dict[str, Any], str | None]:
         fields = rec.fields
+        _refuse_nul(fields)
         if self.image:
             if rec.media_bytes is None:
                 raise RowRejected("unreadable image: no image data")

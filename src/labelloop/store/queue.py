@@ -315,6 +315,32 @@ def last_action(conn: Connection, project_id: int, annotator: str) -> tuple[int,
     return None if row is None else (row[0], row[1])
 
 
+def lock_item(conn: Connection, item_id: int) -> None:
+    """On PostgreSQL, lock the item's row until the transaction ends (a claim locks it too, so
+    the two wait for each other). SQLite has one writer at a time: the caller's first write
+    does the same."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(ItemRow.id).where(ItemRow.id == item_id).with_for_update())
+
+
+def others_on_item(conn: Connection, item_id: int, annotator: str, now: datetime) -> int:
+    """People other than ``annotator`` who hold a live lease on the item or answered it: the
+    room they take of the item's ``reviews_needed`` (counted as ``try_lease`` counts it)."""
+    lease = LeaseRow.__table__
+    h = HumanLabelRow.__table__
+    leases = conn.execute(
+        select(func.count()).where(
+            lease.c.item_id == item_id, lease.c.expires_at > now, lease.c.annotator != annotator
+        )
+    ).scalar_one()
+    answered = conn.execute(
+        select(func.count(h.c.annotator.distinct())).where(
+            h.c.item_id == item_id, h.c.action.not_in(NOT_ANSWERS), h.c.annotator != annotator
+        )
+    ).scalar_one()
+    return int(leases) + int(answered)
+
+
 def mark_undone(conn: Connection, label_id: int) -> None:
     """Keep the human label, but as action ``undone``."""
     conn.execute(update(HumanLabelRow).where(HumanLabelRow.id == label_id).values(action="undone"))

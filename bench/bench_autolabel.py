@@ -1,0 +1,167 @@
+"""How much machines label, and how well, while active learning picks the human labels (issue 10).
+
+    python bench/bench_autolabel.py --data ../shared/data/youtube_spam/youtube_spam.csv \\
+        --budget 400 --retrain-every 50 --seeds 0,1,2
+
+Runs the demo's simulated loop (``labelloop demo --simulate --no-llm``: the same project, the
+same simulated reviewer answering with the dataset's labels, the same retrain cadence) once per
+seed, then measures against the dataset's labels:
+
+* machine-labeled items, their realised precision overall and per class, and the classes with
+  20 or more machine labels that fall below the precision target;
+* coverage: the share of the items people did not label that machines labeled, against the
+  oracle coverage at the same point (the largest share labelable at the target with per-class
+  confidence cuts chosen knowing the truth, over the loop's final ensemble probabilities);
+* rechecks: labels sent to a second person (``label_issue`` events) per human label action.
+
+These are the figures issue 10's targets are stated in; this script is the baseline, not the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+
+def oracle_coverage(probs: np.ndarray, truth: np.ndarray, target: float) -> int:
+    """Most items labelable at ``target`` precision per predicted class, cuts chosen knowing the
+    truth: per class, the longest run of most-confident predictions whose precision holds."""
+    pred = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    covered = 0
+    for c in np.unique(pred):
+        idx = np.flatnonzero(pred == c)
+        order = idx[np.argsort(-conf[idx], kind="stable")]
+        right = np.cumsum(truth[order] == c)
+        prec = right / np.arange(1, len(order) + 1)
+        ok = np.flatnonzero(prec >= target)
+        covered += int(ok[-1] + 1) if len(ok) else 0
+    return covered
+
+
+def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, object]:
+    from labelloop.demo.run import run_demo
+    from labelloop.store.reads import human_label_count, items_frame
+
+    started = time.perf_counter()
+    result, p, loop = run_demo(
+        work / f"seed{seed}",
+        data=Path(args.data),
+        text_col=args.text_col,
+        label_col=args.label_col,
+        simulate=True,
+        budget=args.budget,
+        retrain_every=args.retrain_every,
+        llm=None,
+        seed=seed,
+        console=Console(file=io.StringIO()),
+    )
+    try:
+        target = p.config.metrics.precision_target
+        df = pd.read_csv(args.data)
+        gold = dict(
+            zip(df[args.text_col].astype(str), df[args.label_col].astype(str), strict=False)
+        )
+        names = p.config.label_names
+        index = {n: i for i, n in enumerate(names)}
+        fl = p.final_labels()
+        human = fl[fl["source_kind"].isin(["human", "import"])]
+        machine = fl[fl["source_kind"] == "machine"]
+        m_truth = [gold.get(c) for c in machine["content"]]
+        m_pred = [ls[0] for ls in machine["labels"]]
+        correct = np.array([a == b for a, b in zip(m_pred, m_truth, strict=True)], dtype=bool)
+        per_class = (
+            pd.DataFrame({"label": m_pred, "correct": correct})
+            .groupby("label")["correct"]
+            .agg(["size", "mean"])
+        )
+        big = per_class[per_class["size"] >= 20]
+        failing = big[big["mean"] < target]
+        # Oracle over the items people did not label, with the loop's final models.
+        items = items_frame(p.db, p.id)
+        rest = items[~items["id"].isin(human["item_id"])]
+        vectors = loop.embedder.embed(list(rest["content"]))
+        _, probs, _ = loop.labelers.probs(vectors)
+        truth = np.array([index.get(gold.get(c), -1) for c in rest["content"]])
+        oracle = oracle_coverage(probs, truth, target)
+        with p.db.engine.connect() as conn:
+            rechecks = conn.exec_driver_sql(
+                f"SELECT count(*) FROM events WHERE project_id = {p.id} AND kind = 'label_issue'"
+            ).scalar_one()
+        actions = human_label_count(p.db, p.id)
+        last = result.checkpoints[-1]
+        return {
+            "seed": seed,
+            "human_labels": len(human),
+            "label_actions": actions,
+            "machine_labels": len(machine),
+            "coverage": len(machine) / max(len(rest), 1),
+            "oracle_coverage": oracle / max(len(rest), 1),
+            "precision": float(correct.mean()) if len(correct) else None,
+            "classes_20plus": len(big),
+            "classes_below_target": len(failing),
+            "worst_class": (
+                f"{big['mean'].idxmin()} {big['mean'].min():.2f} on {int(big.loc[big['mean'].idxmin(), 'size'])}"
+                if len(big)
+                else "-"
+            ),
+            "rechecks": int(rechecks),
+            "recheck_rate": rechecks / max(actions, 1),
+            "student_macro_f1": last.student_macro_f1,
+            "seconds": time.perf_counter() - started,
+        }
+    finally:
+        p.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/youtube_spam/youtube_spam.csv")
+    ap.add_argument("--text-col", default="text")
+    ap.add_argument("--label-col", default="label")
+    ap.add_argument("--budget", type=int, default=400)
+    ap.add_argument("--retrain-every", type=int, default=50)
+    ap.add_argument("--seeds", default="0,1,2")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="labelloop-autolabel-"))
+    rows = []
+    try:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            row = run_once(args, seed, work)
+            rows.append(row)
+            print(
+                f"seed {seed}: {row['human_labels']} human labels ({row['label_actions']} actions), "
+                f"{row['machine_labels']:,} machine labels, coverage {row['coverage']:.2f} "
+                f"(oracle {row['oracle_coverage']:.2f}), precision "
+                f"{'-' if row['precision'] is None else format(row['precision'], '.3f')}, "
+                f"classes >=20 below target {row['classes_below_target']}/{row['classes_20plus']} "
+                f"(worst {row['worst_class']}), rechecks {row['rechecks']} "
+                f"({row['recheck_rate']:.1%}), student macro-F1 {row['student_macro_f1']:.3f}, "
+                f"{row['seconds']:.0f} s",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    table = pd.DataFrame(rows)
+    print(
+        f"\n{Path(args.data).name}, budget {args.budget}, retrain every {args.retrain_every}, "
+        f"{len(rows)} seeds: coverage {table['coverage'].mean():.2f} against oracle "
+        f"{table['oracle_coverage'].mean():.2f}; recheck rate {table['recheck_rate'].mean():.1%}"
+    )
+    print(
+        "reproduce: .venv/bin/python bench/bench_autolabel.py "
+        f"--data {args.data} --text-col {args.text_col} --label-col {args.label_col} "
+        f"--budget {args.budget} --retrain-every {args.retrain_every} --seeds {args.seeds}"
+    )
+
+
+if __name__ == "__main__":
+    main()
