@@ -23,7 +23,6 @@ from labelloop.annotate.suggest import SuggestReport, suggest
 from labelloop.core.config import (
     PROJECT_FILE,
     ProjectConfig,
-    load_project_config,
     parse_project_config,
 )
 from labelloop.core.errors import ConfigError, LabelError, quoted
@@ -99,9 +98,7 @@ class Project:
     @classmethod
     def open(cls, path: str | Path = ".") -> Project:
         """Open the project in a folder (or given its YAML file)."""
-        p = Path(path)
-        folder = p if p.is_dir() else p.parent
-        return cls._connect(folder, load_project_config(p))
+        return cls(ProjectContext.open(path))
 
     @classmethod
     def _connect(cls, folder: Path, config: ProjectConfig) -> Project:
@@ -119,7 +116,7 @@ class Project:
     # -- ingestion -----------------------------------------------------------------------
     @property
     def quarantine_dir(self) -> Path:
-        return self.folder / "quarantine"
+        return self.ctx.quarantine_dir
 
     def ingest(
         self, source: str | Path | Reader, *, progress: Progress | None = None
