@@ -453,3 +453,71 @@ def test_undo_is_allowed_while_the_item_has_room(env) -> None:
         r = c.post(f"/api/items/{env.ids[4]}/label", json={"labels": [label]}, headers=who)
         assert r.status_code == 200, r.text
     assert r.json() == {"item_id": env.ids[4], "final": ["spam"], "answers": 2}
+
+
+# -- 8. storage URLs, image folders, SQL sources ----------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["mysql://root@localhost/test", "mongodb://x", "labelloop.db"])
+def test_an_unsupported_storage_url_is_one_line_and_leaves_nothing(tmp_path: Path, url) -> None:
+    folder = tmp_path / "proj"
+    with pytest.raises(ConfigError) as err:
+        Project.init(folder, name="p", labels=["a", "b"], storage=url)
+    assert "\n" not in str(err.value) and "not supported" in str(err.value)
+    assert not folder.exists()
+    # ... so a retry with a good URL just works
+    Project.init(folder, name="p", labels=["a", "b"], storage="sqlite:///s.db").close()
+
+
+def test_an_unreachable_store_leaves_no_project_behind(tmp_path: Path) -> None:
+    folder = tmp_path / "proj"
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        Project.init(folder, name="p", labels=["a"], storage="postgresql://nobody@127.0.0.1:1/none")
+    assert not folder.exists()
+
+
+def test_init_over_a_project_names_the_cli_flag_too(tmp_path: Path) -> None:
+    Project.init(tmp_path / "p", name="p", labels=["a"], storage="sqlite:///s.db").close()
+    with pytest.raises(ConfigError, match="--force"):
+        Project.init(tmp_path / "p", name="p", labels=["a"], storage="sqlite:///s.db")
+
+
+def test_the_cli_reports_an_unsupported_store_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labelloop.cli.main import app
+
+    folder = tmp_path / "proj"
+    r = CliRunner().invoke(
+        app, ["init", str(folder), "--labels", "a,b", "--storage", "mysql://root@localhost/x"]
+    )
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "not supported" in r.output and not folder.exists()
+
+
+def test_symbolic_links_out_of_an_image_folder_are_quarantined(
+    make_project, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    p = make_project(modality="image")
+    folder, outside = tmp_path / "images", tmp_path / "secret"
+    folder.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8), "red").save(folder / "inside.png")
+    Image.new("RGB", (8, 8), "blue").save(outside / "private.png")
+    (folder / "leak.png").symlink_to(outside / "private.png")
+    (folder / "alias.png").symlink_to(folder / "inside.png")  # stays inside: fine
+    r = p.ingest(folder)
+    assert r.quarantine_reasons == {"symbolic link leads outside the folder": 1}
+    q = p.quarantine()
+    assert list(q["raw"]) == ["leak.png"]
+    assert r.items_added + r.duplicates == 2
+
+
+def test_a_query_with_a_file_source_says_what_it_needs(make_project, tmp_path: Path) -> None:
+    from labelloop.core.errors import IngestError
+
+    p = make_project()
+    with pytest.raises(IngestError, match="needs a database URL"):
+        p.ingest_sql(str(tmp_path), "select 1")

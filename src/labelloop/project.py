@@ -10,6 +10,7 @@ The CLI and the REST API are thin layers over this class.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,12 @@ class Project:
         folder = Path(folder)
         path = folder / PROJECT_FILE
         if path.exists() and not overwrite:
-            raise ConfigError(str(path), None, "a project already exists here (use overwrite=True)")
+            raise ConfigError(
+                str(path),
+                None,
+                "a project already exists here (overwrite=True, or `labelloop init --force`, "
+                "replaces its file)",
+            )
         if config is None:
             config = dict(fields)
         if isinstance(config, dict):
@@ -91,9 +97,18 @@ class Project:
                 for label in data.get("labels", [])
             ]
             config = parse_project_config(data, str(path))
+        made_folder = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            # The store first: a project file is written only once its store works, so a
+            # failed init (a server that is down, a bad URL) leaves nothing that blocks a retry.
+            project = cls._connect(folder, config)
+        except BaseException:
+            if made_folder:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
         path.write_text(config.to_yaml(), encoding="utf-8")
-        return cls._connect(folder, config)
+        return project
 
     @classmethod
     def open(cls, path: str | Path = ".") -> Project:

@@ -14,9 +14,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labelloop.core.errors import ConfigError
+from labelloop.core.errors import ConfigError, quoted
 
 PROJECT_FILE = "labelloop.yaml"
+# URL schemes of the stores labelloop runs on (postgres:// is an alias SQLAlchemy once took).
+SUPPORTED_STORES = ("sqlite", "postgresql", "postgres")
 
 
 class Modality(StrEnum):
@@ -228,6 +230,18 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"label {name!r} appears twice in labels")
             seen.add(name)
         return self
+    @field_validator("storage")
+    @classmethod
+    def _supported_storage(cls, v: str) -> str:
+        # Checked here, before anything is written, so an unsupported URL leaves nothing behind.
+        scheme = v.split("://", 1)[0].split("+", 1)[0].lower() if "://" in v else ""
+        if scheme not in SUPPORTED_STORES:
+            raise ValueError(
+                f"storage {quoted(v)} is not supported: use sqlite:///FILE or "
+                "postgresql://USER@HOST/DB"
+            )
+        return v
+
 
     @property
     def label_names(self) -> list[str]:

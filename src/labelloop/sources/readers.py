@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from labelloop.core.errors import IngestError
+from labelloop.core.errors import IngestError, quoted
 from labelloop.sources.records import RawRecord
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
@@ -210,6 +210,7 @@ class ImageFolderReader:
         self.folder = folder
         self.source_id = str(folder.resolve())
         self.max_bytes = max_bytes
+        self._root = folder.resolve()
         self._files = sorted(
             p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
@@ -225,6 +226,11 @@ class ImageFolderReader:
 
         for position, path in enumerate(self._files, start=1):
             rel = str(path.relative_to(self.folder))
+            if not path.resolve().is_relative_to(self._root):
+                # A link that leads out of the folder would let an ingest read (and show
+                # reviewers) any file this process can read.
+                yield RawRecord(position, error="symbolic link leads outside the folder", raw=rel)
+                continue
             size = path.stat().st_size
             if size > self.max_bytes:
                 yield RawRecord(
@@ -256,11 +262,18 @@ class SqlReader:
 
     def __init__(self, url: str, query: str, batch_size: int = 10_000) -> None:
         from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
 
         self.url = url
         self.query = query
         self.batch_size = batch_size
-        safe = make_url(url).render_as_string(hide_password=True)
+        try:
+            safe = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            raise IngestError(
+                f"{quoted(url)}: a SQL query needs a database URL as its source "
+                "(e.g. postgresql://host/db or sqlite:///file.db), not a file or folder"
+            ) from None
         self.source_id = f"sql:{safe}#{query}"
 
     def columns(self) -> list[str] | None:
