@@ -32,8 +32,8 @@ def test_select_student_returns_a_fitted_model_and_a_row_per_candidate():
     sel = select_student(X, y, cv=3)
     assert set(sel.table.candidate) == {"logreg", "linear_svm", "random_forest", "mlp"}
     assert sel.table.chosen.sum() == 1
-    assert sel.table.iloc[0].candidate == sel.name  # best first
-    assert sel.table.macro_f1.is_monotonic_decreasing
+    assert sel.table.iloc[0].candidate == sel.name  # the chosen one first, then by score
+    assert sel.table.macro_f1.iloc[1:].is_monotonic_decreasing
     assert set(sel.seconds) == set(sel.table.candidate)
     assert (sel.estimator.predict(X) == y).mean() > 0.9
 
@@ -47,6 +47,48 @@ def test_selection_prefers_a_real_model_to_a_constant_one():
     sel = select_student(X, y, candidates=cands, cv=3)
     assert sel.name == "logreg"
     assert sel.scores["constant"].macro_f1 < 0.3 < sel.scores["logreg"].macro_f1
+
+
+def test_the_default_stays_unless_clearly_beaten():
+    X, y = blobs(200, std=4.0)
+    # Two near-identical students: whichever scores a hair higher, the default is kept.
+    twins = {
+        "logreg": lambda: LogisticRegression(C=100.0, max_iter=1000),
+        "twin": lambda: LogisticRegression(C=90.0, max_iter=1000),
+    }
+    assert select_student(X, y, candidates=twins, cv=5).name == "logreg"
+    # A constant default is replaced: the real model beats it by far more than the noise.
+    cands = {
+        "constant": lambda: DummyClassifier(strategy="most_frequent"),
+        "logreg": lambda: LogisticRegression(C=100.0, max_iter=1000),
+    }
+    sel = select_student(X, y, candidates=cands, cv=5, default="constant")
+    assert sel.name == "logreg"
+    assert "gain_needed" in sel.table
+
+
+def test_scores_come_from_the_random_sample_when_it_is_big_enough():
+    X, y = blobs(300, std=3.0)
+    sample = np.zeros(len(y), dtype=bool)
+    sample[::5] = True  # 60 items: a "random sample" of the pool
+    cands = {"logreg": lambda: LogisticRegression(C=100.0, max_iter=1000)}
+    sel = select_student(X, y, candidates=cands, cv=3, score_mask=sample)
+    row = sel.table.iloc[0]
+    assert row.scored_on == "random sample" and row.n_scored == 60
+    # Every item still trains: the same model as without a mask.
+    plain = select_student(X, y, candidates=cands, cv=3)
+    assert (
+        plain.table.iloc[0].scored_on == "all human labels" and plain.table.iloc[0].n_scored == 300
+    )
+    np.testing.assert_allclose(sel.estimator.coef_, plain.estimator.coef_)
+    # Too small a sample: all labels, as before.
+    small = np.zeros(len(y), dtype=bool)
+    small[:10] = True
+    assert (
+        select_student(X, y, candidates=cands, cv=3, score_mask=small).table.iloc[0].n_scored == 300
+    )
+    with pytest.raises(ValueError, match="score_mask"):
+        select_student(X, y, candidates=cands, score_mask=np.ones(3, dtype=bool))
 
 
 def test_rare_labels_are_train_only_and_folds_shrink():

@@ -301,9 +301,17 @@ def score_predictions(
 
 
 def cross_val_scores(
-    make: EstimatorFactory, X: np.ndarray, y: np.ndarray, folds: Folds, threads: int | None = 1
+    make: EstimatorFactory,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: Folds,
+    threads: int | None = 1,
+    score_mask: np.ndarray | None = None,
 ) -> HeldOutScores:
-    """Pooled out-of-fold scores of one candidate on a shared fold plan (:func:`make_folds`)."""
+    """Pooled out-of-fold scores of one candidate on a shared fold plan (:func:`make_folds`).
+
+    ``score_mask`` (one bool per item): score only those items' out-of-fold predictions, e.g.
+    the human labels of a random sample of the pool; every item still trains."""
     X, y = check_single_label(X, y)
     if max(int(te.max()) for _, te in folds.splits) >= len(y):
         raise ValueError(f"folds were made for more items than the {len(y)} given")
@@ -314,12 +322,35 @@ def cross_val_scores(
             model = make().fit(X[train], y[train])
             oof[test] = _proba_in(model, X[test], classes)
     s = folds.scored
+    if score_mask is not None:
+        s = s[_check_mask(score_mask, len(y))[s]]
     pos = np.full(len(y), -1)
     pos[s] = np.arange(len(s))
     fold_masks = [pos[test] for _, test in folds.splits]
     masks = [np.isin(np.arange(len(s)), m) for m in fold_masks]
-    split_id = _fingerprint(np.frombuffer(folds.split_id.encode(), np.uint8), X.astype(np.float32))
+    split_id = _fingerprint(
+        np.frombuffer(folds.split_id.encode(), np.uint8), X.astype(np.float32), s
+    )
     return score_predictions(oof[s], y[s], classes, split_id, masks)
+
+
+def _check_mask(mask: np.ndarray, n: int) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ValueError(f"score_mask must be {n} booleans (one per item), got {mask.shape}")
+    return mask
+
+
+def paired_gain(a: HeldOutScores, b: HeldOutScores) -> tuple[float, float]:
+    """Macro-F1 gain of ``b`` over ``a`` on the same folds and its standard error, from the
+    fold-to-fold spread of the paired differences (0 when there are no per-fold scores)."""
+    if a.split_id != b.split_id:
+        raise ValueError("the two scores come from different splits; compare like with like")
+    gain = b.macro_f1 - a.macro_f1
+    diffs = np.subtract(b.fold_macro_f1, a.fold_macro_f1)
+    if len(diffs) < 2:
+        return gain, 0.0
+    return gain, float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
 
 
 def holdout_scores(
@@ -395,11 +426,22 @@ def select_student(
     cv: int = 5,
     seed: int = 0,
     threads: int | None = 1,
+    score_mask: np.ndarray | None = None,
+    default: str | None = "logreg",
+    min_scored: int = 30,
 ) -> Selection:
     """Compare candidate students by stratified CV on human labels; refit the best on all of them.
 
     ``candidates`` maps a name to a factory (or an unfitted estimator, cloned per fold); default
     :func:`default_candidates`. Ranking: macro-F1 (higher), then log-loss (lower).
+
+    Actively chosen labels are the hardest items, not a sample of the pool, so a score over
+    them can favour a model that is worse on the pool (issue 10: an MLP won on them at 150
+    classes and active learning fell to random). ``score_mask`` marks the human labels of a
+    random sample of the pool: when it holds ``min_scored`` or more scorable items, every
+    candidate is scored on those alone (still trained on all). And ``default`` (the champion)
+    stays unless the best beats it by more than one standard error of the paired fold
+    differences: a switch needs evidence, not noise.
 
     >>> sel = select_student(X_human, y_human)
     >>> sel.table                      # candidate, macro_f1, log_loss, seconds, ...
@@ -416,14 +458,27 @@ def select_student(
         for name, c in cands.items()
     }
     folds = make_folds(y, cv, seed)
+    mask = None
+    if score_mask is not None:
+        mask = _check_mask(score_mask, len(y))
+        sampled = folds.scored[mask[folds.scored]]
+        if len(sampled) < min_scored or len(np.unique(y[sampled])) < 2:
+            mask = None  # too few sampled labels to score on: all labels, as before
     scores: dict[str, HeldOutScores] = {}
     seconds: dict[str, float] = {}
     for name, make in makers.items():
         t0 = time.perf_counter()
-        scores[name] = cross_val_scores(make, X, y, folds, threads)
+        scores[name] = cross_val_scores(make, X, y, folds, threads, score_mask=mask)
         seconds[name] = time.perf_counter() - t0
     order = sorted(makers, key=lambda n: (-scores[n].macro_f1, scores[n].log_loss))
     best = order[0]
+    margin = {n: 0.0 for n in order}
+    if default in scores and best != default:
+        for n in order:
+            margin[n] = paired_gain(scores[default], scores[n])[1]
+        if paired_gain(scores[default], scores[best])[0] <= margin[best]:
+            best = default  # not clearly better than the champion
+    order = [best] + [n for n in order if n != best]
     t0 = time.perf_counter()
     with quiet_fit(threads):
         estimator = makers[best]().fit(X, y)
@@ -439,6 +494,8 @@ def select_student(
                 "seconds": seconds[n],
                 "n_folds": folds.n_folds,
                 "n_scored": scores[n].n_scored,
+                "scored_on": "random sample" if mask is not None else "all human labels",
+                "gain_needed": margin[n],
                 "chosen": n == best,
             }
             for n in order
