@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from labelloop.labelers.llm import (
     SQLiteCache,
     TokenLogprob,
     TransientLLMError,
+    endpoint_refusal,
 )
 from labelloop.labelers.llm.answers import InvalidAnswer, parse_answer, probs_from_logprobs
 from labelloop.labelers.llm.prompts import build_messages, template
@@ -466,10 +468,67 @@ def test_server_errors_are_retried_with_backoff():
         return 200, completion('{"label": "ham"}'), 0
 
     with FakeChatServer(respond) as server:
-        client = OpenAICompatClient(server.url, "fake", supports_logprobs=False)
+        client = OpenAICompatClient(
+            server.url, "fake", supports_logprobs=False, structured_output="json_schema"
+        )
         labeler = fast_labeler(client, confidence="self_consistency", k_samples=2)
         [s] = labeler.suggest(items(["x"]))
     assert s.status == "ok" and labeler.usage().retries == 2 and len(server.requests) == 4
+
+
+def test_auto_mode_finds_the_format_a_server_accepts_and_keeps_it():
+    def respond(n, body):  # llama-cpp-python's server, as measured: 500 on json_schema
+        if body.get("response_format", {}).get("type") == "json_schema":
+            detail = "Input should be 'text' or 'json_object'"
+            return 500, {"error": {"message": detail}}, 0
+        return 200, completion('{"label": "spam"}'), 0
+
+    with FakeChatServer(respond) as server:
+        client = OpenAICompatClient(server.url, "fake", supports_logprobs=False)
+        assert client.structured_output == "auto"
+        # One request at a time, so the count below is exact (parallel requests in flight
+        # while the mode is found may each be refused once).
+        labeler = fast_labeler(client, confidence="self_consistency", k_samples=2, concurrency=1)
+        out = labeler.suggest(items(["x", "y"]))
+        assert [s.status for s in out] == ["ok", "ok"]
+        assert client.structured_output == "json_object_schema"
+        sent = [body.get("response_format", {}).get("type") for body in server.requests]
+        assert sent.count("json_schema") == 1  # refused once, then never asked again
+        assert sent[1:] == ["json_object"] * (len(sent) - 1)
+        assert labeler.usage().retries == 0
+
+
+def test_plain_text_is_the_last_resort_and_is_still_validated():
+    def respond(n, body):
+        if "response_format" in body:
+            return 400, {"error": {"message": "response_format is not supported"}}, 0
+        return 200, completion('{"label": "ham"}'), 0
+
+    with FakeChatServer(respond) as server:
+        client = OpenAICompatClient(server.url, "fake", supports_logprobs=False)
+        [s] = fast_labeler(client, confidence="self_consistency", k_samples=2).suggest(items(["x"]))
+    assert s.status == "ok" and s.top_label == "ham" and client.structured_output == "none"
+
+
+def test_an_endpoint_that_refuses_everything_is_a_clear_error():
+    refuse = {"error": {"message": "model 'gpt-x' does not exist"}}
+    with FakeChatServer(lambda n, body: (404, refuse, 0)) as server:
+        client = OpenAICompatClient(server.url, "gpt-x", supports_logprobs=False)
+        labeler = fast_labeler(client, confidence="self_consistency", k_samples=2)
+        out = labeler.suggest(items(["x", "y"]))  # the items still go to people
+    assert [s.status for s in out] == ["invalid", "invalid"]
+    assert re.search(r"refused all 2 requests.*does not exist", endpoint_refusal(out) or "")
+    with FakeChatServer(lambda n, body: (400, {"error": {"message": "bad"}}, 0)) as server:
+        client = OpenAICompatClient(server.url, "m", supports_logprobs=False)
+        out = fast_labeler(client, confidence="self_consistency", k_samples=2).suggest(items(["x"]))
+    assert "refused every structured-output mode" in (endpoint_refusal(out) or "")
+    # Invalid answers are not a refusal: the endpoint answered.
+    with FakeChatServer(lambda n, body: (200, completion("<html>oops"), 0)) as server:
+        client = OpenAICompatClient(server.url, "m", supports_logprobs=False)
+        out = fast_labeler(client, confidence="logprobs").suggest(items(["x"]))
+    assert out[0].status == "invalid" and endpoint_refusal(out) is None
+    with pytest.raises(ValueError, match="structured_output"):
+        OpenAICompatClient("http://127.0.0.1:9/v1", "m", structured_output="yaml")  # type: ignore[arg-type]
 
 
 def test_a_slow_endpoint_times_out_into_an_invalid_suggestion():
@@ -539,6 +598,17 @@ def test_real_server_labels_sms_with_logprob_confidence(llama_server):
 
 @pytest.mark.llm
 @needs_llama
+def test_real_server_in_auto_mode_needs_no_setting(llama_server):
+    # The README's setup for llama-cpp-python's server: base_url and model, nothing else.
+    client = OpenAICompatClient(llama_server.url, "smollm2")
+    labeler = fast_labeler(client, timeout_s=60)
+    out = labeler.suggest(items(SMS[:3]))
+    assert [s.status for s in out] == ["ok"] * 3, [s.error for s in out]
+    assert client.structured_output == "json_object_schema"
+
+
+@pytest.mark.llm
+@needs_llama
 def test_server_that_goes_away_mid_run_gives_invalid_not_a_crash(gguf):
     server = LlamaServer(gguf).wait_ready()
     try:
@@ -603,3 +673,35 @@ def test_labels_sharing_first_tokens_are_scored_exactly_along_their_trie(gguf):
     labeler = LLMLabeler(client, labels)
     [s] = labeler.suggest(items(["my card is late"]))
     assert s.status == "ok" and s.confidence_method == "label_logprobs"
+
+
+def test_suggest_cli_names_the_endpoint_error(tmp_path: Path):
+    """`labelloop suggest` against an endpoint that refuses everything: exit 1 with the server's
+    message (not "invalid answers: N"), and the items still move on to people."""
+    from typer.testing import CliRunner
+
+    from labelloop.cli.main import app
+    from labelloop.project import Project
+
+    refuse = {"error": {"message": "The model `gpt-x` does not exist"}}
+    with FakeChatServer(lambda n, body: (404, refuse, 0)) as server:
+        cfg = {
+            "name": "sms",
+            "labels": ["ham", "spam"],
+            "storage": "sqlite:///s.db",
+            "labelers": {
+                "llm": {"enabled": True, "backend": "openai", "base_url": server.url,
+                        "model": "gpt-x", "max_retries": 0},
+                "cascade": {"min_human_labels": 0, "confidence_threshold": 1.0},
+            },
+        }  # fmt: skip
+        p = Project.init(tmp_path / "p", cfg)
+        csv = tmp_path / "m.csv"
+        csv.write_text("text\nwin a prize now\nsee you at six\n")
+        p.ingest(csv)
+        p.close()
+        r = CliRunner().invoke(app, ["suggest", "-p", str(tmp_path / "p")])
+    assert r.exit_code == 1, r.output
+    assert "refused all" in r.output and "does not exist" in r.output
+    with Project.open(tmp_path / "p") as p:
+        assert set(p.items()["state"]) == {"suggested"}

@@ -21,6 +21,7 @@ from labelloop.embed.factory import project_embedder
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.cascade import Cascade, CascadePolicy
 from labelloop.labelers.factory import LabelerSet, current_labelers, stack_to_suggestion_rows
+from labelloop.labelers.llm.labeler import endpoint_refusal
 from labelloop.store.context import ProjectContext
 from labelloop.store.labels import add_suggestions
 from labelloop.store.models import ItemState
@@ -42,6 +43,8 @@ class SuggestReport:
     model_version: str | None = None  # the stored labelers used (None: not stored, cold start)
     model_version_id: int | None = None
     trained: bool = False  # True when the labelers were fit for this call (labels changed)
+    # The LLM endpoint's error when it refused every request of a batch (a setup problem).
+    llm_error: str | None = None
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +75,7 @@ def _ask(
     _, out = cascade.ask(items, probs, split, n_human)
     report.expensive_calls += len(out)
     report.invalid += sum(s.status != "ok" for s in out)
+    report.llm_error = report.llm_error or endpoint_refusal(out)
     report.cost_usd += sum(s.cost_usd for s in out)
     return out
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from labelloop.cli.common import ProjectOpt, console, friendly_errors, progress_bar
@@ -217,6 +218,10 @@ def suggest(
         how = "trained now" if r.trained else "stored model reused"
         console.print(f"Model version: #{r.model_version_id} ({how}).", highlight=False)
 
+    if r.llm_error:
+        # The items are safe (they go to people), but the setup needs fixing.
+        console.print(f"[red]error:[/] {escape(r.llm_error)}", highlight=False)
+        raise typer.Exit(1)
 
 @app.command()
 @friendly_errors

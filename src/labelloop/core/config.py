@@ -139,6 +139,12 @@ class CascadeSettings(_Strict):
 
     min_human_labels: int = Field(default=50, ge=0)
     confidence_threshold: float = Field(default=0.8, ge=0, le=1)
+    # How the answer's JSON schema is sent (openai backend): "auto" tries the standard
+    # json_schema, then a schema inside json_object (llama-cpp-python's server), then bare
+    # json_object, then plain text validated by labelloop, and keeps the first accepted.
+    structured_output: Literal[
+        "auto", "json_schema", "json_object_schema", "json_object", "none"
+    ] = "auto"
     disagreement_threshold: float = Field(default=0.3, ge=0, le=1)
 
 

@@ -19,7 +19,7 @@ from labelloop.labelers.llm.client import (
     TransientLLMError,
 )
 from labelloop.labelers.llm.fewshot import FewShotPool
-from labelloop.labelers.llm.labeler import LLMLabeler, LLMResult
+from labelloop.labelers.llm.labeler import LLMLabeler, LLMResult, endpoint_refusal
 from labelloop.labelers.llm.local import LlamaCppClient, default_model_path
 from labelloop.labelers.llm.openai_compat import OpenAICompatClient
 from labelloop.labelers.llm.prompts import PROMPT_VERSION, TEMPLATES
@@ -58,4 +58,5 @@ __all__ = [
     "UsageSummary",
     "cache_key",
     "default_model_path",
+    "endpoint_refusal",
 ]

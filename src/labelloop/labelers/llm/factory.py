@@ -86,7 +86,13 @@ def project_llm_labeler(
     if cfg.backend == "openai":
         if not cfg.base_url or not cfg.model:
             raise LabelloopError("labelers.llm: the openai backend needs base_url and model")
-        client: Any = OpenAICompatClient(cfg.base_url, cfg.model, api_key_env=cfg.api_key_env)
+        client: Any = OpenAICompatClient(
+            cfg.base_url,
+            cfg.model,
+            api_key_env=cfg.api_key_env,
+            structured_output=cfg.structured_output,
+            timeout_s=cfg.timeout_s,
+        )
     else:
         client = LlamaCppClient()
     inner = LLMLabeler(

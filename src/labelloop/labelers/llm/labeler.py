@@ -42,6 +42,7 @@ from labelloop.labelers.llm.client import (
     LabelScorer,
     LLMError,
     Message,
+    PermanentLLMError,
     TransientLLMError,
 )
 from labelloop.labelers.llm.fewshot import FewShotPool
@@ -574,3 +575,16 @@ def _confidence(probs: dict[str, float], multi_label: bool) -> float:
         return min(max(p, 1.0 - p) for p in probs.values())
     value = max(probs.values())
     return value if math.isfinite(value) else 0.0
+
+
+def endpoint_refusal(suggestions: Sequence[Suggestion]) -> str | None:
+    """The endpoint's own error when it refused every one of these requests (a bad URL, model,
+    key or format: a setup error to report as such, not a count of invalid answers); else None.
+    Invalid answers and timeouts do not count: the endpoint answered or may answer later."""
+    prefix = f"{PermanentLLMError.__name__}: "
+    errors = [s.error or "" for s in suggestions if s.status != "ok"]
+    if not suggestions or len(errors) < len(suggestions):
+        return None
+    if not all(e.startswith(prefix) for e in errors):
+        return None
+    return f"the LLM endpoint refused all {len(errors)} requests: {errors[0].removeprefix(prefix)}"

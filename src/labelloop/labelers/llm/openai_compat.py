@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Literal
 
 import openai
@@ -16,8 +17,19 @@ from labelloop.labelers.llm.client import (
 )
 
 # How the JSON schema travels. OpenAI, Gemini and vLLM take the standard "json_schema";
-# llama.cpp's Python server answered HTTP 500 to it but honours {"type": "json_object", "schema"}.
-StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
+# llama.cpp's Python server answered HTTP 500 to it but honours {"type": "json_object", "schema"};
+# some servers take only a bare "json_object"; "none" sends plain chat and our validator judges
+# the answer. "auto" tries them in that order and keeps the first the server accepts.
+StructuredOutput = Literal["auto", "json_schema", "json_object_schema", "json_object", "none"]
+FALLBACK_ORDER: tuple[StructuredOutput, ...] = (
+    "json_schema",
+    "json_object_schema",
+    "json_object",
+    "none",
+)
+# Statuses with which servers refuse a response_format they do not know (llama.cpp's Python
+# server: 500 "Input should be 'text' or 'json_object'"; others 400 or 422).
+REFUSAL_STATUSES = frozenset({400, 422, 500, 501})
 
 
 class OpenAICompatClient:
@@ -33,7 +45,7 @@ class OpenAICompatClient:
         model: str,
         *,
         api_key_env: str | None = None,
-        structured_output: StructuredOutput = "json_schema",
+        structured_output: StructuredOutput = "auto",
         supports_logprobs: bool = True,
         timeout_s: float = 30.0,
     ) -> None:
@@ -45,9 +57,17 @@ class OpenAICompatClient:
                 )
         else:
             key = "not-needed"
+        if structured_output not in (*FALLBACK_ORDER, "auto"):
+            raise ValueError(
+                f"structured_output={structured_output!r}: expected auto or one of "
+                f"{', '.join(FALLBACK_ORDER)}"
+            )
         self.base_url = base_url
         self.model = model
-        self.structured_output = structured_output
+        # The mode in use; "auto" until a request with some mode is accepted (then that mode).
+        self.structured_output: StructuredOutput = structured_output
+        self._auto = structured_output == "auto"
+        self._lock = threading.Lock()
         self.supports_logprobs = supports_logprobs
         self._client = openai.OpenAI(
             base_url=base_url, api_key=key, max_retries=0, timeout=timeout_s
@@ -59,26 +79,52 @@ class OpenAICompatClient:
         kwargs.setdefault("structured_output", "json_object_schema")
         return cls(base_url, model, **kwargs)
 
-    def _response_format(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is None or self.structured_output == "none":
+    @staticmethod
+    def _response_format(
+        mode: StructuredOutput, schema: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        if schema is None or mode == "none":
             return None
-        if self.structured_output == "json_schema":
+        if mode == "json_schema":
             return {
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": schema, "strict": True},
             }
-        if self.structured_output == "json_object_schema":
+        if mode == "json_object_schema":
             return {"type": "json_object", "schema": schema}
         return {"type": "json_object"}
 
     def chat(self, request: ChatRequest) -> ChatResult:
+        """One answer. In ``auto`` mode, a refusal of the structured-output format moves on to
+        the next (``FALLBACK_ORDER``) at once; the first mode accepted is kept for later calls."""
+        if request.schema is None or not self._auto:
+            mode = "none" if request.schema is None else self.structured_output
+            return self._chat(request, mode)
+        refusals: list[str] = []
+        for mode in FALLBACK_ORDER:
+            try:
+                result = self._chat(request, mode)
+            except _FormatRefused as exc:
+                refusals.append(f"{mode}: {exc}")
+                continue
+            with self._lock:
+                if self._auto:
+                    self.structured_output, self._auto = mode, False
+            return result
+        raise PermanentLLMError(
+            f"{self.base_url}: the server refused every structured-output mode "
+            f"({'; '.join(refusals)}); check base_url and model, or set "
+            "labelers.llm.structured_output"
+        )
+
+    def _chat(self, request: ChatRequest, mode: StructuredOutput) -> ChatResult:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": request.messages,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
         }
-        fmt = self._response_format(request.schema)
+        fmt = self._response_format(mode, request.schema)
         if fmt is not None:
             kwargs["response_format"] = fmt
         if request.logprobs and self.supports_logprobs:
@@ -96,6 +142,8 @@ class OpenAICompatClient:
             raise TransientLLMError(f"{self.base_url}: connection failed ({exc})") from exc
         except openai.APIStatusError as exc:
             message = f"{self.base_url}: HTTP {exc.status_code}: {_short(exc.message)}"
+            if self._auto and exc.status_code in REFUSAL_STATUSES:
+                raise _FormatRefused(f"HTTP {exc.status_code}: {_short(exc.message, 120)}") from exc
             if exc.status_code == 429 or exc.status_code >= 500:
                 raise TransientLLMError(message) from exc
             raise PermanentLLMError(message) from exc
@@ -110,6 +158,10 @@ class OpenAICompatClient:
             input_tokens=usage.prompt_tokens if usage else 0,
             output_tokens=usage.completion_tokens if usage else 0,
         )
+
+
+class _FormatRefused(Exception):
+    """While the mode is still being found: the server refused this request's format."""
 
 
 def _logprobs_of(choice: Any) -> list[TokenLogprob] | None:
