@@ -477,9 +477,9 @@ def test_an_unreachable_store_leaves_no_project_behind(tmp_path: Path) -> None:
 
 
 def test_init_over_a_project_names_the_cli_flag_too(tmp_path: Path) -> None:
-    Project.init(tmp_path / "p", name="p", labels=["a"], storage="sqlite:///s.db").close()
+    Project.init(tmp_path / "p", name="p", labels=["a", "b"], storage="sqlite:///s.db").close()
     with pytest.raises(ConfigError, match="--force"):
-        Project.init(tmp_path / "p", name="p", labels=["a"], storage="sqlite:///s.db")
+        Project.init(tmp_path / "p", name="p", labels=["a", "b"], storage="sqlite:///s.db")
 
 
 def test_the_cli_reports_an_unsupported_store_in_one_line(tmp_path: Path) -> None:

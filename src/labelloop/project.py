@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from labelloop import auth
 from labelloop.annotate.checks import labeler_bias
 from labelloop.annotate.feedback import RetrainReport, retrain
 from labelloop.annotate.route import RouteReport, route
@@ -390,3 +391,41 @@ class Project:
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
         return reads.final_labels_frame(self.db, self.id)
+
+    # -- users and credentials (the same as ``labelloop user ...`` and /api/users) -------------
+
+    def create_user(self, username: str, role: str, password: str | None = None) -> auth.User:
+        """A user of the review app and the API; without a password, API tokens only."""
+        return auth.create_user(self.db, username, role, password)
+
+    def users(self) -> list[auth.User]:
+        return auth.list_users(self.db)
+
+    def create_token(
+        self, username: str, name: str = "api", days: int | None = None
+    ) -> auth.IssuedToken:
+        """A new API token (``.token`` is shown once) that works for ``days`` days (default
+        ``auth.token_days``); refused for a deactivated user."""
+        days = self.config.auth.token_days if days is None else days
+        return auth.issue_token(self.db, username, name, days)
+
+    def tokens(self, username: str) -> list[auth.TokenInfo]:
+        """The user's API tokens (id, name, created, expires, last used, state), never values."""
+        return auth.list_tokens(self.db, username)
+
+    def revoke_tokens(self, username: str, token_id: int | None = None) -> int:
+        """Revoke one of the user's tokens, or all; how many were live."""
+        return auth.revoke_tokens(self.db, username, token_id)
+
+    def deactivate_user(self, username: str) -> auth.Revocation:
+        """No more logins or tokens for ``username``; their tokens and sessions stop at once.
+        Refused for the last active admin."""
+        return auth.deactivate_user(self.db, username)
+
+    def reactivate_user(self, username: str) -> bool:
+        """Let a deactivated user log in again (old tokens stay revoked)."""
+        return auth.reactivate_user(self.db, username)
+
+    def set_password(self, username: str, password: str) -> auth.Revocation:
+        """A new password; the user's tokens are revoked and their sessions ended."""
+        return auth.set_password(self.db, username, password)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from labelloop.auth import User, user_for_session, user_for_token
+from labelloop.auth import AuthError, User, check_token, session_for
 from labelloop.project import Project
 
 SESSION_COOKIE = "labelloop_session"
@@ -25,10 +25,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated user, and the CSRF token when they came through a browser session."""
+    """The authenticated user; the CSRF token and session id when they came through a browser
+    session, the token id when through an API token (a password change keeps that one)."""
 
     user: User
     csrf: str | None = None
+    session_id: int | None = None
+    token_id: int | None = None
 
     @property
     def name(self) -> str:
@@ -68,20 +71,20 @@ async def current_caller(request: Request) -> Caller:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized("use 'Authorization: Bearer <token>'")
-        user = await run_in_threadpool(user_for_token, project.db, token.strip())
-        if user is None:
-            raise _unauthorized("unknown or revoked API token")
-        return Caller(user)
+        try:
+            user, token_id = await run_in_threadpool(check_token, project.db, token.strip())
+        except AuthError as exc:  # unknown, revoked, expired, or its user deactivated
+            raise _unauthorized(str(exc)) from None
+        return Caller(user, token_id=token_id)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise _unauthorized("not logged in: log in at /login or send a Bearer token")
-    found = await run_in_threadpool(user_for_session, project.db, cookie)
+    found = await run_in_threadpool(session_for, project.db, cookie)
     if found is None:
         raise _unauthorized("the session expired or ended: log in again at /login")
-    user, csrf = found
     if request.method not in SAFE_METHODS:
-        await _check_csrf(request, csrf)
-    return Caller(user, csrf)
+        await _check_csrf(request, found.csrf)
+    return Caller(found.user, found.csrf, session_id=found.id)
 
 
 def require(role: str) -> Callable[..., Caller]:
@@ -97,6 +100,15 @@ def require(role: str) -> Callable[..., Caller]:
 
     dependency.__name__ = f"require_{role}"
     return dependency
+
+
+def require_self_or_admin(caller: Caller, username: str) -> None:
+    """403 unless ``caller`` is ``username`` or an admin (their own tokens, their own password)."""
+    if caller.name != username and not caller.user.can("admin"):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"user {caller.name!r} may manage only their own account; this needs 'admin'",
+        )
 
 
 viewer = require("viewer")

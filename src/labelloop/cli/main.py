@@ -16,7 +16,8 @@ from rich.table import Table
 from labelloop.cli.common import ProjectOpt, console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
 from labelloop.cli.loop_commands import retrain, worker
-from labelloop.cli.server_commands import serve, user_app
+from labelloop.cli.server_commands import serve
+from labelloop.cli.user_commands import user_app
 from labelloop.core.errors import LabelloopError
 
 app = typer.Typer(

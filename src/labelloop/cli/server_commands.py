@@ -1,12 +1,12 @@
-"""``labelloop serve`` and ``labelloop user add|token``.
+"""``labelloop serve``. Registered in ``cli/main.py`` with ``app.command()(serve)``.
 
-Registered in ``cli/main.py`` with ``app.command()(serve)`` and
-``app.add_typer(user_app, name="user")``.
+The ``user`` commands live in ``cli/user_commands.py``; ``user_app`` is imported here too, for
+code that took both from this module.
 """
 
 from __future__ import annotations
 
-import sys
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -14,9 +14,16 @@ import typer
 
 from labelloop.cli.common import ProjectOpt, console, friendly_errors
 from labelloop.cli.common import open_project as _open
+from labelloop.cli.user_commands import user_app
 from labelloop.core.errors import LabelloopError
 
-user_app = typer.Typer(help="Users of the review app and the API.", no_args_is_help=True)
+__all__ = ["first_admin_command", "serve", "user_app"]
+
+
+def first_admin_command(project: Path) -> str:
+    """The command that creates the first admin of the project in ``project`` (it asks for
+    the password)."""
+    return f"labelloop user add admin --role admin -p {shlex.quote(str(project))}"
 
 
 @friendly_errors
@@ -33,15 +40,16 @@ def serve(
     import uvicorn
 
     from labelloop.api import create_app
-    from labelloop.auth import list_users
+    from labelloop.auth import has_active_admin
     from labelloop.workers.process import start_worker_process, stop_worker_process
 
     p = _open(project)
     try:
-        if not any(u.role == "admin" for u in list_users(p.db)):
+        if not has_active_admin(p.db):
             raise LabelloopError(
-                "no admin user yet: create one first with "
-                f"'labelloop user add NAME --role admin -p {project}'"
+                "no active admin user yet; create one (it asks for the password), then serve "
+                f"again:\n\n    {first_admin_command(project)}\n\n"
+                "(any name will do: labelloop user add NAME --role admin)"
             )
         shown = f"[{host}]" if ":" in host else host
         console.print(
@@ -61,51 +69,3 @@ def serve(
                 stop_worker_process(worker)
     finally:
         p.close()
-
-
-def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if not password:
-        raise LabelloopError("the password is empty")
-    return password
-
-
-@user_app.command("add")
-@friendly_errors
-def user_add(
-    name: Annotated[str, typer.Argument(help="User name (letters, digits, _ . @ -).")],
-    role: Annotated[str, typer.Option(help="admin, reviewer or viewer.")] = "reviewer",
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from the first stdin line.")
-    ] = False,
-    no_password: Annotated[
-        bool, typer.Option("--no-password", help="A machine account: API tokens only, no login.")
-    ] = False,
-    project: ProjectOpt = Path("."),
-) -> None:
-    """Create a user who can log in to the review app (asks for the password)."""
-    from labelloop.auth import create_user
-
-    password = None if no_password else _read_password(password_stdin)
-    with _open(project) as p:
-        user = create_user(p.db, name, role, password)
-    console.print(f"Created user [bold]{user.username}[/] with role {user.role}", highlight=False)
-
-
-@user_app.command("token")
-@friendly_errors
-def user_token(
-    name: Annotated[str, typer.Argument(help="The user the token acts as.")],
-    label: Annotated[str, typer.Option("--name", help="What the token is for.")] = "api",
-    project: ProjectOpt = Path("."),
-) -> None:
-    """Print a new API token for NAME (shown once; send it as 'Authorization: Bearer ...')."""
-    from labelloop.auth import create_token
-
-    with _open(project) as p:
-        token = create_token(p.db, name, label)
-    # The bare token on stdout so scripts can capture it: TOKEN=$(labelloop user token bot)
-    typer.echo(token)

@@ -19,6 +19,8 @@ from labelloop.core.errors import ConfigError, quoted
 PROJECT_FILE = "labelloop.yaml"
 # URL schemes of the stores labelloop runs on (postgres:// is an alias SQLAlchemy once took).
 SUPPORTED_STORES = ("sqlite", "postgresql", "postgres")
+# content_fields of a table whose every column (but id_field and label_field) is content.
+ALL_COLUMNS = ["*"]
 
 
 class Modality(StrEnum):
@@ -62,6 +64,14 @@ class Metrics(_Strict):
     primary: str = "macro_f1"
     precision_target: float = Field(default=0.95, gt=0.0, le=1.0)
     audit_rate: float = Field(default=0.02, ge=0.0, le=1.0)
+    # Random calibration sample of the pool (routing/sample.py): thresholds are fit on its human
+    # labels, not on the actively chosen (hard) ones. It holds calibration_min items from the
+    # start, then calibration_share of the human labels. 0 turns it off and thresholds are fit
+    # on every human label's held-out probabilities (biased low under active learning).
+    calibration_share: float = Field(default=0.2, ge=0.0, le=0.5)
+    calibration_min: int = Field(default=100, ge=0)
+    # How many sampled items' worth of evidence a class may borrow from the other classes.
+    prior_strength: float = Field(default=20.0, ge=0.0, le=1000.0)
 
 
 class IngestSettings(_Strict):
@@ -101,6 +111,14 @@ class ApiSettings(_Strict):
         return v
 
 
+class AuthSettings(_Strict):
+    """How long credentials last: API tokens (``labelloop user token --days`` overrides) and
+    browser sessions."""
+
+    token_days: int = Field(default=90, ge=1, le=3650)
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+
 class EmbeddingSettings(_Strict):
     """Which embedder turns items into vectors (the zero-shot and student labelers use them)."""
 
@@ -123,6 +141,12 @@ class LLMSettings(_Strict):
     model: str | None = None
     # The NAME of the environment variable holding the API key; the key itself never lives here.
     api_key_env: str | None = None
+    # How the answer's JSON schema is sent (openai backend): "auto" tries the standard
+    # json_schema, then a schema inside json_object (llama-cpp-python's server), then bare
+    # json_object, then plain text validated by labelloop, and keeps the first accepted.
+    structured_output: Literal[
+        "auto", "json_schema", "json_object_schema", "json_object", "none"
+    ] = "auto"
     concurrency: int = Field(default=4, ge=1)  # parallel requests (openai backend only)
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
@@ -139,12 +163,6 @@ class CascadeSettings(_Strict):
 
     min_human_labels: int = Field(default=50, ge=0)
     confidence_threshold: float = Field(default=0.8, ge=0, le=1)
-    # How the answer's JSON schema is sent (openai backend): "auto" tries the standard
-    # json_schema, then a schema inside json_object (llama-cpp-python's server), then bare
-    # json_object, then plain text validated by labelloop, and keeps the first accepted.
-    structured_output: Literal[
-        "auto", "json_schema", "json_object_schema", "json_object", "none"
-    ] = "auto"
     disagreement_threshold: float = Field(default=0.3, ge=0, le=1)
 
 
@@ -169,6 +187,11 @@ class LoopSettings(_Strict):
     poll_seconds: float = Field(default=1.0, gt=0, le=3600)  # how often a worker reads the outbox
     lease_seconds: float = Field(default=120.0, ge=5, le=86_400)  # a dead worker's work moves on
     flag_label_issues: bool = True  # send suspected label errors to a second reviewer
+    # A label goes to a second person when its chance of being wrong exceeds this (the cost of
+    # a second review over the gain of fixing a wrong label), at most recheck_max_rate of the
+    # human label actions in all.
+    recheck_cost_ratio: float = Field(default=0.5, gt=0.0, lt=1.0)
+    recheck_max_rate: float = Field(default=0.05, ge=0.0, le=1.0)
 
 
 class ReviewSettings(_Strict):
@@ -202,6 +225,8 @@ class ProjectConfig(_Strict):
     task: TaskType = TaskType.single_label
     labels: list[LabelSpec] = Field(min_length=2)
     content_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
+    # Tables: a column's kind, where inference (number when 90% of values parse) is wrong.
+    column_kinds: dict[str, Literal["number", "category"]] = Field(default_factory=dict)
     # A column that already holds a label (a dataset's own answer); kept in the item's metadata
     # so simulations and evaluations can use it. It never becomes a human label by itself.
     label_field: str | None = None
@@ -214,6 +239,7 @@ class ProjectConfig(_Strict):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 
@@ -227,15 +253,6 @@ class ProjectConfig(_Strict):
             )
         return v
 
-    @model_validator(mode="after")
-    def _unique_labels(self) -> ProjectConfig:
-        names = [label.name for label in self.labels]
-        seen: set[str] = set()
-        for name in names:
-            if name in seen:
-                raise ValueError(f"label {name!r} appears twice in labels")
-            seen.add(name)
-        return self
     @field_validator("storage")
     @classmethod
     def _supported_storage(cls, v: str) -> str:
@@ -248,6 +265,15 @@ class ProjectConfig(_Strict):
             )
         return v
 
+    @model_validator(mode="after")
+    def _unique_labels(self) -> ProjectConfig:
+        names = [label.name for label in self.labels]
+        seen: set[str] = set()
+        for name in names:
+            if name in seen:
+                raise ValueError(f"label {name!r} appears twice in labels")
+            seen.add(name)
+        return self
 
     @property
     def label_names(self) -> list[str]:

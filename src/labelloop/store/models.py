@@ -213,7 +213,9 @@ class UserRow(Base):
 
 
 class ApiTokenRow(Base):
-    """An API token for machines; only its SHA-256 is stored."""
+    """An API token for machines; only its SHA-256 is stored. It works until ``expires_at``
+    (a token without one works never: migration 0005 gave every older token a date) unless
+    revoked; ``last_used_at`` is stamped at most once an hour, so checking a token is a read."""
 
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -222,6 +224,8 @@ class ApiTokenRow(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class WebSessionRow(Base):
