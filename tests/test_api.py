@@ -238,11 +238,11 @@ def test_skip_and_undo(env) -> None:
 
 def test_empty_queue_and_nothing_to_undo(env) -> None:
     h = _headers(env, "reviewer")
-    assert env.client.post("/api/undo", headers=h).json() == {"item": None}
+    assert env.client.post("/api/undo", headers=h).json()["item"] is None
     for _ in range(4):
         item = env.client.post("/api/queue/next", headers=h).json()["item"]
         env.client.post(f"/api/items/{item['id']}/label", json={"labels": ["ham"]}, headers=h)
-    assert env.client.post("/api/queue/next", headers=h).json() == {"item": None}
+    assert env.client.post("/api/queue/next", headers=h).json()["item"] is None
 
 
 # -- browser sessions ------------------------------------------------------------------------

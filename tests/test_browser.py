@@ -75,8 +75,8 @@ def test_review_three_items_by_keyboard(project) -> None:
 
             item = page.locator("#item")
             done = page.locator("#done-count")
-            # item 1: key 2 picks "spam"; item 2: key 1 picks "ham";
-            # item 3: no key, Enter accepts the top machine suggestion ("ham", 90%).
+            # item 1: key 2 picks "spam"; item 2: key 1 picks "ham"; item 3: no key, so Enter
+            # saves nothing, and Shift+A accepts the top machine suggestion ("ham", 90%).
             for n, (item_id, keys) in enumerate(
                 [(ids[0], ["2"]), (ids[1], ["1"]), (ids[2], [])], start=1
             ):
@@ -89,7 +89,10 @@ def test_review_three_items_by_keyboard(project) -> None:
                 else:
                     expect(page.locator("#suggestions li")).to_have_count(2)
                     expect(page.locator("#suggestions .top-pick")).to_contain_text("ham")
-                page.keyboard.press("Enter")
+                    page.keyboard.press("Enter")
+                    expect(page.locator("#message.error")).to_contain_text("Nothing saved")
+                    assert fl_count(p) == n - 1
+                page.keyboard.press("Enter" if keys else "Shift+A")
                 expect(done).to_have_text(str(n))
             expect(item).to_have_attribute("data-item-id", str(ids[3]))
             expect(page.locator("#message")).to_contain_text(f"Saved item {ids[2]}")

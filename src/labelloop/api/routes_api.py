@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -15,17 +16,53 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, UploadFile, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+    status,
+)
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from labelloop.api import schemas
 from labelloop.api.dashboard import dashboard_numbers
-from labelloop.api.security import Caller, admin, project_of, reviewer, viewer
-from labelloop.auth import AuthError, create_token, create_user, list_users
+from labelloop.api.security import (
+    Caller,
+    admin,
+    project_of,
+    require_self_or_admin,
+    reviewer,
+    viewer,
+)
+from labelloop.auth import (
+    AuthError,
+    InactiveUser,
+    LastAdmin,
+    UnknownUser,
+    WrongPassword,
+    change_password,
+    create_user,
+    deactivate_user,
+    issue_token,
+    list_tokens,
+    list_users,
+    reactivate_user,
+    revoke_tokens,
+    set_password,
+)
+from labelloop.auth.throttle import LoginThrottle
+from labelloop.auth.users import USERNAME_PATTERN
+from labelloop.core.config import Modality
 from labelloop.core.errors import quoted
 from labelloop.project import Project
+from labelloop.review.progress import progress_cache
 from labelloop.store.models import ItemState
 from labelloop.store.reviews import item_exists, leased_media_path
 
@@ -35,7 +72,9 @@ Viewer = Annotated[Caller, Depends(viewer)]
 Reviewer = Annotated[Caller, Depends(reviewer)]
 Admin = Annotated[Caller, Depends(admin)]
 ItemIdPath = Annotated[int, PathParam(ge=1, le=schemas.MAX_ID, description="the item's id")]
-UserPath = Annotated[str, PathParam(max_length=100)]
+# Only names create_user allows: anything else is a 422 here, not a NUL byte PostgreSQL refuses.
+UserPath = Annotated[str, PathParam(max_length=100, pattern=rf"^{USERNAME_PATTERN}$")]
+TokenIdPath = Annotated[int, PathParam(ge=1, le=schemas.MAX_ID, description="the token's id")]
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Where a rejected path ingest ends, whether the path exists or is outside the import folders:
 # the same status and words, so the API does not tell which paths exist on the server.
@@ -74,7 +113,18 @@ def _leased(project: Project, item: dict[str, Any] | None) -> schemas.LeasedItem
     if hidden and isinstance(item.get("meta"), dict) and hidden in item["meta"]:
         item = {**item, "meta": {k: v for k, v in item["meta"].items() if k != hidden}}
     media_url = f"/api/items/{item['id']}/media" if item.get("media_path") else None
-    return schemas.LeasedItem(**item, media_url=media_url)
+    cells = table_cells(item["content"]) if project.config.modality == Modality.tabular else None
+    return schemas.LeasedItem(**item, media_url=media_url, cells=cells)
+
+
+def table_cells(content: str) -> dict[str, Any] | None:
+    """A table row's stored content (a JSON object of its cells) as a dict; None if it is not
+    one (an item stored before the project became tabular)."""
+    try:
+        cells = json.loads(content)
+    except ValueError:
+        return None
+    return cells if isinstance(cells, dict) else None
 
 
 def _require_item(project: Project, item_id: int) -> None:
@@ -222,7 +272,13 @@ def get_suggestions(
 
 @router.post("/queue/next", response_model=schemas.NextOut, summary="Lease the next item")
 def queue_next(project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
-    return {"item": _leased(project, project.next_item(caller.name))}
+    item = _leased(project, project.next_item(caller.name))
+    return {"item": item, "progress": _progress(project, caller.name)}
+
+
+def _progress(project: Project, annotator: str) -> dict[str, Any] | None:
+    """The reviewer's done / left / per-hour numbers (cached a few seconds per reviewer)."""
+    return progress_cache.get(project.db, project.id, annotator).as_dict()
 
 
 @router.post(
@@ -235,9 +291,18 @@ def label_item(
     item_id: ItemIdPath, body: schemas.LabelIn, project: ProjectDep, caller: Reviewer
 ) -> dict[str, Any]:
     _require_item(project, item_id)
-    return project.submit(
+    result = project.submit(
         item_id, body.labels, annotator=caller.name, time_spent_ms=body.time_spent_ms
     )
+    if not result.get("gold"):  # a gold answer scores the reviewer; it is not a label
+        progress_cache.note_answer(
+            project.db,
+            project.id,
+            caller.name,
+            decided=result["final"] is not None,
+            time_spent_ms=body.time_spent_ms,
+        )
+    return result
 
 
 @router.post("/items/{item_id}/skip", response_model=schemas.SkipOut, summary="Pass on an item")
@@ -249,7 +314,9 @@ def skip_item(item_id: ItemIdPath, project: ProjectDep, caller: Reviewer) -> dic
 
 @router.post("/undo", response_model=schemas.NextOut, summary="Take back your last answer")
 def undo(project: ProjectDep, caller: Reviewer) -> dict[str, Any]:
-    return {"item": _leased(project, project.undo(annotator=caller.name))}
+    item = _leased(project, project.undo(annotator=caller.name))
+    progress_cache.forget(project.db, project.id, caller.name)
+    return {"item": item, "progress": _progress(project, caller.name)}
 
 
 @router.get(
@@ -317,7 +384,10 @@ def ingest(
 
 @router.get("/users", response_model=list[schemas.UserOut], summary="Users (admin)")
 def get_users(project: ProjectDep, _: Admin) -> list[Any]:
-    return [{"id": u.id, "username": u.username, "role": u.role} for u in list_users(project.db)]
+    return [
+        {"id": u.id, "username": u.username, "role": u.role, "active": u.active}
+        for u in list_users(project.db)
+    ]
 
 
 @router.post(
@@ -335,7 +405,19 @@ def post_user(body: schemas.UserIn, project: ProjectDep, _: Admin) -> dict[str, 
         user = create_user(project.db, body.username, body.role, body.password)
     except AuthError as exc:
         raise HTTPException(422, str(exc)) from None
-    return {"id": user.id, "username": user.username, "role": user.role}
+    return {"id": user.id, "username": user.username, "role": user.role, "active": user.active}
+
+
+def _auth_refusal(exc: AuthError) -> HTTPException:
+    """The status of an account error: 404 no such user or token, 409 a deactivated user or the
+    last admin, 403 a wrong current password, 422 anything else (an empty password)."""
+    if isinstance(exc, UnknownUser):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, InactiveUser | LastAdmin):
+        return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+    if isinstance(exc, WrongPassword):
+        return HTTPException(status.HTTP_403_FORBIDDEN, str(exc))
+    return HTTPException(422, str(exc))
 
 
 @router.post(
@@ -344,12 +426,186 @@ def post_user(body: schemas.UserIn, project: ProjectDep, _: Admin) -> dict[str, 
     status_code=status.HTTP_201_CREATED,
     summary="A new API token for a user (admin)",
 )
-def post_token(username: UserPath, project: ProjectDep, _: Admin) -> dict[str, Any]:
+def post_token(
+    username: UserPath,
+    project: ProjectDep,
+    _: Admin,
+    body: schemas.TokenIn | None = None,
+) -> dict[str, Any]:
+    body = body or schemas.TokenIn()
+    days = project.config.auth.token_days if body.days is None else body.days
     try:
-        token = create_token(project.db, username)
+        issued = issue_token(project.db, username, body.name, days)
     except AuthError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return {"username": username, "token": token}
+        raise _auth_refusal(exc) from None
+    return {
+        "username": username,
+        "token": issued.token,
+        "id": issued.id,
+        "name": issued.name,
+        "expires_at": issued.expires_at,
+    }
+
+
+@router.get(
+    "/users/{username}/tokens",
+    response_model=list[schemas.TokenInfoOut],
+    summary="A user's API tokens, never their values (admin, or the user)",
+)
+def get_tokens(username: UserPath, project: ProjectDep, caller: Viewer) -> list[dict[str, Any]]:
+    require_self_or_admin(caller, username)
+    try:
+        tokens = list_tokens(project.db, username)
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+    return [
+        {
+            "id": t.id,
+            "name": t.name,
+            "created_at": t.created_at,
+            "expires_at": t.expires_at,
+            "last_used_at": t.last_used_at,
+            "state": t.state,
+        }
+        for t in tokens
+    ]
+
+
+@router.delete(
+    "/users/{username}/tokens",
+    response_model=schemas.RevokeOut,
+    summary="Revoke all of a user's API tokens (admin, or the user)",
+)
+def delete_tokens(username: UserPath, project: ProjectDep, caller: Viewer) -> dict[str, Any]:
+    require_self_or_admin(caller, username)
+    try:
+        return {"username": username, "revoked": revoke_tokens(project.db, username)}
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+
+
+@router.delete(
+    "/users/{username}/tokens/{token_id}",
+    response_model=schemas.RevokeOut,
+    summary="Revoke one API token (admin, or the user)",
+)
+def delete_token(
+    username: UserPath, token_id: TokenIdPath, project: ProjectDep, caller: Viewer
+) -> dict[str, Any]:
+    require_self_or_admin(caller, username)
+    try:
+        return {"username": username, "revoked": revoke_tokens(project.db, username, token_id)}
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+
+
+@router.post(
+    "/users/{username}/deactivate",
+    response_model=schemas.AccountOut,
+    summary="Deactivate a user: tokens revoked, sessions ended, no login (admin)",
+)
+def post_deactivate(username: UserPath, project: ProjectDep, _: Admin) -> dict[str, Any]:
+    try:
+        done = deactivate_user(project.db, username)
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+    return {
+        "username": username,
+        "active": False,
+        "revoked_tokens": done.revoked_tokens,
+        "ended_sessions": done.ended_sessions,
+        "message": f"user {username!r} is deactivated; their tokens and sessions no longer work",
+    }
+
+
+@router.post(
+    "/users/{username}/reactivate",
+    response_model=schemas.AccountOut,
+    summary="Let a deactivated user log in again (admin)",
+)
+def post_reactivate(username: UserPath, project: ProjectDep, _: Admin) -> dict[str, Any]:
+    try:
+        reactivate_user(project.db, username)
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+    return {
+        "username": username,
+        "active": True,
+        "revoked_tokens": 0,
+        "ended_sessions": 0,
+        "message": f"user {username!r} may log in again; old tokens stay revoked",
+    }
+
+
+def _password_out(username: str, revoked_tokens: int, ended_sessions: int) -> dict[str, Any]:
+    return {
+        "username": username,
+        "revoked_tokens": revoked_tokens,
+        "ended_sessions": ended_sessions,
+        "message": (
+            f"password changed; {revoked_tokens} other API token(s) revoked and "
+            f"{ended_sessions} other session(s) ended"
+        ),
+    }
+
+
+@router.post(
+    "/users/{username}/password",
+    response_model=schemas.PasswordOut,
+    summary="Set a user's password; their other tokens and sessions stop working (admin)",
+)
+def post_user_password(
+    username: UserPath, body: schemas.PasswordIn, project: ProjectDep, caller: Admin
+) -> dict[str, Any]:
+    own = caller.name == username  # an admin resetting their own keeps this credential
+    try:
+        done = set_password(
+            project.db,
+            username,
+            body.password,
+            keep_token_id=caller.token_id if own else None,
+            keep_session_id=caller.session_id if own else None,
+        )
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+    return _password_out(username, done.revoked_tokens, done.ended_sessions)
+
+
+@router.post(
+    "/me/password",
+    response_model=schemas.PasswordOut,
+    summary="Change your own password (needs the current one); your other tokens and "
+    "sessions stop working",
+)
+def post_my_password(
+    body: schemas.PasswordChangeIn, request: Request, project: ProjectDep, caller: Viewer
+) -> dict[str, Any]:
+    # Wrong current passwords count against the login throttle: a stolen session cannot
+    # guess the password here faster than at /login.
+    throttle: LoginThrottle = request.app.state.login_throttle
+    keys = (f"user:{caller.name.lower()}", f"ip:{request.client.host if request.client else '?'}")
+    wait = throttle.retry_after(*keys)
+    if wait:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many wrong passwords; try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        done = change_password(
+            project.db,
+            caller.name,
+            body.current_password,
+            body.new_password,
+            keep_token_id=caller.token_id,
+            keep_session_id=caller.session_id,
+        )
+    except WrongPassword as exc:
+        throttle.failed(*keys)
+        raise _auth_refusal(exc) from None
+    except AuthError as exc:
+        raise _auth_refusal(exc) from None
+    return _password_out(caller.name, done.revoked_tokens, done.ended_sessions)
 
 
 # -- export and import ---------------------------------------------------------------------

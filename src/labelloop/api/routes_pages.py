@@ -12,7 +12,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from labelloop.api.dashboard import bar_chart_svg, dashboard_numbers, share_bar_svg
+from labelloop.api.dashboard import (
+    SOURCE_COLORS,
+    SOURCES,
+    bar_chart_svg,
+    breakable,
+    column_chart_svg,
+    dashboard_numbers,
+    progress_bar_html,
+    share_bar_svg,
+)
+from labelloop.api.label_keys import CANDIDATE_KEYS, digit_scheme, label_codes
 from labelloop.api.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -21,9 +31,15 @@ from labelloop.api.security import (
     reviewer,
     viewer,
 )
-from labelloop.auth import AuthError, authenticate, end_session, start_session, user_for_session
+from labelloop.auth import (
+    AuthError,
+    any_user,
+    authenticate,
+    end_session,
+    start_session,
+    user_for_session,
+)
 from labelloop.auth.throttle import LoginThrottle
-from labelloop.auth.users import SESSION_HOURS
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 router = APIRouter(include_in_schema=False)
@@ -43,15 +59,23 @@ def _home_for(caller: Caller) -> str:
 
 
 def _login_page(
-    request: Request, *, next_url: str, error: str | None = None, code: int = 200
+    request: Request,
+    *,
+    next_url: str,
+    error: str | None = None,
+    code: int = 200,
+    first_run: bool = False,
 ) -> HTMLResponse:
+    """The login form; ``first_run`` (no user exists yet) adds how to create the first admin."""
     token = secrets.token_urlsafe(24)
-    response = templates.TemplateResponse(
-        request,
-        "login.html",
-        {"csrf_token": token, "next": next_url, "error": error, "caller": None},
-        status_code=code,
-    )
+    context = {
+        "csrf_token": token,
+        "next": next_url,
+        "error": error,
+        "caller": None,
+        "first_run": first_run,
+    }
+    response = templates.TemplateResponse(request, "login.html", context, status_code=code)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         token,
@@ -70,7 +94,8 @@ def health() -> dict[str, str]:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
-    return _login_page(request, next_url=_safe_next(next))
+    first_run = not any_user(project_of(request).db)
+    return _login_page(request, next_url=_safe_next(next), first_run=first_run)
 
 
 @router.post("/login")
@@ -116,7 +141,8 @@ async def login(
             code=status.HTTP_401_UNAUTHORIZED,
         )
     throttle.succeeded(name_key)  # not the address: one good account must not reset it
-    cookie, _ = await run_in_threadpool(start_session, db, user)
+    hours = project_of(request).config.auth.session_hours
+    cookie, _ = await run_in_threadpool(start_session, db, user, hours)
     target = _safe_next(next)
     if target == "/":
         target = "/review" if user.can("reviewer") else "/dashboard"
@@ -124,7 +150,7 @@ async def login(
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
-        max_age=SESSION_HOURS * 3600,
+        max_age=int(hours * 3600),
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
@@ -156,10 +182,22 @@ def home(caller: Annotated[Caller, Depends(viewer)]) -> RedirectResponse:
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request, caller: Annotated[Caller, Depends(reviewer)]) -> HTMLResponse:
+    """The review page. Keys (label_keys.py): letters filter the labels and each label's code
+    typed there puts it first; digits pick labels 1-9 in a small taxonomy, else the item's
+    top 5 machine candidates."""
     config = project_of(request).config
+    scheme = digit_scheme(len(config.labels))
+    codes = label_codes([spec.name for spec in config.labels])
     labels = [
-        {"key": i + 1 if i < 9 else None, "name": spec.name, "description": spec.description}
-        for i, spec in enumerate(config.labels)
+        {
+            "key": i + 1 if scheme == "positions" else None,
+            "code": code,
+            "name": spec.name,
+            "description": spec.description,
+            "guidelines": spec.guidelines,
+            "examples": spec.examples[:3],
+        }
+        for i, (spec, code) in enumerate(zip(config.labels, codes, strict=True))
     ]
     return templates.TemplateResponse(
         request,
@@ -169,6 +207,9 @@ def review_page(request: Request, caller: Annotated[Caller, Depends(reviewer)]) 
             "project": config.name,
             "labels": labels,
             "multi": config.task == "multi_label",
+            "scheme": scheme,
+            "candidate_keys": CANDIDATE_KEYS,
+            "image": config.modality == "image",
         },
     )
 
@@ -176,26 +217,32 @@ def review_page(request: Request, caller: Annotated[Caller, Depends(reviewer)]) 
 @router.get("/dashboard", response_class=HTMLResponse)
 def dashboard_page(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> HTMLResponse:
     numbers: dict[str, Any] = dashboard_numbers(project_of(request))
-    reviewers = numbers["reviewers"]
+    throughput = numbers["throughput"]
     charts = {
-        "states": bar_chart_svg(
-            [(k, v) for k, v in numbers["states"].items()], title="items by state"
+        "progress": progress_bar_html(numbers["progress"]["by_state"]),
+        "throughput": column_chart_svg(
+            throughput["bins"],
+            title=f"human labels per {throughput['unit']}",
+            unit=f"labels in the {throughput['unit']}",
         ),
-        "labels": bar_chart_svg(list(numbers["label_counts"].items()), title="final labels"),
-        "decided_by": share_bar_svg(numbers["decided_by"], title="who decided the final labels"),
-        "throughput": bar_chart_svg(
-            [(r["annotator"], r["labels"]) for r in reviewers], title="labels per reviewer"
+        "sources": share_bar_svg(
+            numbers["items_by_source"], title="who decided the final labels", colors=SOURCE_COLORS
         ),
-        "speed": bar_chart_svg(
-            [(r["annotator"], r["median_seconds"]) for r in reviewers if r["median_seconds"]],
-            title="median seconds per item",
-            unit=" s",
+        "per_reviewer": bar_chart_svg(
+            [(r["annotator"], r["labels"]) for r in numbers["reviewers"]],
+            title="labels per reviewer",
         ),
     }
     return templates.TemplateResponse(
         request,
         "dashboard.html",
-        {"caller": caller, "numbers": numbers, "charts": charts},
+        {
+            "caller": caller,
+            "numbers": numbers,
+            "charts": charts,
+            "sources": SOURCES,
+            "breakable": breakable,
+        },
     )
 
 

@@ -104,6 +104,9 @@ class LeasedItem(BaseModel):
     content_hash: str
     media_path: str | None = None
     media_url: str | None = Field(None, description="where to fetch the item's image, if any")
+    cells: dict[str, Any] | None = Field(
+        None, description="a table row's columns and values (tabular projects)"
+    )
     meta: dict[str, Any] = {}
     priority: float
     queue_reason: str | None = None
@@ -112,8 +115,23 @@ class LeasedItem(BaseModel):
     lease_expires_at: str
 
 
+class ProgressOut(BaseModel):
+    """The reviewer's progress, from the store (cached a few seconds per reviewer)."""
+
+    done: int = Field(description="items whose final label people decided, in the project")
+    left: int = Field(description="items queued for people")
+    mine: int = Field(description="your answers in the project")
+    per_hour: float | None = Field(
+        description="your items per hour of time on items (last 8 hours); null before any"
+    )
+    as_of: datetime = Field(description="when the numbers were read from the store")
+
+
 class NextOut(BaseModel):
     item: LeasedItem | None = Field(description="the leased item, or null when nothing is left")
+    progress: ProgressOut | None = Field(
+        None, description="your progress (sent by POST /api/queue/next and /api/undo)"
+    )
 
 
 class LabelIn(BaseModel):
@@ -194,11 +212,62 @@ class UserOut(BaseModel):
     id: int
     username: str
     role: str
+    active: bool = Field(True, description="a deactivated user cannot log in or use tokens")
+
+
+class TokenIn(BaseModel):
+    name: str = Field("api", min_length=1, max_length=100, description="what the token is for")
+    days: int | None = Field(
+        None, ge=1, le=3650, description="how long it works (default: auth.token_days)"
+    )
 
 
 class TokenOut(BaseModel):
     username: str
     token: str = Field(description="shown once; send as 'Authorization: Bearer <token>'")
+    id: int
+    name: str
+    expires_at: datetime
+
+
+class TokenInfoOut(BaseModel):
+    """A stored API token, never its value."""
+
+    id: int
+    name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = Field(description="to the hour")
+    state: Literal["live", "revoked", "expired"]
+
+
+class RevokeOut(BaseModel):
+    username: str
+    revoked: int = Field(description="tokens that were live and are revoked now")
+
+
+class AccountOut(BaseModel):
+    username: str
+    active: bool
+    revoked_tokens: int
+    ended_sessions: int
+    message: str
+
+
+class PasswordIn(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordChangeIn(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordOut(BaseModel):
+    username: str
+    revoked_tokens: int = Field(description="the user's other API tokens, revoked by the change")
+    ended_sessions: int = Field(description="the user's other browser sessions, ended")
+    message: str
 
 
 class ReviewerStats(BaseModel):
@@ -246,6 +315,81 @@ class LabelerBiasOut(BaseModel):
     flagged: bool
 
 
+class DashboardProgressOut(BaseModel):
+    total: int
+    done: int = Field(
+        description="items with a final label (labeled by people or auto by machines)"
+    )
+    left: int
+    done_share: float | None
+    by_state: dict[str, int]
+    human_left: int = Field(
+        description="items left for people: queued now, plus the not yet routed ones times "
+        "the share of decided items people decided"
+    )
+    machine_share: float | None = Field(description="share of decided items machines decided")
+    per_hour: float | None = Field(
+        description="the team's answers per active hour over its last 8 active hours; null "
+        "with too little activity"
+    )
+    pace_answers: int
+    pace_active_hours: float
+    hours_left: float | None = Field(description="human_left / per_hour, in active hours")
+    estimate: str = Field(description="the time left, as a sentence")
+
+
+class ThroughputBinOut(BaseModel):
+    start: str
+    count: int
+
+
+class ReviewerPaceOut(BaseModel):
+    annotator: str
+    answers: int
+    per_hour: float | None
+    last_at: str
+
+
+class ThroughputOut(BaseModel):
+    unit: Literal["hour", "day"]
+    bins: list[ThroughputBinOut] = Field(description="human labels per bin, empty bins too")
+    per_reviewer: list[ReviewerPaceOut]
+
+
+class LabelSourcesOut(BaseModel):
+    label: str
+    human: int
+    machine: int
+    propagated: int = Field(description="near-duplicates that took their representative's label")
+    import_: int = Field(alias="import")
+    total: int
+
+
+class BiasLabelOut(BaseModel):
+    label: str
+    direction: Literal["over", "under", "even"] = Field(
+        description="the flag, or for an unflagged label the way it leans so far"
+    )
+    machine_count: int
+    human_count: int
+    machine_share: float
+    human_share: float
+    q_value: float = Field(description="Fisher's exact test, Benjamini-Hochberg over labels")
+    more_needed: int | None = Field(
+        description="more human labels a test of a twofold skew would need (unflagged labels)"
+    )
+
+
+class BiasCheckOut(BaseModel):
+    labeler: str
+    n_items: int = Field(description="items both the labeler and people labeled")
+    labels: int
+    testable: int = Field(description="labels with enough human labels to test a twofold skew")
+    flags: list[BiasLabelOut]
+    waiting: list[BiasLabelOut] = Field(description="unflagged labels closest to enough evidence")
+    one_label: dict[str, Any] | None
+
+
 class DashboardOut(BaseModel):
     project: str
     items: int
@@ -270,4 +414,15 @@ class DashboardOut(BaseModel):
     loop: LoopOut = Field(description="the model in use, the last retrain and the loop workers")
     gold_scores: list[GoldScoreOut] = Field(
         description="each reviewer's accuracy on gold items, with a 95% Wilson interval"
+    )
+    progress: DashboardProgressOut = Field(description="items done and left, and the time left")
+    throughput: ThroughputOut = Field(description="human labels over time and per reviewer")
+    label_table: list[LabelSourcesOut] = Field(
+        description="every label of the taxonomy with its final labels per source"
+    )
+    items_by_source: dict[str, int] = Field(
+        description="items by who decided their final label (human, machine, propagated, import)"
+    )
+    bias_checks: list[BiasCheckOut] = Field(
+        description="per machine labeler: labels it over- or under-predicts on evidence"
     )

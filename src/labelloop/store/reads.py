@@ -294,6 +294,25 @@ def valid_answers(db: Database, project_id: int) -> pd.DataFrame:
 
 
 # -- what the stage drivers read and write ---------------------------------------------------
+def items_queued_for_purpose(db: Database, project_id: int) -> list[tuple[int, str, str]]:
+    """(id, what the embedder reads, content hash) of the items queued for a purpose (audit,
+    calibration sample, recheck, gold, overlap): people decide them, but they show the current
+    models' suggestions like any other."""
+    t = ItemRow.__table__
+    stmt = (
+        select(t.c.id, func.coalesce(t.c.media_path, t.c.content), t.c.content_hash)
+        .where(
+            t.c.project_id == project_id,
+            t.c.state == ItemState.queued,
+            t.c.queue_reason.is_not(None),
+            t.c.queue_reason != "review",
+        )
+        .order_by(t.c.id)
+    )
+    with db.engine.connect() as conn:
+        return [(int(r[0]), r[1], r[2]) for r in conn.execute(stmt)]
+
+
 def items_in(
     db: Database, project_id: int, states: tuple[str, ...], limit: int | None = None
 ) -> list[tuple[int, str, str]]:
@@ -417,3 +436,64 @@ def latest_suggestion_versions(db: Database, labeler: str, ids: Sequence[int]) -
             )
             found.update({int(i): v for i, v in rows})
     return [found.get(int(i)) for i in ids]
+
+
+def item_states(db: Database, project_id: int) -> list[tuple[int, str, str | None]]:
+    """(id, state, queue reason) of every item of the project, by id (the calibration sample
+    is drawn over all of them)."""
+    t = ItemRow.__table__
+    stmt = (
+        select(t.c.id, t.c.state, t.c.queue_reason)
+        .where(t.c.project_id == project_id)
+        .order_by(t.c.id)
+    )
+    with db.engine.connect() as conn:
+        return [(int(r[0]), str(r[1]), r[2]) for r in conn.execute(stmt)]
+
+
+def event_item_ids(db: Database, project_id: int, kind: str) -> set[int]:
+    """Items the project's events of ``kind`` name."""
+    e = EventRow.__table__
+    stmt = (
+        select(e.c.item_id)
+        .distinct()
+        .where(e.c.project_id == project_id, e.c.kind == kind, e.c.item_id.is_not(None))
+    )
+    with db.engine.connect() as conn:
+        return {int(i) for i in conn.execute(stmt).scalars()}
+
+
+def final_label_sources(db: Database, project_id: int) -> dict[str, int]:
+    """Items per provenance of their final label (human, machine, propagated, import)."""
+    fl = FinalLabelRow.__table__
+    stmt = (
+        select(fl.c.source_kind, func.count())
+        .where(fl.c.project_id == project_id)
+        .group_by(fl.c.source_kind)
+    )
+    with db.engine.connect() as conn:
+        return {str(kind): int(n) for kind, n in conn.execute(stmt)}
+
+
+def valid_answers_of_items(db: Database, project_id: int) -> pd.DataFrame:
+    """Each machine labeler's latest valid top label per item: item_id, labeler, label."""
+    s, t = SuggestionRow.__table__, ItemRow.__table__
+    stmt = (
+        select(s.c.item_id, s.c.labeler, s.c.label)
+        .join(t, t.c.id == s.c.item_id)
+        .where(t.c.project_id == project_id, s.c.status == "ok", s.c.label.is_not(None))
+        .order_by(s.c.id)
+    )
+    df = frame(db, stmt)
+    if df.empty:
+        return pd.DataFrame(columns=["item_id", "labeler", "label"])
+    return df.drop_duplicates(["item_id", "labeler"], keep="last").reset_index(drop=True)
+
+
+def first_contents(db: Database, project_id: int, limit: int) -> list[str]:
+    """The contents of the project's first ``limit`` items by id (a stable sample: items are
+    only ever added, so the same rows come back as the pool grows)."""
+    t = ItemRow.__table__
+    stmt = select(t.c.content).where(t.c.project_id == project_id).order_by(t.c.id).limit(limit)
+    with db.engine.connect() as conn:
+        return [r[0] for r in conn.execute(stmt)]

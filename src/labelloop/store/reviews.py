@@ -6,13 +6,22 @@ Callers pass the ``Database`` and the project id.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 
 from labelloop.store.db import Database
-from labelloop.store.models import HumanLabelRow, ItemRow, LeaseRow, utcnow
+from labelloop.store.models import (
+    FinalLabelRow,
+    HumanLabelRow,
+    ItemRow,
+    ItemState,
+    LeaseRow,
+    utcnow,
+)
+from labelloop.store.queue import ANSWER_ACTIONS
 
 HUMAN_ACTION_COLUMNS = ["item_id", "annotator", "labels", "action", "time_spent_ms", "created_at"]
 
@@ -60,3 +69,49 @@ def human_actions(db: Database, project_id: int) -> pd.DataFrame:
     with db.engine.connect() as conn:
         rows: list[dict[str, Any]] = [dict(r) for r in conn.execute(stmt).mappings()]
     return pd.DataFrame(rows, columns=HUMAN_ACTION_COLUMNS)
+
+
+def queue_progress_counts(db: Database, project_id: int) -> dict[str, int]:
+    """The project's review progress: ``left``, items queued for people (an index range of
+    ``ix_items_queue``), and ``done``, items whose final label people decided
+    (``ix_final_labels_project``). Both are counts over an index: ~0.1 s at a million items
+    on SQLite, so callers cache them (``review.progress``)."""
+    t = ItemRow.__table__
+    f = FinalLabelRow.__table__
+    with db.engine.connect() as conn:
+        left = conn.execute(
+            select(func.count()).where(t.c.project_id == project_id, t.c.state == ItemState.queued)
+        ).scalar_one()
+        done = conn.execute(
+            select(func.count()).where(f.c.project_id == project_id, f.c.source_kind == "human")
+        ).scalar_one()
+    return {"left": int(left), "done": int(done)}
+
+
+def reviewer_answer_counts(
+    db: Database, project_id: int, annotator: str, since: datetime, cap_ms: int
+) -> dict[str, int]:
+    """``mine``: ``annotator``'s answers in the project (label, accept, correct; an undone
+    answer no longer counts); ``timed`` and ``timed_ms``: those given since ``since`` with a
+    time spent, and the sum of their times, each cut at ``cap_ms`` (a tab left open is not
+    work)."""
+    t = ItemRow.__table__
+    h = HumanLabelRow.__table__
+    recent = (h.c.created_at >= since) & h.c.time_spent_ms.is_not(None)
+    spent = case((h.c.time_spent_ms > cap_ms, cap_ms), else_=h.c.time_spent_ms)
+    stmt = (
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((recent, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((recent, spent), else_=0)), 0),
+        )
+        .select_from(h.join(t, t.c.id == h.c.item_id))
+        .where(
+            h.c.annotator == annotator,
+            h.c.action.in_(ANSWER_ACTIONS),
+            t.c.project_id == project_id,
+        )
+    )
+    with db.engine.connect() as conn:
+        mine, timed, timed_ms = conn.execute(stmt).one()
+    return {"mine": int(mine), "timed": int(timed), "timed_ms": int(timed_ms)}
