@@ -42,7 +42,19 @@ def init(
     config: Annotated[
         Path | None, typer.Option(help="An existing project YAML to copy and validate.")
     ] = None,
-    text_field: Annotated[str, typer.Option(help="Input field that holds the content.")] = "text",
+    modality: Annotated[
+        str,
+        typer.Option(
+            help="What an item is: text, image (files; also video frames) or tabular (rows)."
+        ),
+    ] = "text",
+    text_field: Annotated[
+        str | None,
+        typer.Option(
+            help="Input field(s) that hold the content, comma-separated. Default: 'text'; for "
+            "tabular, '*' (every column but the id and --label-field)."
+        ),
+    ] = None,
     label_field: Annotated[
         str | None, typer.Option(help="Input field holding a known label (kept as metadata).")
     ] = None,
@@ -62,12 +74,23 @@ def init(
     else:
         if not labels:
             raise LabelloopError("give --labels 'a,b,...' or --config FILE")
+        from labelloop.core.config import ALL_COLUMNS, Modality
+
+        if modality not in {m.value for m in Modality}:
+            raise LabelloopError(
+                f"--modality {modality!r}: expected one of {', '.join(m.value for m in Modality)}"
+            )
+        if text_field:
+            fields = [x.strip() for x in text_field.split(",") if x.strip()]
+        else:
+            fields = list(ALL_COLUMNS) if modality == Modality.tabular else ["text"]
         p = Project.init(
             folder,
             overwrite=force,
             name=name or folder.resolve().name,
             labels=[x.strip() for x in labels.split(",") if x.strip()],
-            content_fields=[text_field],
+            modality=modality,
+            content_fields=fields,
             label_field=label_field,
             task="multi_label" if multi_label else "single_label",
             storage=storage,
@@ -218,11 +241,11 @@ def suggest(
     if r.model_version_id:
         how = "trained now" if r.trained else "stored model reused"
         console.print(f"Model version: #{r.model_version_id} ({how}).", highlight=False)
-
     if r.llm_error:
         # The items are safe (they go to people), but the setup needs fixing.
         console.print(f"[red]error:[/] {escape(r.llm_error)}", highlight=False)
         raise typer.Exit(1)
+
 
 @app.command()
 @friendly_errors

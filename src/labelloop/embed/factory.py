@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from labelloop.core.config import ALL_COLUMNS
+from labelloop.core.errors import LabelloopError
 from labelloop.embed.base import Embedder
 from labelloop.embed.cached import CachedEmbedder
 from labelloop.embed.image import ImageEmbedder
+from labelloop.embed.tabular import TableFeaturizer, TableSpec, fit_table_spec, parse_row
 from labelloop.store.context import ProjectContext
 from labelloop.store.embeddings import StoreEmbeddingCache
+from labelloop.store.loop_state import latest_model_version, save_model_version
+from labelloop.store.reads import first_contents
+
+TABLE_SPEC_KIND = "table_features"
+TABLE_SPEC_SAMPLE = 20_000  # rows the column kinds and statistics are fitted on
 
 
 def project_embedder(ctx: ProjectContext) -> Embedder:
@@ -17,6 +28,8 @@ def project_embedder(ctx: ProjectContext) -> Embedder:
     inner: Embedder
     if ctx.config.modality == "image":
         inner = ImageEmbedder(cfg.model)
+    elif ctx.config.modality == "tabular":
+        inner = StoredTableFeaturizer(ctx)
     elif cfg.backend == "minilm":
         from labelloop.embed.onnx_minilm import MiniLMEmbedder
 
@@ -41,3 +54,57 @@ def project_embedder(ctx: ProjectContext) -> Embedder:
             cfg.model or "all-MiniLM-L6-v2", batch_size=cfg.batch_size
         )
     return CachedEmbedder(inner, StoreEmbeddingCache(ctx.db))
+
+
+class StoredTableFeaturizer:
+    """The project's :class:`TableFeaturizer`, its spec read (or fitted) on first use: a
+    worker may start before the first table is ingested."""
+
+    def __init__(self, ctx: ProjectContext) -> None:
+        self._ctx = ctx
+        self._inner: TableFeaturizer | None = None
+
+    @property
+    def featurizer(self) -> TableFeaturizer:
+        if self._inner is None:
+            self._inner = TableFeaturizer(project_table_spec(self._ctx))
+        return self._inner
+
+    @property
+    def model_id(self) -> str:
+        return self.featurizer.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.featurizer.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.featurizer.embed(texts)
+
+
+def project_table_spec(ctx: ProjectContext) -> TableSpec:
+    """The project's table features: fitted once on the first rows (no labels involved) and
+    kept in the store, so every process and every later call embeds rows the same way."""
+    stored = latest_model_version(ctx.db, ctx.id, TABLE_SPEC_KIND, with_model=True)
+    if stored is not None and stored.model is not None:
+        return TableSpec.from_json(stored.model.decode("utf-8"))
+    contents = first_contents(ctx.db, ctx.id, TABLE_SPEC_SAMPLE)
+    if not contents:
+        raise LabelloopError(
+            "a tabular project needs its rows before its features: ingest a table first"
+        )
+    cfg = ctx.config
+    columns = None if cfg.content_fields == ALL_COLUMNS else cfg.content_fields
+    spec = fit_table_spec((parse_row(c) for c in contents), columns, kinds=cfg.column_kinds or None)
+    save_model_version(
+        ctx.db,
+        ctx.id,
+        kind=TABLE_SPEC_KIND,
+        version=spec.digest,
+        algorithm="median/IQR scaling + one-hot",
+        metrics={"columns": spec.describe(), "rows": len(contents)},
+        trained_on=[],
+        model=spec.to_json().encode("utf-8"),
+        training_key=spec.digest,
+    )
+    return spec

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from labelloop.core.config import Modality
 from labelloop.core.errors import LabelloopError
 from labelloop.core.progress import Progress
+from labelloop.embed.tabular import as_number
 from labelloop.store.context import ProjectContext
 from labelloop.store.interop import (
     count_by_source_kind,
@@ -135,14 +136,25 @@ def _iso(value: datetime | None) -> str | None:
 class _Layout:
     """Where things are in an output row: the fixed columns, then one per metadata key."""
 
-    def __init__(self, fixed: list[str], keys: dict[str, set[str]]) -> None:
+    def __init__(
+        self,
+        fixed: list[str],
+        keys: dict[str, set[str]],
+        cells: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.fixed = fixed
         self.keys = list(keys)
         self.kinds = keys
         self.names = meta_columns(self.keys, fixed)
-        self.columns = fixed + [self.names[k] for k in self.keys]
+        # A table's own columns (tabular projects): the row's cells, after the metadata.
+        self.cells = [name for name, _ in cells]
+        self.cell_numbers = [kind == "number" for _, kind in cells]
+        cell_names = meta_columns(self.cells, fixed + list(self.names.values()))
+        self.cell_columns = [cell_names[c] for c in self.cells]
+        self.columns = fixed + [self.names[k] for k in self.keys] + self.cell_columns
         self.labels = fixed.index("labels")
         self.decided_at = fixed.index("decided_at")
+        self.content = fixed.index("content")
         # metadata columns holding something other than plain strings and numbers
         self.needs_text = [
             len(fixed) + i for i, k in enumerate(self.keys) if keys[k] - {"str", "int", "float"}
@@ -150,11 +162,18 @@ class _Layout:
 
     def rows(self, chunk: list[tuple[Any, ...]]) -> list[list[Any]]:
         """Query rows (fixed columns, then the meta dict) as output rows."""
-        keys = self.keys
+        keys, cells = self.keys, self.cells
         out = []
         for r in chunk:
             meta = r[-1] or {}
-            out.append([*r[:-1], *(meta.get(k) for k in keys)])
+            row = [*r[:-1], *(meta.get(k) for k in keys)]
+            if cells:
+                values = json.loads(row[self.content])
+                row += [
+                    as_number(values.get(c)) if number else _as_cell_text(values.get(c))
+                    for c, number in zip(cells, self.cell_numbers, strict=True)
+                ]
+            out.append(row)
         return out
 
 
@@ -211,6 +230,10 @@ class _ParquetWriter:
         self._schema = pa.schema(
             [(c, _FIXED_TYPES[c]) for c in layout.fixed]
             + [(layout.names[k], _arrow_type(layout.kinds[k])) for k in layout.keys]
+            + [
+                (name, pa.float64() if number else pa.string())
+                for name, number in zip(layout.cell_columns, layout.cell_numbers, strict=True)
+            ]
         )
         # string columns fed other kinds of value too (numbers mixed with text, lists, ...)
         first_meta = len(layout.fixed)
@@ -294,7 +317,9 @@ def export_labels(
     part = path.with_name(f".{path.name}.part")
     with reading(ctx.db) as conn:
         summary.by_source_kind = count_by_source_kind(conn, ctx.id, source_kinds)
-        layout = _Layout(fixed, scan_meta(conn, ctx.id, source_kinds, chunk_size))
+        layout = _Layout(
+            fixed, scan_meta(conn, ctx.id, source_kinds, chunk_size), _table_columns(ctx)
+        )
         summary.columns = layout.columns
         writer: _CsvWriter | _JsonlWriter | _ParquetWriter
         if fmt == "csv":
@@ -319,3 +344,16 @@ def export_labels(
             raise
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _table_columns(ctx: ProjectContext) -> list[tuple[str, str]]:
+    """A tabular project's columns and kinds, in the order its features use them."""
+    if ctx.config.modality != Modality.tabular:
+        return []
+    from labelloop.embed.factory import project_table_spec
+
+    return [(c.name, c.kind) for c in project_table_spec(ctx).columns]
+
+
+def _as_cell_text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -110,7 +110,8 @@ def build_labelers(
     members: list[Any] = []
     held_out: list[np.ndarray] = []
     zs = None
-    if cfg.labelers.zeroshot and cfg.modality != "image":
+    # Zero-shot compares items with label names in one text space: text items only.
+    if cfg.labelers.zeroshot and cfg.modality == "text":
         zs = ZeroShotLabeler(embedder, cfg.labels, task)
         if len(humans):
             if len(humans) >= 10:
@@ -141,7 +142,7 @@ def build_labelers(
         members.append(semi)
         if len(held_out) == len(members) - 1 and len(humans) >= 10:
             held_out.append(semi_held)
-    if not members and cfg.modality == "image":
+    if not members and cfg.modality != "text":
         members.append(PriorLabeler(names, task))
         if len(humans) >= 10:
             held_out.append(members[-1].predict_proba(humans.vectors))

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hashlib import sha256
 from typing import Any
 
-from labelloop.core.config import Modality, ProjectConfig
+from labelloop.core.config import ALL_COLUMNS, Modality, ProjectConfig
 from labelloop.core.errors import IngestError
 from labelloop.sources.records import RawRecord
 
@@ -67,7 +67,7 @@ def _refuse_nul(fields: dict[str, Any]) -> None:
 
 def check_columns(config: ProjectConfig, columns: list[str] | None, source: str) -> None:
     """Refuse a source whose declared columns lack a content field: every row would be bad."""
-    if columns is None or config.modality == Modality.image:
+    if columns is None or config.modality == Modality.image or config.content_fields == ALL_COLUMNS:
         return
     missing = [f for f in config.content_fields if f not in columns]
     if missing:
@@ -85,6 +85,16 @@ def _text_of(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _cell(value: Any) -> Any:
+    """A table cell as JSON: None for missing, numbers as numbers, anything else as text."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    if isinstance(value, bool | int | float):
+        return value
+    text = _text_of(value)
+    return text if text.strip() else None
+
+
 class ItemBuilder:
     """Turns records into (content, content hash, metadata, external id), or RowRejected.
 
@@ -96,6 +106,9 @@ class ItemBuilder:
         self.image = config.modality == Modality.image
         self.tabular = config.modality == Modality.tabular
         self.fields = list(config.content_fields)
+        # ["*"]: every column but the id and known-label ones (tables with many columns)
+        self.all_columns = self.fields == ALL_COLUMNS
+        self.skip = {f for f in (config.id_field, config.label_field) if f}
         self.single = self.fields[0] if len(self.fields) == 1 and not self.tabular else None
         self.limit = config.ingest.max_content_chars
         self.id_field = config.id_field
@@ -113,13 +126,13 @@ class ItemBuilder:
         if self.single is not None:
             content = self._text(fields, self.single)
             names: tuple[str, ...] | list[str] = (self.single,)
+        elif self.tabular:
+            names = [k for k in fields if k not in self.skip] if self.all_columns else self.fields
+            content = json.dumps(self._cells(fields, names), sort_keys=True, ensure_ascii=False)
         else:
             values = {name: self._text(fields, name) for name in self.fields}
             names = self.fields
-            if self.tabular:
-                content = json.dumps(values, sort_keys=True, ensure_ascii=False)
-            else:
-                content = "\n".join(f"{k}: {v}" for k, v in values.items())
+            content = "\n".join(f"{k}: {v}" for k, v in values.items())
         if len(content) > self.limit:
             raise RowRejected(f"oversize content: {len(content)} characters > limit {self.limit}")
         meta = {
@@ -129,6 +142,18 @@ class ItemBuilder:
         if self.id_field is not None and fields.get(self.id_field) is not None:
             external_id = _text_of(fields[self.id_field])
         return content, sha256(content.encode("utf-8")).hexdigest(), meta, external_id
+
+    @staticmethod
+    def _cells(fields: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        """A table row's cells: numbers stay numbers, an empty or absent cell is null (a
+        missing value the features handle), but a row with no value at all is refused."""
+        missing = [n for n in names if n not in fields]
+        if len(missing) == len(names):
+            raise RowRejected(f"missing content: none of the columns {', '.join(names[:5])}")
+        cells = {n: _cell(fields.get(n)) for n in names}
+        if all(v is None for v in cells.values()):
+            raise RowRejected("missing content: every cell of the row is empty")
+        return cells
 
     @staticmethod
     def _text(fields: dict[str, Any], name: str) -> str:
