@@ -74,10 +74,12 @@ def test_labels_arrive_retrain_moves_thresholds_and_queue_and_catches_a_wrong_la
     wrong_item = p.next_item("sim")
     assert wrong_item["id"] == spam_item
     p.submit(spam_item, ["ham"], annotator="sim")
-    review(p, gold, 119)
+    # 200 labels: the cold start's 100 typical items, then the 100-item random calibration
+    # sample (issue 10) whose labels the thresholds are fit on.
+    review(p, gold, 199)
 
     second = loop.step()
-    assert second is not None and second.n_labels == 120
+    assert second is not None and second.n_labels == 200
     assert second.student_version is not None and second.held_out_macro_f1 > 0.8
     assert second.route.auto > 0  # thresholds now exist
     assert any(t["threshold"] != float("inf") for t in second.route.thresholds)
@@ -90,7 +92,7 @@ def test_labels_arrive_retrain_moves_thresholds_and_queue_and_catches_a_wrong_la
     assert second_look["id"] == spam_item
     with p.db.engine.connect() as conn:
         versions = conn.exec_driver_sql("SELECT n_labels, metrics FROM model_versions").all()
-    assert [v[0] for v in versions] == [120]
+    assert [v[0] for v in versions] == [200]
 
 
 def test_reviewer_keeps_labeling_while_a_retrain_runs(tmp_path, data, monkeypatch) -> None:
@@ -153,7 +155,7 @@ def test_machine_labels_the_retrained_model_contradicts_go_to_a_person(tmp_path,
     p = make(tmp_path, path)
     loop = FeedbackLoop(p, retrain_every=10, select_every=0)
     loop.step()
-    review(p, gold, 80)
+    review(p, gold, 180)  # past the cold start and the calibration sample
     loop.retrain()
     fl = p.final_labels()
     machine = fl[fl.source_kind == "machine"]
@@ -209,3 +211,27 @@ def test_between_retrains_new_labels_update_the_models_and_the_queue(tmp_path, d
             conn.exec_driver_sql("SELECT kind FROM events WHERE kind = 'update'").scalars().all()
         )
     assert kinds == ["update"]
+
+
+def test_machine_labels_appear_and_keep_the_precision_promise(tmp_path) -> None:
+    """Issue 10: under active learning, machines label a share of the pool by a few hundred
+    human labels, with realised precision at the target, overall and per class."""
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text").head(1200)
+    path = tmp_path / "sms.csv"
+    df.to_csv(path, index=False)
+    gold = dict(zip(df.text, df.label, strict=True))
+    p = make(tmp_path, path)
+    loop = FeedbackLoop(p, retrain_every=50, select_every=0, update_every=0)
+    loop.step()
+    for _ in range(6):
+        review(p, gold, 50)
+        loop.step()
+    report = loop.history[-1].route
+    assert report.calibration_labeled >= 90  # the random sample got its labels
+    fl = p.final_labels()
+    machine = fl[fl.source_kind == "machine"]
+    assert len(machine) > 300
+    right = machine["content"].map(gold) == machine["labels"].map(lambda x: x[0])
+    assert right.mean() >= 0.95
+    per_class = right.groupby(machine["labels"].map(lambda x: x[0])).agg(["size", "mean"])
+    assert (per_class[per_class["size"] >= 20]["mean"] >= 0.95).all()

@@ -3,8 +3,8 @@
 ``retrain`` brings the labelers up to the current human labels (loaded from the stored model
 version when one was trained on exactly these labels, else fit and stored), refreshes the LLM's
 few-shot pool, suggests labels for new items, re-routes the pending ones (recalibrated
-thresholds, re-scored queue, the current models' suggestions) and sends labels that look wrong
-(confident learning on held-out probabilities) to a second reviewer. ``retrain_due`` says when
+thresholds, re-scored queue, the current models' suggestions) and sends labels that are
+probably wrong to a second reviewer, only where that pays (``recheck_label_issues``). ``retrain_due`` says when
 the next one is due from the store alone, so any worker on any machine can tell.
 
 ``FeedbackLoop`` keeps the in-memory side for one process (the demo, a notebook, a worker):
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.annotate.route import RouteReport, review_priority, route
+from labelloop.annotate.route import RouteReport, calibration_evidence, review_priority, route
 from labelloop.annotate.suggest import SuggestReport, ask_expensive, suggest
 from labelloop.embed.base import Embedder
 from labelloop.embed.factory import project_embedder
@@ -35,13 +35,14 @@ from labelloop.labelers.factory import (
     student_metrics,
 )
 from labelloop.learn.selection import select_student, should_replace
-from labelloop.quality.label_issues import find_label_issues, per_class_thresholds
+from labelloop.quality.label_issues import choose_rechecks, label_error_probability
 from labelloop.review.queue import ReviewQueue
 from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
 from labelloop.store.loop_state import count_events, last_event, latest_model_version
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
+    event_item_ids,
     final_labels_frame,
     human_label_count,
     items_in,
@@ -94,14 +95,20 @@ def retrain_due(ctx: ProjectContext, retrain_every: int | None = None) -> bool:
 
 def choose_student(ctx: ProjectContext, embedder: Embedder, current: str) -> dict[str, Any] | None:
     """Champion against challengers on the same CV folds of the human labels; the result
-    (``best``, ``replaced``, the table) or None when there is too little to compare."""
+    (``best``, ``replaced``, the table) or None when there is too little to compare.
+
+    Candidates are scored on the human labels of the random calibration sample when it holds
+    enough (``score_mask``): actively chosen labels are the hard items and favour the wrong
+    model (issue 10). The champion stays unless the best beats it by more than a standard error
+    of the paired fold differences."""
     if ctx.config.task != "single_label":
         return None
     humans = human_set(ctx, embedder)
     labels = [str(x) for x in humans.labels]
     if len(humans) < 30 or len(set(labels)) < 2:
         return None
-    sel = select_student(humans.vectors, labels)
+    sampled = calibration_evidence(ctx, humans.item_ids)
+    sel = select_student(humans.vectors, labels, score_mask=sampled, default=current)
     replaced = sel.name != current and should_replace(sel.scores[current], sel.scores[sel.name])
     return {
         "champion": current,
@@ -214,21 +221,51 @@ def rescore_queue(ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder)
     return len(pending)
 
 
+REVIEWER_ACCURACY_PRIOR = 0.95  # a person's label is right this often until measured
+
+
+def recheck_budget(ctx: ProjectContext) -> int:
+    """How many more labels may go to a second person: ``loop.recheck_max_rate`` of the human
+    label actions so far, less the rechecks already asked for."""
+    rate = ctx.config.loop.recheck_max_rate
+    allowed = int(rate * human_label_count(ctx.db, ctx.id))
+    return max(0, allowed - count_events(ctx.db, ctx.id, "label_issue"))
+
+
 def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict[str, Any]]:
-    """Human labels the held-out models strongly contradict go to a second reviewer."""
+    """Human labels that are probably wrong go to a second reviewer, when that pays.
+
+    The chance a label is wrong (``label_error_probability``) weighs the held-out models'
+    probabilities against the reviewer's accuracy (0.95 until measured); a label is sent when
+    that chance exceeds ``loop.recheck_cost_ratio``, most likely wrong first, within the
+    project's recheck budget (``recheck_budget``). Why not confident learning's counts: they
+    flag a fixed share of every class whether or not the labels are wrong, and with a reviewer
+    who never errs 14-36% of labels went to a second person (issue 10)."""
     if labelers.task != "single_label" or len(labelers.held_out_probs) < 30:
         return []
-    y = labelers.held_out_y()
-    flagged = find_label_issues(y, labelers.held_out_probs, class_names=labelers.label_names)
-    if flagged.empty:
+    budget = recheck_budget(ctx)
+    if budget <= 0:
         return []
-    ids = labelers.humans.item_ids[flagged["index"].to_numpy()]
+    y = labelers.held_out_y()
+    probs = labelers.held_out_probs
+    ids = labelers.humans.item_ids
     already = rechecked_before(ctx.db, [int(i) for i in ids])
-    out = [
-        {"item_id": int(item_id), "reason": str(reason)}
-        for item_id, reason in zip(ids, flagged["reason"], strict=True)
-        if int(item_id) not in already  # rechecked once is enough
-    ]
+    fresh = np.array([int(i) not in already for i in ids], dtype=bool)  # once is enough
+    p_wrong = np.where(fresh, label_error_probability(y, probs, REVIEWER_ACCURACY_PRIOR), 0.0)
+    picked = choose_rechecks(p_wrong, ctx.config.loop.recheck_cost_ratio, budget)
+    names = labelers.label_names
+    out = []
+    for j in picked:
+        other = probs[j].copy()
+        other[y[j]] = -1.0
+        best = int(other.argmax())
+        out.append(
+            {
+                "item_id": int(ids[j]),
+                "reason": f"given {names[y[j]]}, model says {names[best]} with "
+                f"p={probs[j, best]:.2f}; P(label wrong)={p_wrong[j]:.2f}",
+            }
+        )
     if out:
         ReviewQueue(ctx.db, ctx.id, ctx.config.task).recheck(
             [o["item_id"] for o in out], [o["reason"] for o in out]
@@ -239,44 +276,47 @@ def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict
 def recheck_machine_labels(
     ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder, limit: int = 50
 ) -> list[dict[str, Any]]:
-    """Machine labels the retrained models now contradict go to a person.
+    """Machine labels the retrained models now contradict go to a person, when that pays.
 
-    Confident learning's rule, applied to labels machines gave: with per-class thresholds
-    t_j (the mean held-out probability people's items of class j get), an auto-labeled item
-    is suspect when its machine label's probability falls below its threshold while another
-    label's reaches its own. At most ``limit`` per retrain, the most suspect first.
+    A machine label's chance of being wrong is the retrained ensemble's probability of the
+    other labels; it is sent when that exceeds ``loop.recheck_cost_ratio``, most likely wrong
+    first, at most ``limit`` per retrain and within what is left of the recheck budget after
+    the human labels' rechecks. Items already rechecked once are left alone.
     """
     if labelers.task != "single_label" or len(labelers.held_out_probs) < 30:
         return []
-    thresholds = per_class_thresholds(labelers.held_out_y(), labelers.held_out_probs)
+    budget = min(limit, recheck_budget(ctx))
+    if budget <= 0:
+        return []
     machine = final_labels_frame(ctx.db, ctx.id, ("machine",))
     if machine.empty:
         return []
     names = labelers.label_names
     index = {n: i for i, n in enumerate(names)}
     given = np.array([index.get(ls[0], -1) for ls in machine["labels"]])
-    keep = given >= 0
+    rechecked = event_item_ids(ctx.db, ctx.id, "label_issue")
+    keep = (given >= 0) & ~machine["item_id"].isin(rechecked).to_numpy()
     machine, given = machine[keep], given[keep]
+    if machine.empty:
+        return []
     what = [
         m if isinstance(m, str) and m else c
         for c, m in zip(machine["content"], machine["media_path"], strict=True)
     ]
     _, probs, _ = labelers.probs(embedder.embed(what))
-    p_given = probs[np.arange(len(given)), given]
+    rows = np.arange(len(given))
+    p_wrong = 1.0 - probs[rows, given]
+    picked = choose_rechecks(p_wrong, ctx.config.loop.recheck_cost_ratio, budget)
     others = probs.copy()
-    others[np.arange(len(given)), given] = -1.0
+    others[rows, given] = -1.0
     best = others.argmax(axis=1)
-    suspect = (p_given < thresholds[given]) & (
-        others[np.arange(len(given)), best] >= thresholds[best]
-    )
-    order = np.flatnonzero(suspect)[np.argsort(p_given[suspect], kind="stable")][:limit]
     out = [
         {
             "item_id": int(machine["item_id"].iloc[j]),
             "reason": f"machines said {names[given[j]]}; retrained, they say {names[best[j]]} "
             f"with p={probs[j, best[j]]:.2f}",
         }
-        for j in order
+        for j in picked
     ]
     if out:
         ReviewQueue(ctx.db, ctx.id, ctx.config.task).recheck(

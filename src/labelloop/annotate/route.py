@@ -3,7 +3,13 @@
 ``route`` calibrates the ensemble's confidence on human labels, picks per-label thresholds
 whose lower confidence bound on precision meets the project's target, auto-labels what clears
 them (a share of those also goes to people as an audit), and queues the rest, most useful
-first. The LLM's stored answers, where the cascade asked it, are pooled in with a weight learned
+first.
+
+The precision estimate comes from the calibration sample (``routing.sample``): a random share of
+the pool that people label first, whatever the model thinks of it, so the estimate represents
+the items machines will label rather than the hard items active learning picks. Per-class
+thresholds borrow strength across classes (``fit_sample_thresholds``), and audits of machine
+labels tighten a class through a sequential test (``routing.sequential``). The LLM's stored answers, where the cascade asked it, are pooled in with a weight learned
 on human labels, from every entrance (CLI, notebook, API, worker).
 """
 
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,9 +43,12 @@ from labelloop.routing.router import (
     route_sets,
 )
 from labelloop.routing.router import route as route_probs
+from labelloop.routing.sample import calibration_members, calibration_size, inclusion
+from labelloop.routing.sequential import tighten_thresholds
 from labelloop.routing.thresholds import (
     SetThreshold,
     ThresholdSet,
+    fit_sample_thresholds,
     fit_set_threshold,
     fit_thresholds,
 )
@@ -49,8 +58,11 @@ from labelloop.store.labels import set_final_labels
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
     audit_results,
+    event_item_ids,
     group_items,
+    item_states,
     items_in,
+    items_queued_for_purpose,
     latest_labeler_like,
     latest_suggestion_versions,
     latest_valid_probs,
@@ -69,6 +81,9 @@ class RouteReport:
     gold: int = 0  # gold items mixed into the queue (reviewer scoring)
     human_labels: int = 0
     refreshed: int = 0  # items whose stored suggestions were replaced by the current models'
+    calibration_sample: int = 0  # items in the random calibration sample (labeled or waiting)
+    calibration_labeled: int = 0  # of those, the ones people labeled: the thresholds' evidence
+    calibration_queued: int = 0  # sample items this routing sent to people
     calibration: str = ""
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
@@ -193,6 +208,8 @@ def route(
         )
         report.llm_weight = weight
     can_auto = len(held_out) >= min_support
+    sample = CalibrationSample.draw(ctx, len(labelers.humans))
+    report.calibration_sample = int(sample.size)
     # None: too few human labels, auto-accept nothing.
     calibrator: Calibrator | None = None
     thresholds: ThresholdSet | None = None  # single-label: one per label
@@ -202,7 +219,9 @@ def route(
         report.calibration = "IdentityCalibrator"
         report.thresholds = [set_threshold.as_row()]
     elif can_auto:
-        calibrator, thresholds = _label_thresholds(ctx, labelers, held_out, min_support)
+        calibrator, thresholds, report.calibration_labeled = _label_thresholds(
+            ctx, labelers, held_out, min_support, sample
+        )
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
 
@@ -212,23 +231,11 @@ def route(
     stack, probs, split = labelers.probs(vectors)
     if refresh:
         ms = (time.perf_counter() - t0) * 1000 / len(pending)
-        current = labelers.ensemble.version
-        stale = [
-            k
-            for k, v in enumerate(latest_suggestion_versions(ctx.db, "ensemble", ids.tolist()))
-            if v != current
-        ]
-        if stale:
-            refresh_suggestions(
-                ctx,
-                [int(ids[k]) for k in stale],
-                [pending[k][2] for k in stale],
-                stack[:, stale],
-                probs[stale],
-                labelers,
-                ms,
-            )
-        report.refreshed = len(stale)
+        report.refreshed = _refresh_stale(ctx, labelers, pending, stack, probs, ms)
+        waiting = items_queued_for_purpose(ctx.db, ctx.id)
+        if waiting:  # audits, the calibration sample, rechecks: people see current suggestions
+            w_stack, w_probs, _ = labelers.probs(embedder.embed([w[1] for w in waiting]))
+            report.refreshed += _refresh_stale(ctx, labelers, waiting, w_stack, w_probs, ms)
     if llm_labeler is not None:
         probs = blend_expensive(ctx, llm_labeler, names, ids, probs, weight, cfg.task)
     calibrated = calibrator.transform(probs) if calibrator is not None else probs
@@ -250,6 +257,13 @@ def route(
             keys=keys,
         )
         machine_sets = [[names[int(lab)]] for lab in decisions.label]
+    if sample.active:  # sampled items go to people, whatever the machine thinks of them
+        sampled = sample.contains(ids)
+        decisions = replace(
+            decisions, auto=decisions.auto & ~sampled, audit=decisions.audit & ~sampled
+        )
+    else:
+        sampled = np.zeros(len(ids), dtype=bool)
     priority = review_priority(ctx, calibrated, split, vectors, len(labelers.humans))
 
     def machine_label(k: int) -> dict[str, Any]:
@@ -283,11 +297,14 @@ def route(
             log_event(conn, ctx.id, "audit", payload, int(ids[k]))
     review = decisions.needs_review
     audit = decisions.audit
+    # A sampled near-duplicate waits for its group's label like any other: one person's
+    # answer for the group, as promised, sample or not.
     waiting = group_near_duplicates(ctx, ids, vectors, priority, review & ~audit)
     review &= ~waiting
+    sampled &= ~waiting
     report.grouped = int(waiting.sum())
     queue = ReviewQueue(ctx.db, ctx.id, cfg.task)
-    plain = review & ~audit
+    plain = review & ~audit & ~sampled
     overlap = plain & (_keyed_share(ids, "overlap") < cfg.review.overlap_share)
     queue.enqueue(
         ids[plain & ~overlap].tolist(), priority[plain & ~overlap].tolist(), reason="review"
@@ -302,6 +319,7 @@ def route(
     report.gold = mix_in_gold(ctx, int(plain.sum()), priority)
     # Audit items jump the queue: their answers measure the precision of machine labels.
     queue.enqueue(ids[audit].tolist(), (priority[audit] + 10.0).tolist(), reason="audit")
+    report.calibration_queued = sample.enqueue(ctx, ids[sampled], priority[sampled])
     report.auto = int(decisions.auto.sum())
     report.audit = int(audit.sum())
     report.queued = int(review.sum())
@@ -309,31 +327,172 @@ def route(
     return report
 
 
+def _refresh_stale(
+    ctx: ProjectContext,
+    labelers: LabelerSet,
+    items: list[tuple[int, str, str]],
+    stack: np.ndarray,
+    probs: np.ndarray,
+    ms: float,
+) -> int:
+    """Replace the suggestions of ``items`` that older models made; returns how many."""
+    ids = [it[0] for it in items]
+    current = labelers.ensemble.version
+    versions = latest_suggestion_versions(ctx.db, "ensemble", ids)
+    stale = [k for k, v in enumerate(versions) if v != current]
+    if stale:
+        refresh_suggestions(
+            ctx,
+            [ids[k] for k in stale],
+            [items[k][2] for k in stale],
+            stack[:, stale],
+            probs[stale],
+            labelers,
+            ms,
+        )
+    return len(stale)
+
+
+SAMPLE_PRIORITY = 150.0  # added to a sampled item's queue priority (cold start: +100)
+
+
+@dataclass(frozen=True)
+class CalibrationSample:
+    """The project's calibration sample now (``routing.sample``): which items are in it."""
+
+    members: frozenset[int]
+    size: int
+    pool: int
+    states: dict[int, tuple[str, str | None]]
+
+    @property
+    def active(self) -> bool:
+        return self.size > 0
+
+    @property
+    def inclusion(self) -> float:
+        return inclusion(self.size, self.pool)
+
+    @classmethod
+    def draw(cls, ctx: ProjectContext, human_labels: int) -> CalibrationSample:
+        """The sample for ``human_labels`` labels, sized ahead for the labels expected before
+        the next retrain (``loop.retrain_every``), so it does not lag behind a slow cadence.
+        Single-label projects only for now: the multi-label set threshold is still fit on every
+        human label, so a sample there would cost people work and measure nothing."""
+        m = ctx.config.metrics
+        if ctx.config.task != "single_label":
+            return cls(frozenset(), 0, 0, {})
+        rows = item_states(ctx.db, ctx.id)
+        size = calibration_size(
+            human_labels,
+            m.calibration_share,
+            m.calibration_min,
+            lookahead=ctx.config.loop.retrain_every,
+            pool=len(rows),
+        )
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        members = frozenset(int(i) for i in ids[calibration_members(ids, size)])
+        return cls(members, size, len(rows), {r[0]: (r[1], r[2]) for r in rows})
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        return np.array([int(i) in self.members for i in ids], dtype=bool)
+
+    def evidence(self, ctx: ProjectContext, ids: np.ndarray) -> np.ndarray:
+        """Which of the human-labeled ``ids`` measure precision: items that were sent to people
+        as sample members (a ``calibration`` event), each a random draw from the items still
+        machines' to label when it was sent. A member people had labeled earlier for another
+        reason (an actively chosen, hard item) is left out, as machines will never label it.
+        Sent items stay evidence when later arrivals push them out of the current sample (the
+        draw keeps the smallest keys of a larger pool)."""
+        sent = event_item_ids(ctx.db, ctx.id, "calibration")
+        return np.array([int(i) in sent for i in ids], dtype=bool)
+
+    def enqueue(self, ctx: ProjectContext, pending: np.ndarray, priority: np.ndarray) -> int:
+        """Send sampled items to people ahead of the active-learning queue (queue reason
+        "audit": to a reviewer, a random check like the audits), with a ``calibration`` event
+        recording the inclusion probability. ``pending``: sampled items this routing decided;
+        sampled items machines labeled earlier go too (a near-duplicate waiting on its group's
+        label stays with its group).
+        Returns how many were newly queued."""
+        if not self.active:
+            return 0
+        done = event_item_ids(ctx.db, ctx.id, "calibration")
+        earlier = sorted(
+            i
+            for i in self.members
+            if i not in done and self.states.get(i, ("", None))[0] == ItemState.auto
+        )
+        ids = [int(i) for i in pending] + earlier
+        # Ahead of everything, the cold start's typical items (+100) included: the first
+        # calibration_min labels are the random sample, which is then the cold start too (never
+        # worse than random, and thresholds can exist as soon as the cold start is done).
+        prio = [float(p) + SAMPLE_PRIORITY for p in priority] + [SAMPLE_PRIORITY] * len(earlier)
+        ReviewQueue(ctx.db, ctx.id, ctx.config.task).enqueue(ids, prio, reason="audit")
+        new = [i for i in ids if i not in done]
+        with ctx.db.engine.begin() as conn:
+            for item_id in new:
+                payload = {"inclusion": self.inclusion, "sample_size": self.size, "pool": self.pool}
+                log_event(conn, ctx.id, "calibration", payload, item_id)
+        return len(new)
+
+
+def calibration_evidence(ctx: ProjectContext, item_ids: np.ndarray) -> np.ndarray | None:
+    """Which of the human-labeled ``item_ids`` belong to the random calibration sample (the
+    unbiased evidence, ``CalibrationSample.evidence``); None when the project has no sample."""
+    sample = CalibrationSample.draw(ctx, len(item_ids))
+    return sample.evidence(ctx, np.asarray(item_ids)) if sample.active else None
+
+
 def _label_thresholds(
-    ctx: ProjectContext, labelers: LabelerSet, held_out: np.ndarray, min_support: int
-) -> tuple[Calibrator, ThresholdSet]:
-    """Single-label: a calibrator and per-label thresholds fit on the held-out probabilities,
-    each raised where audits of that label's machine labels show precision below target."""
+    ctx: ProjectContext,
+    labelers: LabelerSet,
+    held_out: np.ndarray,
+    min_support: int,
+    sample: CalibrationSample,
+) -> tuple[Calibrator, ThresholdSet, int]:
+    """Single-label: a calibrator fit on every human label's held-out probabilities, and
+    per-label thresholds fit on the calibration sample's (with shrinkage across labels), each
+    raised where the sequential test on its audits says precision is below target. Also
+    returns how many sampled items were labeled. Without a sample (``calibration_share`` 0)
+    thresholds are fit on every human label, as before issue 10."""
     y = labelers.held_out_y()
     calibrator = fit_calibrator(held_out, y)
-    thresholds = fit_thresholds(
-        calibrator.transform(held_out),
-        y,
-        target=ctx.config.metrics.precision_target,
-        min_support=min_support,
-        label_names=labelers.label_names,
-    )
+    metrics = ctx.config.metrics
+    names = labelers.label_names
+    if sample.active:
+        in_sample = sample.evidence(ctx, labelers.humans.item_ids)
+        thresholds = fit_sample_thresholds(
+            calibrator.transform(held_out[in_sample]),
+            y[in_sample],
+            weights=np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12)),
+            target=metrics.precision_target,
+            max_strength=metrics.prior_strength,
+            label_names=names,
+        )
+        labeled = int(in_sample.sum())
+    else:
+        thresholds = fit_thresholds(
+            calibrator.transform(held_out),
+            y,
+            target=metrics.precision_target,
+            min_support=min_support,
+            label_names=names,
+        )
+        labeled = 0
     audit = audit_results(ctx.db, ctx.id, ctx.config.task)
-    if len(audit):  # audited precision below target raises that label's threshold
-        index = {n: i for i, n in enumerate(labelers.label_names)}
-        audit = audit[audit["machine_label"].isin(index)]
-        thresholds = adjust_thresholds(
-            thresholds,
+    if len(audit):
+        index = {n: i for i, n in enumerate(names)}
+        audit = audit[audit["machine_label"].isin(index) & audit["confidence"].notna()]
+        args = (
             audit["machine_label"].map(index).to_numpy(),
             audit["confidence"].astype(float).to_numpy(),
             audit["correct"].to_numpy(),
         )
-    return calibrator, thresholds
+        if sample.active:  # an always-valid test: checking on every retrain is fine
+            thresholds = tighten_thresholds(thresholds, *args)
+        else:
+            thresholds = adjust_thresholds(thresholds, *args)
+    return calibrator, thresholds, labeled
 
 
 def _set_threshold(

@@ -69,6 +69,8 @@ class DemoResult:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     report_path: str | None = None
     llm: str | None = None
+    # Simulation with noise: items the simulated reviewer labeled wrongly on first sight.
+    wrong_answers: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -213,8 +215,16 @@ def run_demo(
     llm: Any = None,
     seed: int = 0,
     console: Console | None = None,
+    noise: float = 0.0,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[DemoResult, Project, FeedbackLoop]:
-    """Run the loop; returns the result, the project and the loop (still usable)."""
+    """Run the loop; returns the result, the project and the loop (still usable).
+
+    ``noise``: in a simulation, the share of answers where the simulated reviewer gives a
+    wrong label (another label, at random), to measure what rechecks catch. ``settings``:
+    further project file sections (``{"metrics": {"calibration_share": 0.2}}``)."""
+    if not 0.0 <= noise < 1.0:
+        raise LabelloopError(f"noise={noise}: expected a share in [0, 1)")
     console = console or Console()
     df = load_labeled(data, text_col, label_col)
     pool, test = split_holdout(df, test_share, seed)
@@ -241,6 +251,7 @@ def run_demo(
         labels=labels,
         label_field="label",
         labelers={"llm": llm_settings},
+        **{"loop": {"retrain_every": retrain_every}, **(settings or {})},
     )
     console.print(
         f"[bold]Project[/] {project_dir} · {len(names)} labels · {len(pool):,} items to label, "
@@ -316,6 +327,18 @@ def run_demo(
     )
     checkpoint()
     done = 0
+    noise_rng = np.random.default_rng([seed, 10])
+    answered_once: set[int] = set()
+    wrong: set[int] = set()  # items whose first answer was wrong (injected noise)
+
+    def answer(item: dict[str, Any]) -> str:
+        truth = gold[item["content"]]
+        if noise and noise_rng.random() < noise:
+            if item["id"] not in answered_once:
+                wrong.add(item["id"])
+            return str(noise_rng.choice([n for n in names if n != truth]))
+        return truth
+
     while done < budget:
         answered = 0
         # Stop a batch where a retrain falls due, so --retrain-every 40 retrains at 40, not 50.
@@ -325,7 +348,8 @@ def run_demo(
             item = p.next_item(SIMULATED)
             if item is None:
                 break
-            p.submit(item["id"], [gold[item["content"]]], annotator=SIMULATED)
+            p.submit(item["id"], [answer(item)], annotator=SIMULATED)
+            answered_once.add(item["id"])
             answered += 1
         done += answered
         if loop.step() is not None:
@@ -335,6 +359,7 @@ def run_demo(
     if loop.labels_at_last_retrain != done:
         loop.retrain()
         checkpoint()
+    result.wrong_answers = sorted(wrong)
     return result, p, loop
 
 

@@ -195,3 +195,53 @@ def out_of_fold_pred_probs(
         warnings.filterwarnings("ignore", message=".*Number of classes in training fold.*")
         probs = cross_val_predict(clone(estimator), X, y_enc, cv=cv, method="predict_proba")
     return np.asarray(probs, dtype=np.float64), classes
+
+
+# --- rechecks that pay: the chance a label is wrong, against the cost of asking again ----------
+
+
+def label_error_probability(
+    labels: Any, pred_probs: Any, reviewer_accuracy: float | np.ndarray = 0.95
+) -> np.ndarray:
+    """Posterior probability that each given label is wrong.
+
+    ``pred_probs``: calibrated out-of-fold probabilities of the true class (the model's view,
+    before seeing the given label). The reviewer gives the true label with probability
+    ``reviewer_accuracy`` (a number, or one per example: measured on gold, overlap or audits
+    where known; 0.95 is the prior) and any other label uniformly otherwise. By Bayes:
+
+        P(right | given y) = a p_y / (a p_y + (1 - a)(1 - p_y) / (K - 1))
+
+    A confident model disagreeing with a careful reviewer is not enough on its own: with
+    a = 0.95 and K = 2 the model must give the given label below 0.05 for the label to be
+    more likely wrong than right.
+    """
+    y, p = _validate(labels, pred_probs, "label_error_probability")
+    k = p.shape[1]
+    a = np.broadcast_to(np.asarray(reviewer_accuracy, dtype=np.float64), y.shape)
+    if np.any((a <= 0) | (a > 1)):
+        raise ValueError("label_error_probability: reviewer_accuracy must lie in (0, 1]")
+    p_given = p[np.arange(len(y)), y]
+    right = a * p_given
+    wrong = (1 - a) * (1 - p_given) / (k - 1)
+    total = right + wrong
+    return np.where(total > 0, wrong / np.where(total > 0, total, 1.0), 0.0)
+
+
+def choose_rechecks(
+    p_wrong: Any, cost_ratio: float = 0.5, max_count: int | None = None
+) -> np.ndarray:
+    """Indices of the labels worth a second review, most likely wrong first.
+
+    A second review costs ``cost_ratio`` of what fixing a wrong label is worth, so it pays
+    when P(wrong) > cost_ratio. ``max_count`` caps how many (the project's recheck budget)."""
+    pw = np.asarray(p_wrong, dtype=np.float64)
+    if pw.ndim != 1:
+        raise ValueError(f"choose_rechecks: p_wrong must be 1-D, got shape {pw.shape}")
+    if not 0.0 < cost_ratio < 1.0:
+        raise ValueError(f"choose_rechecks: cost_ratio={cost_ratio}, expected (0, 1)")
+    idx = np.flatnonzero(pw > cost_ratio)
+    idx = idx[np.argsort(-pw[idx], kind="stable")]
+    if max_count is not None:
+        idx = idx[: max(0, int(max_count))]
+    return idx

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -234,3 +234,171 @@ def fit_set_threshold(
         conf, correct, target, alpha, method, min_support, items="labeled items"
     )
     return SetThreshold(t, support, prec, low, target, alpha, method, min_support, why)
+
+
+# --- thresholds from a random sample, with per-class shrinkage ----------------------------------
+
+SHRUNK_METHOD = "beta-binomial-eb"
+
+
+def effective_counts(correct: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """(correct, n) as effective counts of a weighted sample: the Horvitz-Thompson share right
+    times the Kish effective sample size (sum w)^2 / sum w^2. Equal weights give the plain
+    counts; unequal weights give fewer effective items, so a bound on them stays honest."""
+    w = np.asarray(weights, dtype=np.float64)
+    ok = np.asarray(correct, dtype=np.float64)
+    if w.shape != ok.shape or w.ndim != 1:
+        raise ValueError(
+            f"correct, weights: expected 1-D arrays of one length, got {ok.shape}, {w.shape}"
+        )
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("weights: expected finite weights >= 0")
+    total = float(w.sum())
+    if total == 0.0:
+        return 0.0, 0.0
+    n_eff = total * total / float((w * w).sum())
+    return float((w * ok).sum() / total * n_eff), n_eff
+
+
+def weighted_precision_bound(
+    correct: np.ndarray,
+    weights: np.ndarray | None = None,
+    alpha: float = 0.05,
+    method: BoundMethod = "wilson",
+) -> tuple[float, float, float]:
+    """(estimate, one-sided 1 - alpha lower bound, effective n) of the precision of a sample
+    whose item i was drawn with probability pi_i (``weights`` = 1 / pi_i; None: equal)."""
+    ok = np.asarray(correct, dtype=np.float64)
+    w = np.ones_like(ok) if weights is None else np.asarray(weights, dtype=np.float64)
+    k_eff, n_eff = effective_counts(ok, w)
+    if n_eff == 0.0:
+        return math.nan, 0.0, 0.0
+    low = float(precision_lower_bound(min(k_eff, n_eff), n_eff, alpha, method))
+    return k_eff / n_eff, low, n_eff
+
+
+def beta_prior_strength(k: np.ndarray, n: np.ndarray, max_strength: float) -> float:
+    """Prior strength (a + b) of a Beta prior over class precisions, by the method of moments.
+
+    The n-weighted spread of the classes' precisions minus the spread binomial noise alone would
+    give estimates the true spread tau^2; strength = m(1 - m) / tau^2 - 1. Classes that agree
+    (tau^2 <= 0) give ``max_strength``: the cap says how many items' worth of evidence a class
+    may borrow from the others at most."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    seen = n > 0
+    total = float(n[seen].sum())
+    if seen.sum() < 2 or total <= 0:
+        return float(max_strength)
+    m = float(k[seen].sum() / total)
+    p = k[seen] / n[seen]
+    spread = float((n[seen] * (p - m) ** 2).sum() / total)
+    noise = m * (1 - m) * seen.sum() / total
+    tau2 = spread - noise
+    if tau2 <= 0 or m * (1 - m) == 0:
+        return float(max_strength)
+    return float(np.clip(m * (1 - m) / tau2 - 1.0, 0.0, max_strength))
+
+
+def shrunk_lower_bounds(
+    k: np.ndarray, n: np.ndarray, alpha: float = 0.05, max_strength: float = 20.0
+) -> np.ndarray:
+    """Per class, the alpha quantile of its precision's posterior under an empirical-Bayes
+    Beta prior: each class's (effective) ``k`` right of ``n`` update a prior centred on the
+    other classes' pooled precision (leave-one-out, so a class's own items are not counted
+    twice; half an item right and half wrong keep the mean off 0 and 1), of the strength the
+    classes' spread allows (``beta_prior_strength``, at most ``max_strength``). A class with few
+    items gets close to the others' precision, discounted by the cap; one with many is judged
+    on its own."""
+    from scipy.stats import beta as beta_dist
+
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    strength = beta_prior_strength(k, n, max_strength)
+    rest_k = k.sum() - k
+    rest_n = n.sum() - n
+    m = (rest_k + 0.5) / (rest_n + 1.0)
+    # At least one item's worth of prior, so a class with no strength to borrow (max_strength
+    # 0) does not prove much with a handful of right answers.
+    strength = max(strength, 1.0)
+    a = strength * m + k
+    b = strength * (1 - m) + (n - k)
+    return np.asarray(beta_dist.ppf(alpha, a, b))
+
+
+def candidate_cuts(conf: np.ndarray, max_cuts: int = 256) -> np.ndarray:
+    """Distinct confidences to try as thresholds, ascending; at most ``max_cuts`` (quantiles)."""
+    cuts = np.unique(np.asarray(conf, dtype=np.float64))
+    if len(cuts) > max_cuts:
+        cuts = np.unique(np.quantile(cuts, np.linspace(0.0, 1.0, max_cuts), method="lower"))
+    return cuts
+
+
+def fit_sample_thresholds(
+    probs: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    target: float = 0.95,
+    alpha: float = 0.05,
+    max_strength: float = 20.0,
+    label_names: Sequence[str] | None = None,
+    max_cuts: int = 256,
+) -> ThresholdSet:
+    """Per-label thresholds from a random sample of the pool (``probs`` of sampled items, their
+    human labels ``y``, ``weights`` 1 / inclusion probability), with per-class shrinkage.
+
+    For each candidate cut t and each label j, the sampled items predicted j with confidence
+    >= t give weighted effective counts (``effective_counts``); label j's bound at t is the
+    lower quantile of its empirical-Bayes posterior (``shrunk_lower_bounds``) with the prior
+    taken from the other labels at the same cut. Label j's threshold is the lowest cut whose
+    bound is >= ``target``; inf when none is. So every label meets the target on its own
+    evidence plus what it may borrow, rare labels included, and a label with no sampled item
+    above a cut can still pass it when the others are precise there (the audits check it).
+
+    Why a sample: the estimate must represent the items machines will label; labels people
+    gave to actively chosen (hard) items do not (see ``routing.sample``).
+    """
+    probs = check_probs(probs)
+    n, k = probs.shape
+    y = check_labels(y, n, k)
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target={target}: expected a precision in (0, 1]")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights: expected {n} finite weights >= 0")
+    names = list(label_names) if label_names is not None else [str(j) for j in range(k)]
+    if len(names) != k:
+        raise ValueError(f"label_names: {len(names)} names for {k} probability columns")
+    if n == 0:
+        empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
+        labels = tuple(replace(empty, label=name) for name in names)
+        return ThresholdSet(labels, target, alpha, SHRUNK_METHOD, 0)
+    pred = probs.argmax(axis=1)
+    conf = probs[np.arange(n), pred]
+    correct = (pred == y).astype(np.float64)
+    cuts = candidate_cuts(conf, max_cuts)
+    lows = np.zeros((len(cuts), k))
+    k_eff = np.zeros((len(cuts), k))
+    n_eff = np.zeros((len(cuts), k))
+    for g, t in enumerate(cuts):
+        above = conf >= t
+        sw = np.bincount(pred[above], weights=w[above], minlength=k)
+        sw2 = np.bincount(pred[above], weights=w[above] ** 2, minlength=k)
+        swc = np.bincount(pred[above], weights=(w * correct)[above], minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n_eff[g] = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
+            k_eff[g] = np.where(sw > 0, swc / np.where(sw > 0, sw, 1.0), 0.0) * n_eff[g]
+        lows[g] = shrunk_lower_bounds(k_eff[g], n_eff[g], alpha, max_strength)
+    out = []
+    for j in range(k):
+        passing = np.flatnonzero(lows[:, j] >= target)
+        g = int(passing[0]) if len(passing) else len(cuts) - 1
+        support = int(round(n_eff[g, j]))
+        prec = float(k_eff[g, j] / n_eff[g, j]) if n_eff[g, j] > 0 else math.nan
+        if len(passing):
+            out.append(LabelThreshold(names[j], float(cuts[g]), support, prec, float(lows[g, j])))
+        else:
+            best = float(lows[:, j].max())
+            why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
+            out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
+    return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)

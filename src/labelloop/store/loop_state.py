@@ -3,7 +3,7 @@ job leases (one retrain at a time per project, across processes and machines).""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -154,15 +154,19 @@ def count_events(db: Database, project_id: int, kind: str) -> int:
         )
 
 
-def event_lag(db: Database, project_id: int, after_id: int) -> tuple[int, datetime | None]:
-    """How many events follow ``after_id``, and when the oldest of them was written."""
+def event_lag(
+    db: Database, project_id: int, after_id: int, ignore_kinds: Collection[str] = ()
+) -> tuple[int, datetime | None]:
+    """How many events follow ``after_id``, and when the oldest of them was written; events of
+    ``ignore_kinds`` (ones a worker writes itself and never acts on) do not count."""
     e = EventRow.__table__
+    stmt = select(func.count(), func.min(e.c.created_at)).where(
+        e.c.project_id == project_id, e.c.id > after_id
+    )
+    if ignore_kinds:
+        stmt = stmt.where(e.c.kind.not_in(list(ignore_kinds)))
     with db.engine.connect() as conn:
-        n, oldest = conn.execute(
-            select(func.count(), func.min(e.c.created_at)).where(
-                e.c.project_id == project_id, e.c.id > after_id
-            )
-        ).one()
+        n, oldest = conn.execute(stmt).one()
     return int(n), oldest
 
 

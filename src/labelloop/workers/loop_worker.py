@@ -60,7 +60,16 @@ log = logging.getLogger("labelloop.worker")
 
 LEASE = "loop"  # one lease for the loop's work on a project: suggest, route, retrain
 # Events the worker writes itself: they wake nobody.
-OWN_EVENTS = {"retrain", "update", "audit", "label_issue", "worker_error", "suggest", "route"}
+OWN_EVENTS = {
+    "retrain",
+    "update",
+    "audit",
+    "calibration",
+    "label_issue",
+    "worker_error",
+    "suggest",
+    "route",
+}
 
 
 # How often an idle worker asks the store whether work is due without an event saying so.
@@ -309,7 +318,7 @@ def loop_status(ctx: ProjectContext) -> dict[str, Any]:
     last = last_retrain(ctx)
     workers = {}
     for name, (event_id, moved) in cursors(ctx.db, ctx.id).items():
-        pending, oldest = event_lag(ctx.db, ctx.id, event_id)
+        pending, oldest = event_lag(ctx.db, ctx.id, event_id, OWN_EVENTS)
         workers[name] = {
             "last_event_id": event_id,
             "seen_at": moved,
