@@ -453,6 +453,15 @@ def demo(
     label_col: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
     budget: Annotated[int, typer.Option(help="Human labels the simulated reviewer gives.")] = 400,
     retrain_every: Annotated[int, typer.Option(help="Retrain after this many new labels.")] = 50,
+    noise: Annotated[
+        float,
+        typer.Option(
+            help="With --simulate: the share of answers the simulated reviewer gets wrong "
+            "(to see what rechecks catch).",
+            min=0.0,
+            max=0.99,
+        ),
+    ] = 0.0,
     llm: Annotated[
         bool, typer.Option(help="Use the local LLM (SmolLM2) where the cascade says it pays.")
     ] = True,
@@ -479,6 +488,7 @@ def demo(
         retrain_every=retrain_every,
         llm=llm_labeler,
         console=console,
+        noise=noise,
     )
     if simulate:
         report = write_report(
