@@ -187,3 +187,57 @@ def test_init_modality_tabular_and_the_review_api_shows_cells(tmp_path: Path) ->
         assert "y" not in item["cells"]  # the known label never reaches the reviewer
     finally:
         p.close()
+
+
+def test_the_columns_that_separate_the_labels_come_first(tmp_path: Path) -> None:
+    """Ranked by people's labels: the column that decides the label first, noise last; the
+    review API hands the cells over in that order."""
+    from fastapi.testclient import TestClient
+
+    from labelloop.api import create_app
+    from labelloop.auth import create_token, create_user
+    from labelloop.embed.tabular import column_importance
+
+    rng = np.random.default_rng(0)
+    n = 120
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame(
+        {
+            "noise": rng.normal(size=n).round(3),
+            "colour": rng.choice(["red", "blue"], n),
+            "weight": (y * 3 + rng.normal(scale=0.5, size=n)).round(3),
+        }
+    )
+    rows = frame.to_dict("records")
+    spec = fit_table_spec(rows)
+    ranked = [name for name, _ in column_importance(spec, rows, y)]
+    assert ranked[0] == "weight" and set(ranked) == {"noise", "colour", "weight"}
+    assert [n for n, _ in column_importance(spec, rows[:2], y[:2])] == ["noise", "colour", "weight"]
+    with pytest.raises(ValueError, match="rows, labels"):
+        column_importance(spec, rows, y[:5])
+
+    csv = tmp_path / "rows.csv"
+    frame.to_csv(csv, index=False)
+    p = Project.init(
+        tmp_path / "proj",
+        name="t",
+        labels=["light", "heavy"],
+        modality="tabular",
+        content_fields=["*"],
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+    )
+    try:
+        p.ingest(csv)
+        items = p.items().sort_values("id")
+        ids = [int(i) for i in items["id"]]
+        for item_id, label in zip(ids[:60], y[:60], strict=True):
+            p.label(item_id, ["heavy" if label else "light"], annotator="ana")
+        assert p.column_order()[0] == "weight"
+        p.enqueue(ids[60:61], [1.0])
+        create_user(p.db, "rita", "reviewer", "a long enough password")
+        token = create_token(p.db, "rita")
+        with TestClient(create_app(p)) as client:
+            r = client.post("/api/queue/next", headers={"Authorization": f"Bearer {token}"})
+        assert list(r.json()["item"]["cells"])[0] == "weight"
+    finally:
+        p.close()

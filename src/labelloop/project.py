@@ -27,9 +27,9 @@ from labelloop.core.config import (
     ProjectConfig,
     parse_project_config,
 )
-from labelloop.core.errors import ConfigError, LabelError, quoted
+from labelloop.core.errors import ConfigError, LabelError, LabelloopError, quoted
 from labelloop.core.progress import Progress
-from labelloop.embed.factory import project_embedder
+from labelloop.embed.factory import project_column_order, project_embedder
 from labelloop.interop import (
     ExportSummary,
     ImportSummary,
@@ -257,6 +257,15 @@ class Project:
         """The trained machine labelers for the current human labels: the stored model version
         trained on exactly these labels, or trained now (and stored, unless ``store=False``)."""
         return current_labelers(self.ctx, project_embedder(self.ctx), store=store)[0]
+
+    def column_order(self) -> list[str]:
+        """A tabular project's columns, those that best separate people's labels first (how the
+        review page orders a row's cells). Raises for a project that is not tabular."""
+        if self.config.modality != "tabular":
+            raise LabelloopError(
+                f"column_order: the project is {self.config.modality}, not tabular"
+            )
+        return project_column_order(self.ctx)
 
     def model_versions(self) -> list[ModelVersion]:
         """Every stored version of the project's labelers, oldest first (without the bytes)."""

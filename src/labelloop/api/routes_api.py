@@ -64,6 +64,7 @@ from labelloop.core.errors import quoted
 from labelloop.project import Project
 from labelloop.review.progress import progress_cache
 from labelloop.store.models import ItemState
+from labelloop.store.reads import human_label_count
 from labelloop.store.reviews import item_exists, leased_media_path
 
 router = APIRouter(prefix="/api")
@@ -113,8 +114,30 @@ def _leased(project: Project, item: dict[str, Any] | None) -> schemas.LeasedItem
     if hidden and isinstance(item.get("meta"), dict) and hidden in item["meta"]:
         item = {**item, "meta": {k: v for k, v in item["meta"].items() if k != hidden}}
     media_url = f"/api/items/{item['id']}/media" if item.get("media_path") else None
-    cells = table_cells(item["content"]) if project.config.modality == Modality.tabular else None
+    cells = None
+    if project.config.modality == Modality.tabular:
+        cells = table_cells(item["content"])
+        if cells is not None:
+            rank = {name: i for i, name in enumerate(_column_order(project))}
+            cells = dict(sorted(cells.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     return schemas.LeasedItem(**item, media_url=media_url, cells=cells)
+
+
+# (store, project id) -> (human label actions when ranked, columns in order)
+_COLUMN_ORDERS: dict[tuple[str, int], tuple[int, list[str]]] = {}
+
+
+def _column_order(project: Project) -> list[str]:
+    """The project's columns, most telling first, re-ranked when human label actions have
+    grown by a tenth (at least 10) since the last ranking; cheap between rankings."""
+    key = (str(project.db.engine.url), project.id)
+    count = human_label_count(project.db, project.id)
+    cached = _COLUMN_ORDERS.get(key)
+    if cached is not None and count - cached[0] < max(10, cached[0] // 10):
+        return cached[1]
+    order = project.column_order()
+    _COLUMN_ORDERS[key] = (count, order)
+    return order
 
 
 def table_cells(content: str) -> dict[str, Any] | None:

@@ -12,11 +12,17 @@ from labelloop.core.errors import LabelloopError
 from labelloop.embed.base import Embedder
 from labelloop.embed.cached import CachedEmbedder
 from labelloop.embed.image import ImageEmbedder
-from labelloop.embed.tabular import TableFeaturizer, TableSpec, fit_table_spec, parse_row
+from labelloop.embed.tabular import (
+    TableFeaturizer,
+    TableSpec,
+    column_importance,
+    fit_table_spec,
+    parse_row,
+)
 from labelloop.store.context import ProjectContext
 from labelloop.store.embeddings import StoreEmbeddingCache
 from labelloop.store.loop_state import latest_model_version, save_model_version
-from labelloop.store.reads import first_contents
+from labelloop.store.reads import final_labels_frame, first_contents
 
 TABLE_SPEC_KIND = "table_features"
 TABLE_SPEC_SAMPLE = 20_000  # rows the column kinds and statistics are fitted on
@@ -108,3 +114,13 @@ def project_table_spec(ctx: ProjectContext) -> TableSpec:
         training_key=spec.digest,
     )
     return spec
+
+
+def project_column_order(ctx: ProjectContext, max_rows: int = 5000) -> list[str]:
+    """A tabular project's columns, those that best separate people's labels first
+    (``column_importance`` over up to ``max_rows`` human labels; the file's order before any)."""
+    spec = project_table_spec(ctx)
+    humans = final_labels_frame(ctx.db, ctx.id, ("human",)).tail(max_rows)
+    rows = [parse_row(c) for c in humans["content"]]
+    labels = [ls[0] if len(ls) else "" for ls in humans["labels"]]
+    return [name for name, _ in column_importance(spec, rows, labels)]
