@@ -178,6 +178,19 @@ def test_image_folder(make_project, tmp_path: Path) -> None:
     assert set(items["meta"].map(lambda m: m["width"])) == {8}
 
 
+def test_an_image_folder_in_a_text_project_says_how_to_make_an_image_project(
+    make_project, tmp_path: Path
+) -> None:
+    """Issue 12: it used to quarantine every file with exit code 0 and no hint."""
+    p = make_project()  # modality text
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), "red").save(folder / "a.png")
+    with pytest.raises(IngestError, match="--modality image"):
+        p.ingest(folder)
+    assert p.status()["items"] == 0 and p.status()["quarantined"] == 0
+
+
 def test_dataframe_round_trip_of_status(make_project, tmp_path: Path) -> None:
     p = make_project()
     p.ingest(write_csv(tmp_path / "a.csv", GOOD_ROWS))

@@ -24,10 +24,11 @@ from labelloop.annotate.route import RouteReport, route
 from labelloop.annotate.suggest import SuggestReport, suggest
 from labelloop.core.config import (
     PROJECT_FILE,
+    Modality,
     ProjectConfig,
     parse_project_config,
 )
-from labelloop.core.errors import ConfigError, LabelError, LabelloopError, quoted
+from labelloop.core.errors import ConfigError, IngestError, LabelError, LabelloopError, quoted
 from labelloop.core.progress import Progress
 from labelloop.embed.factory import project_column_order, project_embedder
 from labelloop.interop import (
@@ -44,7 +45,7 @@ from labelloop.quality.gold import score_against_gold
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
-from labelloop.sources.readers import Reader, SqlReader, reader_for
+from labelloop.sources.readers import ImageFolderReader, Reader, SqlReader, reader_for
 from labelloop.sources.validate import reason_kind
 from labelloop.store import reads
 from labelloop.store.context import ProjectContext
@@ -143,6 +144,12 @@ class Project:
             if hasattr(source, "records")
             else reader_for(source, max_image_bytes=self.config.ingest.max_image_bytes)
         )
+        if isinstance(reader, ImageFolderReader) and self.config.modality != Modality.image:
+            raise IngestError(
+                f"{source}: a folder of images, but this project's modality is "
+                f"{self.config.modality}; an image project is made with "
+                "`labelloop init FOLDER --modality image --labels ...` (or `modality: image`)"
+            )
         return ingest(
             self.db,
             self.id,
@@ -261,7 +268,7 @@ class Project:
     def column_order(self) -> list[str]:
         """A tabular project's columns, those that best separate people's labels first (how the
         review page orders a row's cells). Raises for a project that is not tabular."""
-        if self.config.modality != "tabular":
+        if self.config.modality != Modality.tabular:
             raise LabelloopError(
                 f"column_order: the project is {self.config.modality}, not tabular"
             )
