@@ -52,6 +52,16 @@ def oracle_coverage(probs: np.ndarray, truth: np.ndarray, target: float) -> int:
     return covered
 
 
+def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The project file sections the command line overrides (``metrics``, ``loop``)."""
+    out: dict[str, dict[str, float]] = {}
+    if metrics_settings(args):
+        out["metrics"] = metrics_settings(args)
+    if args.recheck_cost_ratio is not None:
+        out["loop"] = {"recheck_cost_ratio": args.recheck_cost_ratio}
+    return out
+
+
 def metrics_settings(args: argparse.Namespace) -> dict[str, float]:
     """The ``metrics`` settings given on the command line (the project's defaults otherwise)."""
     keys = ("calibration_share", "calibration_min", "prior_strength")
@@ -75,7 +85,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         seed=seed,
         console=Console(file=io.StringIO()),
         noise=args.noise,
-        settings={"metrics": metrics_settings(args)} if metrics_settings(args) else None,
+        settings=project_settings(args) or None,
     )
     try:
         target = p.config.metrics.precision_target
@@ -161,6 +171,7 @@ def main() -> None:
     ap.add_argument("--calibration-share", type=float, default=None)
     ap.add_argument("--calibration-min", type=int, default=None)
     ap.add_argument("--prior-strength", type=float, default=None)
+    ap.add_argument("--recheck-cost-ratio", type=float, default=None)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labelloop-autolabel-"))
     rows = []
@@ -199,6 +210,11 @@ def main() -> None:
         f"--budget {args.budget} --retrain-every {args.retrain_every} --seeds {args.seeds}"
         + (f" --noise {args.noise}" if args.noise else "")
         + "".join(f" --{k.replace('_', '-')} {v}" for k, v in metrics_settings(args).items())
+        + (
+            f" --recheck-cost-ratio {args.recheck_cost_ratio}"
+            if args.recheck_cost_ratio is not None
+            else ""
+        )
     )
 
 
