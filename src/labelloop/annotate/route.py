@@ -15,7 +15,6 @@ on human labels, from every entrance (CLI, notebook, API, worker).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -43,7 +42,12 @@ from labelloop.routing.router import (
     route_sets,
 )
 from labelloop.routing.router import route as route_probs
-from labelloop.routing.sample import calibration_members, calibration_size, inclusion
+from labelloop.routing.sample import (
+    calibration_members,
+    calibration_size,
+    inclusion,
+    keyed_uniforms,
+)
 from labelloop.routing.sequential import tighten_thresholds
 from labelloop.routing.thresholds import (
     SetThreshold,
@@ -305,7 +309,9 @@ def route(
     report.grouped = int(waiting.sum())
     queue = ReviewQueue(ctx.db, ctx.id, cfg.task)
     plain = review & ~audit & ~sampled
-    overlap = plain & (_keyed_share(ids, "overlap") < cfg.review.overlap_share)
+    overlap = plain & (
+        keyed_uniforms([int(i) for i in ids], salt="overlap") < cfg.review.overlap_share
+    )
     queue.enqueue(
         ids[plain & ~overlap].tolist(), priority[plain & ~overlap].tolist(), reason="review"
     )
@@ -390,11 +396,12 @@ class CalibrationSample:
         if ctx.config.task != "single_label":
             return cls(frozenset(), 0, 0, {})
         rows = item_states(ctx.db, ctx.id)
-        idle = not any(r[1] == ItemState.auto for r in rows)
-        share = max(m.calibration_share, IDLE_SHARE) if idle and m.calibration_share else None
+        share = m.calibration_share
+        if share and not any(r[1] == ItemState.auto for r in rows):  # machines idle
+            share = max(share, IDLE_SHARE)
         size = calibration_size(
             human_labels,
-            share if share is not None else m.calibration_share,
+            share,
             m.calibration_min,
             lookahead=ctx.config.loop.retrain_every,
             pool=len(rows),
@@ -405,16 +412,6 @@ class CalibrationSample:
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return np.array([int(i) in self.members for i in ids], dtype=bool)
-
-    def evidence(self, ctx: ProjectContext, ids: np.ndarray) -> np.ndarray:
-        """Which of the human-labeled ``ids`` measure precision: items that were sent to people
-        as sample members (a ``calibration`` event), each a random draw from the items still
-        machines' to label when it was sent. A member people had labeled earlier for another
-        reason (an actively chosen, hard item) is left out, as machines will never label it.
-        Sent items stay evidence when later arrivals push them out of the current sample (the
-        draw keeps the smallest keys of a larger pool)."""
-        sent = event_item_ids(ctx.db, ctx.id, "calibration")
-        return np.array([int(i) in sent for i in ids], dtype=bool)
 
     def enqueue(self, ctx: ProjectContext, pending: np.ndarray, priority: np.ndarray) -> int:
         """Send sampled items to people ahead of the active-learning queue (queue reason
@@ -446,10 +443,19 @@ class CalibrationSample:
 
 
 def calibration_evidence(ctx: ProjectContext, item_ids: np.ndarray) -> np.ndarray | None:
-    """Which of the human-labeled ``item_ids`` belong to the random calibration sample (the
-    unbiased evidence, ``CalibrationSample.evidence``); None when the project has no sample."""
-    sample = CalibrationSample.draw(ctx, len(item_ids))
-    return sample.evidence(ctx, np.asarray(item_ids)) if sample.active else None
+    """Which of the human-labeled ``item_ids`` measure precision; None when the project keeps
+    no calibration sample (multi-label, or ``metrics.calibration_share`` 0).
+
+    The evidence is the items sent to people as sample members (a ``calibration`` event), each
+    a random draw from the items still machines' to label when it was sent. A member people had
+    labeled earlier for another reason (an actively chosen, hard item) is left out, as machines
+    will never label it. Sent items stay evidence when later arrivals push them out of the
+    current sample (the draw keeps the smallest keys of a larger pool), so the sample itself
+    need not be drawn here."""
+    if ctx.config.task != "single_label" or ctx.config.metrics.calibration_share == 0:
+        return None
+    sent = event_item_ids(ctx.db, ctx.id, "calibration")
+    return np.array([int(i) in sent for i in item_ids], dtype=bool)
 
 
 def _label_thresholds(
@@ -468,8 +474,8 @@ def _label_thresholds(
     calibrator = fit_calibrator(held_out, y)
     metrics = ctx.config.metrics
     names = labelers.label_names
-    if sample.active:
-        in_sample = sample.evidence(ctx, labelers.humans.item_ids)
+    in_sample = calibration_evidence(ctx, labelers.humans.item_ids) if sample.active else None
+    if in_sample is not None:
         thresholds = fit_sample_thresholds(
             calibrator.transform(held_out[in_sample]),
             y[in_sample],
@@ -525,19 +531,6 @@ def _set_threshold(
             audit["correct"].to_numpy(),
         )
     return threshold
-
-
-def _keyed_share(ids: np.ndarray, salt: str) -> np.ndarray:
-    """A uniform number in [0, 1) per item id, stable across runs (which items get overlap)."""
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(f"{salt}:{int(i)}".encode(), digest_size=8).digest(), "big"
-            )
-            / 2.0**64
-            for i in ids
-        ]
-    )
 
 
 def mix_in_gold(ctx: ProjectContext, n_queued: int, priority: np.ndarray) -> int:

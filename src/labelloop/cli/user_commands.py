@@ -35,6 +35,12 @@ def _read_password(password_stdin: bool) -> str:
     return password
 
 
+def _say(text: str) -> None:
+    """Print a line holding user names and values as they are (no Rich markup or highlighting
+    read into them, no cut at the terminal's width)."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
 def _when(dt: datetime | None) -> str:
     return f"{dt:%Y-%m-%d %H:%M} UTC" if dt is not None else "-"
 
@@ -67,9 +73,7 @@ def user_list(project: ProjectOpt = Path(".")) -> None:
         console.print("No users yet: labelloop user add NAME --role admin", highlight=False)
     for u in users:
         state = "" if u.active else "  (deactivated)"
-        console.print(
-            f"{u.username}  {u.role}{state}", highlight=False, markup=False, soft_wrap=True
-        )
+        _say(f"{u.username}  {u.role}{state}")
 
 
 @user_app.command("token")
@@ -98,16 +102,11 @@ def user_tokens(name: NameArg, project: ProjectOpt = Path(".")) -> None:
     with _open(project) as p:
         tokens = p.tokens(name)
     if not tokens:
-        console.print(
-            f"user {name!r} has no API tokens", highlight=False, markup=False, soft_wrap=True
-        )
+        _say(f"user {name!r} has no API tokens")
     for t in tokens:
-        console.print(
+        _say(
             f"{t.id}  {t.name}  {t.state}  created {_when(t.created_at)}  "
             f"expires {_when(t.expires_at)}  last used {_when(t.last_used_at)}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
         )
 
 
@@ -123,9 +122,7 @@ def user_revoke_tokens(
     """Revoke NAME's API tokens (all, or one with --token-id); they stop working at once."""
     with _open(project) as p:
         n = p.revoke_tokens(name, token_id)
-    console.print(
-        f"Revoked {n} API token(s) of {name!r}", highlight=False, markup=False, soft_wrap=True
-    )
+    _say(f"Revoked {n} API token(s) of {name!r}")
 
 
 @user_app.command("deactivate")
@@ -134,12 +131,9 @@ def user_deactivate(name: NameArg, project: ProjectOpt = Path(".")) -> None:
     """Stop NAME at once: tokens revoked, sessions ended, no login (not the last admin)."""
     with _open(project) as p:
         done = p.deactivate_user(name)
-    console.print(
+    _say(
         f"Deactivated {name!r}: {done.revoked_tokens} API token(s) revoked, "
         f"{done.ended_sessions} session(s) ended",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
     )
 
 
@@ -150,7 +144,7 @@ def user_reactivate(name: NameArg, project: ProjectOpt = Path(".")) -> None:
     with _open(project) as p:
         changed = p.reactivate_user(name)
     said = "Reactivated" if changed else "Already active:"
-    console.print(f"{said} {name!r}", highlight=False, markup=False, soft_wrap=True)
+    _say(f"{said} {name!r}")
 
 
 @user_app.command("passwd")
@@ -162,10 +156,7 @@ def user_passwd(
     password = _read_password(password_stdin)
     with _open(project) as p:
         done = p.set_password(name, password)
-    console.print(
+    _say(
         f"Password of {name!r} changed: {done.revoked_tokens} API token(s) revoked, "
         f"{done.ended_sessions} session(s) ended",
-        highlight=False,
-        markup=False,
-        soft_wrap=True,
     )

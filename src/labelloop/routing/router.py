@@ -12,14 +12,14 @@ the set's confidence reaches the one ``SetThreshold``, audits the same share, an
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from labelloop.core.probs import check_probs
+from labelloop.routing.sample import keyed_uniforms
 from labelloop.routing.thresholds import (
     BoundMethod,
     LabelThreshold,
@@ -68,15 +68,6 @@ class Decisions(_RoutingOutcome):
     audit: np.ndarray
 
 
-def _keyed_uniforms(keys: Sequence[object], seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per key, the same for the same (seed, key) in any batch."""
-    out = np.empty(len(keys), dtype=np.float64)
-    for i, key in enumerate(keys):
-        digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "big") / 2.0**64
-    return out
-
-
 def route(
     probs: np.ndarray,
     thresholds: ThresholdSet | np.ndarray | Sequence[float],
@@ -117,7 +108,7 @@ def _audit_draws(n: int, seed: int, keys: Sequence[object] | None) -> np.ndarray
         return np.random.default_rng(seed).random(n)
     if len(keys) != n:
         raise ValueError(f"keys: {len(keys)} keys for {n} items")
-    return _keyed_uniforms(keys, seed)
+    return keyed_uniforms(keys, salt=seed)
 
 
 @dataclass(frozen=True)
@@ -190,17 +181,9 @@ def adjust_thresholds(
     thresholds are refit with the new human labels. Labels whose shortfall may be chance keep
     their threshold, and no threshold falls here: lowering one needs a refit on more labels.
     """
-    labels = np.asarray(audit_labels, dtype=np.int64)
-    conf = np.asarray(audit_confidences, dtype=np.float64)
-    correct = np.asarray(audit_correct).astype(bool)
-    if not labels.shape == conf.shape == correct.shape or labels.ndim != 1:
-        raise ValueError(
-            "audit_labels, audit_confidences, audit_correct: expected 1-D arrays of one length, "
-            f"got {labels.shape}, {conf.shape}, {correct.shape}"
-        )
-    k = len(thresholds.labels)
-    if labels.size and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(f"audit_labels: values must be label indices in [0, {k})")
+    labels, conf, correct = audit_arrays(
+        len(thresholds.labels), audit_labels, audit_confidences, audit_correct
+    )
     target = thresholds.target
     new: list[LabelThreshold] = []
     for j, current in enumerate(thresholds.labels):
@@ -212,7 +195,7 @@ def adjust_thresholds(
         if high >= target:
             new.append(current)
             continue
-        raised = _raised_threshold(
+        raised = raised_threshold(
             conf[mask], correct[mask], current.threshold, target, min_remaining
         )
         reason = (
@@ -223,18 +206,40 @@ def adjust_thresholds(
     return replace(thresholds, labels=tuple(new))
 
 
-def _raised_threshold(
+def audit_arrays(
+    k: int, audit_labels: np.ndarray, audit_confidences: np.ndarray, audit_correct: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Audits as (label index, confidence, right) arrays, checked: 1-D, one length, labels in
+    [0, k)."""
+    labels = np.asarray(audit_labels, dtype=np.int64)
+    conf = np.asarray(audit_confidences, dtype=np.float64)
+    correct = np.asarray(audit_correct).astype(bool)
+    if not labels.shape == conf.shape == correct.shape or labels.ndim != 1:
+        raise ValueError(
+            "audit_labels, audit_confidences, audit_correct: expected 1-D arrays of one length, "
+            f"got {labels.shape}, {conf.shape}, {correct.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise ValueError(f"audit_labels: values must be label indices in [0, {k})")
+    return labels, conf, correct
+
+
+def raised_threshold(
     conf: np.ndarray,
     correct: np.ndarray,
     current: float,
     target: float,
     min_remaining: int,
+    passes: Callable[[np.ndarray], bool] | None = None,
 ) -> float:
+    """The lowest audited confidence above ``current`` whose audits at or above it (at least
+    ``min_remaining``) reach ``target`` by point estimate and, if given, ``passes``; inf when
+    none does."""
     for t in np.unique(conf[conf > current]):
         above = conf >= t
         if above.sum() < min_remaining:
             break
-        if correct[above].mean() >= target:
+        if correct[above].mean() >= target and (passes is None or passes(correct[above])):
             return float(t)
     return math.inf
 
@@ -268,7 +273,7 @@ def adjust_set_threshold(
     _, _, high = audited_precision(correct, alpha, method)
     if high >= target:
         return threshold
-    raised = _raised_threshold(conf, correct, threshold.threshold, target, min_remaining)
+    raised = raised_threshold(conf, correct, threshold.threshold, target, min_remaining)
     reason = (
         f"audit: set precision upper bound {high:.3f} < target {target} on "
         f"{conf.size} audited items"

@@ -31,8 +31,9 @@ import numpy as np
 CALIBRATION_SALT = "calibration"
 
 
-def keyed_uniforms(keys: Sequence[object], salt: str = CALIBRATION_SALT) -> np.ndarray:
-    """A uniform number in [0, 1) per key, the same for the same (salt, key) in any call."""
+def keyed_uniforms(keys: Sequence[object], salt: object = CALIBRATION_SALT) -> np.ndarray:
+    """A uniform number in [0, 1) per key, the same for the same (salt, key) in any call: the
+    one keyed draw of the project (the calibration sample, audits, overlap items)."""
     out = np.empty(len(keys), dtype=np.float64)
     for i, key in enumerate(keys):
         digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest()

@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 from scipy.special import betainc, betaln
 
+from labelloop.routing.router import audit_arrays, raised_threshold
 from labelloop.routing.thresholds import LabelThreshold, ThresholdSet
 
 
@@ -61,13 +62,9 @@ def tighten_thresholds(
     the current rule lets through). The new threshold is the lowest audited confidence above
     which at least ``min_remaining`` audits remain, the test no longer rejects and their share
     right reaches the target; inf (auto-accept nothing) when there is none."""
-    labels = np.asarray(audit_labels, dtype=np.int64)
-    conf = np.asarray(audit_confidences, dtype=np.float64)
-    correct = np.asarray(audit_correct).astype(bool)
-    if not labels.shape == conf.shape == correct.shape or labels.ndim != 1:
-        raise ValueError(
-            "audit_labels, audit_confidences, audit_correct: expected 1-D arrays of one length"
-        )
+    labels, conf, correct = audit_arrays(
+        len(thresholds.labels), audit_labels, audit_confidences, audit_correct
+    )
     target = thresholds.target
     if target >= 1.0:
         return thresholds
@@ -81,15 +78,15 @@ def tighten_thresholds(
         ):
             out.append(current)
             continue
-        raised = math.inf
         c, ok = conf[mask], correct[mask]
-        for t in np.unique(c[c > current.threshold]):
-            above = c >= t
-            if above.sum() < min_remaining:
-                break
-            if ok[above].mean() >= target and not below_target(ok[above], target, alpha):
-                raised = float(t)
-                break
+        raised = raised_threshold(
+            c,
+            ok,
+            current.threshold,
+            target,
+            min_remaining,
+            passes=lambda right: not below_target(right, target, alpha),
+        )
         reason = (
             f"audit: {int(ok.sum())} of {len(ok)} audited labels right, below target {target} "
             f"(sequential test, alpha {alpha})"

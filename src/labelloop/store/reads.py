@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, Select, bindparam, case, func, select, update
 
 from labelloop.store.db import Database
 from labelloop.store.interop import batches, final_labels_query
@@ -299,18 +299,24 @@ def items_queued_for_purpose(db: Database, project_id: int) -> list[tuple[int, s
     calibration sample, recheck, gold, overlap): people decide them, but they show the current
     models' suggestions like any other."""
     t = ItemRow.__table__
-    stmt = (
-        select(t.c.id, func.coalesce(t.c.media_path, t.c.content), t.c.content_hash)
-        .where(
-            t.c.project_id == project_id,
-            t.c.state == ItemState.queued,
-            t.c.queue_reason.is_not(None),
-            t.c.queue_reason != "review",
-        )
-        .order_by(t.c.id)
+    stmt = _embed_inputs(project_id).where(
+        t.c.state == ItemState.queued,
+        t.c.queue_reason.is_not(None),
+        t.c.queue_reason != "review",
     )
     with db.engine.connect() as conn:
         return [(int(r[0]), r[1], r[2]) for r in conn.execute(stmt)]
+
+
+def _embed_inputs(project_id: int) -> Select:
+    """(id, what the embedder reads, content hash) of a project's items, by id: the image file
+    for images, the text otherwise."""
+    t = ItemRow.__table__
+    return (
+        select(t.c.id, func.coalesce(t.c.media_path, t.c.content), t.c.content_hash)
+        .where(t.c.project_id == project_id)
+        .order_by(t.c.id)
+    )
 
 
 def items_in(
@@ -322,12 +328,7 @@ def items_in(
     (audit, recheck, gold, overlap) wait for people and are never re-decided by machines.
     """
     t = ItemRow.__table__
-    # What the embedder reads: the image file for images, the text otherwise.
-    stmt = (
-        select(t.c.id, func.coalesce(t.c.media_path, t.c.content), t.c.content_hash)
-        .where(t.c.project_id == project_id, t.c.state.in_(states))
-        .order_by(t.c.id)
-    )
+    stmt = _embed_inputs(project_id).where(t.c.state.in_(states))
     if ItemState.queued in states:
         stmt = stmt.where(
             (t.c.state != ItemState.queued)
