@@ -325,7 +325,7 @@ def route(
     report.gold = mix_in_gold(ctx, int(plain.sum()), priority)
     # Audit items jump the queue: their answers measure the precision of machine labels.
     queue.enqueue(ids[audit].tolist(), (priority[audit] + 10.0).tolist(), reason="audit")
-    report.calibration_queued = sample.enqueue(ctx, ids[sampled], priority[sampled])
+    report.calibration_queued = sample.enqueue(ctx, ids[sampled])
     report.auto = int(decisions.auto.sum())
     report.audit = int(audit.sum())
     report.queued = int(review.sum())
@@ -413,7 +413,7 @@ class CalibrationSample:
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return np.array([int(i) in self.members for i in ids], dtype=bool)
 
-    def enqueue(self, ctx: ProjectContext, pending: np.ndarray, priority: np.ndarray) -> int:
+    def enqueue(self, ctx: ProjectContext, pending: np.ndarray) -> int:
         """Send sampled items to people ahead of the active-learning queue (queue reason
         "audit": to a reviewer, a random check like the audits), with a ``calibration`` event
         recording the inclusion probability. ``pending``: sampled items this routing decided;
@@ -431,8 +431,11 @@ class CalibrationSample:
         ids = [int(i) for i in pending] + earlier
         # Ahead of everything, the cold start's typical items (+100) included: the first
         # calibration_min labels are the random sample, which is then the cold start too (never
-        # worse than random, and thresholds can exist as soon as the cold start is done).
-        prio = [float(p) + SAMPLE_PRIORITY for p in priority] + [SAMPLE_PRIORITY] * len(earlier)
+        # worse than random, and thresholds can exist as soon as the cold start is done). In the
+        # order of the keyed draw, not by active-learning priority: any part of the sample
+        # people have labeled so far is then itself a random sample (by priority, the first 50
+        # were the typical, easy items, and thresholds passed on them that the pool missed).
+        prio = (SAMPLE_PRIORITY + 1.0 - keyed_uniforms(ids)).tolist()
         ReviewQueue(ctx.db, ctx.id, ctx.config.task).enqueue(ids, prio, reason="audit")
         new = [i for i in ids if i not in done]
         with ctx.db.engine.begin() as conn:
