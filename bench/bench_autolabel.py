@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,8 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         _, probs, _ = loop.labelers.probs(vectors)
         truth = np.array([index.get(gold.get(c), -1) for c in rest["content"]])
         oracle = oracle_coverage(probs, truth, target)
+        if args.dump:
+            dump_state(Path(args.dump) / f"seed{seed}.npz", p, loop, probs, truth, names)
         with p.db.engine.connect() as conn:
             flagged = set(
                 conn.exec_driver_sql(
@@ -159,6 +162,33 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         p.close()
 
 
+def dump_state(
+    path: Path, p: Any, loop: Any, pool_probs: np.ndarray, truth: np.ndarray, names: list[str]
+) -> None:
+    """The loop's final evidence as arrays, to compare threshold rules offline without rerunning
+    the loop: held-out probabilities and labels of every human label, which of them are
+    calibration-sample evidence, the sample's inclusion probability, and the pool's
+    probabilities with the dataset's labels."""
+    from labelloop.annotate.route import CalibrationSample, calibration_evidence
+    from labelloop.store.reads import human_label_count
+
+    labelers = loop.labelers
+    ctx = p.ctx
+    in_sample = calibration_evidence(ctx, labelers.humans.item_ids)
+    sample = CalibrationSample.draw(ctx, human_label_count(p.db, p.id))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        held_out=labelers.held_out_probs,
+        y=labelers.held_out_y(),
+        in_sample=np.zeros(len(labelers.held_out_y()), bool) if in_sample is None else in_sample,
+        inclusion=sample.inclusion,
+        pool=pool_probs,
+        truth=truth,
+        names=np.array(names),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="../shared/data/youtube_spam/youtube_spam.csv")
@@ -172,6 +202,7 @@ def main() -> None:
     ap.add_argument("--calibration-min", type=int, default=None)
     ap.add_argument("--prior-strength", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
+    ap.add_argument("--dump", default=None, help="folder for each seed's final arrays (.npz)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labelloop-autolabel-"))
     rows = []

@@ -22,6 +22,7 @@ from labelloop.routing.thresholds import (
     effective_counts,
     fit_sample_thresholds,
     fit_thresholds,
+    passing_cut,
     shrunk_lower_bounds,
     weighted_precision_bound,
 )
@@ -175,6 +176,41 @@ def test_sample_thresholds_meet_the_target_per_class_on_the_pool() -> None:
         mine = auto & (pred == j)
         if mine.sum() >= 20:
             assert (y[mine] == j).mean() >= 0.9
+
+
+def test_passing_cut_stops_at_the_first_failure_below_a_pass() -> None:
+    # Bounds over ascending cuts: a lucky pass at index 1 below a failing stretch (2, 3).
+    lows = np.array([0.90, 0.96, 0.93, 0.94, 0.97, 0.98, 0.91])
+    assert passing_cut(lows, 0.95, scan="lowest") == 1
+    assert passing_cut(lows, 0.95) == 4  # from the top: 6 fails, 5 and 4 pass, 3 fails
+    assert passing_cut(np.array([0.96, 0.97, 0.99]), 0.95) == 0
+    assert passing_cut(np.array([0.9, 0.9]), 0.95) == -1
+    with pytest.raises(ValueError, match="scan"):
+        passing_cut(lows, 0.95, scan="best")  # type: ignore[arg-type]
+
+
+def test_first_run_scan_is_less_optimistic_than_the_lowest_pass() -> None:
+    """Over many small samples of a pool whose precision falls with confidence, the threshold
+    from the first passing run from the top realises the target on the pool more often than
+    the lowest passing cut, and never admits more items."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+    conf = rng.uniform(0.5, 1.0, n)
+    right = rng.random(n) < np.clip(0.55 + 0.45 * (conf - 0.5) / 0.5 + 0.03, 0, 1)
+    probs = np.c_[conf, 1 - conf]
+    y = np.where(right, 0, 1)
+    misses = {"lowest": 0, "first-run": 0}
+    for draw in range(40):
+        sample = rng.choice(n, 150, replace=False)
+        admitted = {}
+        for scan in misses:
+            ts = fit_sample_thresholds(probs[sample], y[sample], target=0.95, scan=scan)
+            auto = (conf >= ts.values[0]) & (conf >= 0.5)
+            admitted[scan] = int(auto.sum())
+            if auto.sum() >= 20 and right[auto].mean() < 0.95:
+                misses[scan] += 1
+        assert admitted["first-run"] <= admitted["lowest"], draw
+    assert misses["first-run"] <= misses["lowest"]
 
 
 def test_no_sample_labels_auto_accept_nothing() -> None:

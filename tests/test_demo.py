@@ -49,7 +49,19 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     assert (out / "report" / "machine_labels.png").stat().st_size > 1000
     # The loop as the service runs it: each retrain stored a model version, shown and saved.
     assert "Model versions" in report
-    checkpoints = json.loads((out / "report" / "checkpoints.json").read_text())["checkpoints"]
+    saved = json.loads((out / "report" / "checkpoints.json").read_text())
+    checkpoints = saved["checkpoints"]
+    # Per label: the rule in force, its evidence and what it produced, in the page and the JSON.
+    assert "<h2>Per label</h2>" in report
+    classes = {c["label"]: c for c in saved["classes"]}
+    assert set(classes) == {"ham", "spam"}
+    for c in classes.values():
+        assert (c["threshold"] is None) == bool(c["reason"])  # no rule, and it says why
+        assert c["machine_labels"] >= 0
+    assert sum(c["machine_labels"] for c in classes.values()) == checkpoints[-1]["auto_labeled"]
+    # The random baseline is a band over several draws, its mean inside it.
+    last = checkpoints[-1]
+    assert last["random_macro_f1_low"] <= last["random_macro_f1"] <= last["random_macro_f1_high"]
     versions = [c["model_version_id"] for c in checkpoints if c["model_version_id"]]
     assert versions and versions == sorted(set(versions))  # a new version per retrain
     # --retrain-every 20 retrains at 20 and 40 labels, not where a batch of 25 happens to end.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from labelloop.demo.run import DemoResult  # noqa: E402
+from labelloop.demo.run import RANDOM_SEEDS, DemoResult  # noqa: E402
 
 
 def _learning_curve(result: DemoResult, path: Path) -> None:
@@ -26,12 +27,22 @@ def _learning_curve(result: DemoResult, path: Path) -> None:
         label="labelloop loop (active learning)",
     )
     rnd = [c for c in cps if c.random_macro_f1 is not None]
+    x = [c.human_labels for c in rnd]
     ax.plot(
-        [c.human_labels for c in rnd],
+        x,
         [c.random_macro_f1 for c in rnd],
         "s--",
-        label="random sampling, no loop",
+        label=f"random sampling, no loop ({RANDOM_SEEDS} draws: mean, range)",
     )
+    band = [c for c in rnd if c.random_macro_f1_low is not None]
+    if band:
+        ax.fill_between(
+            [c.human_labels for c in band],
+            [c.random_macro_f1_low for c in band],
+            [c.random_macro_f1_high for c in band],
+            color="tab:orange",
+            alpha=0.2,
+        )
     ax.set_ylim(0, 1.0)  # from zero: gaps look as large as they are
     ax.set_xlabel("human labels")
     ax.set_ylabel(f"student macro-F1 on {result.test_items:,} held-out items")
@@ -113,21 +124,13 @@ def write_report(
     )
     _learning_curve(result, folder / "learning_curve.png")
     _machine_share(result, folder / "machine_labels.png")
-    last = result.checkpoints[-1] if result.checkpoints else None
     rows = "\n".join(
         f"<tr><td>{c.human_labels}</td><td>{_num(c.student_macro_f1)}</td><td>{_num(c.random_macro_f1)}</td>"
         f"<td>{c.auto_labeled:,}</td><td>{_pct(c.auto_share)}</td><td>{_pct(c.machine_precision_true)}</td>"
         f"<td>{_audited(c)}</td><td>{c.seconds:.0f}</td></tr>"
         for c in result.checkpoints
     )
-    saved = ""
-    if last is not None:
-        labeled_total = last.human_labels + last.auto_labeled
-        saved = (
-            f"<p><b>{labeled_total:,}</b> of {result.items:,} items have a label; people labeled "
-            f"<b>{last.human_labels:,}</b> of them and machines <b>{last.auto_labeled:,}</b> "
-            f"(precision target {target:.0%}): <b>{last.auto_labeled:,} human labels saved</b>.</p>"
-        )
+    saved = _saved_paragraph(result, target)
     sim = (
         '<p class="sim">SIMULATION: the reviewer was simulated; it answered with the dataset\'s own '
         "labels.</p>"
@@ -158,6 +161,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 <th>seconds</th></tr></thead><tbody>
 {rows}
 </tbody></table>
+{_class_table(result, target)}
 {_versions_table(result)}
 {_llm_paragraph(result)}
 {_bias_table(bias)}
@@ -170,6 +174,75 @@ share that people re-checked.</p>
     out = folder / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _saved_paragraph(result: DemoResult, target: float) -> str:
+    """Who labeled what, and when machines labeled nothing, why (the labels' stated reasons)."""
+    last = result.checkpoints[-1] if result.checkpoints else None
+    if last is None:
+        return ""
+    saved = last.auto_labeled + last.propagated
+    copied = (
+        f" and <b>{last.propagated:,}</b> took a person's label as near-duplicates of an item "
+        f"people labeled (precision against the dataset {_pct(last.propagated_precision_true)})"
+        if last.propagated
+        else ""
+    )
+    out = (
+        f"<p><b>{last.human_labels + saved:,}</b> of {result.items:,} items have a label: people "
+        f"labeled <b>{last.human_labels:,}</b>, machines <b>{last.auto_labeled:,}</b> at a "
+        f"precision target of {target:.0%}{copied}. <b>{saved:,} human labels saved</b>.</p>"
+    )
+    if last.auto_labeled == 0 and result.classes:
+        reasons = Counter(
+            c["reason"] or "auto-accepts, but no item reached its threshold" for c in result.classes
+        )
+        items = "".join(
+            f"<li>{html.escape(r)} ({n} label{'s' if n > 1 else ''})</li>"
+            for r, n in reasons.most_common()
+        )
+        out += (
+            "<p>Why machines labeled nothing: no label's rule could promise the target yet. "
+            "More labels on the calibration sample (the random items people see first) narrow "
+            f"the bounds; a lower <code>metrics.precision_target</code> passes sooner.</p><ul>{items}</ul>"
+        )
+    return out
+
+
+def _class_table(result: DemoResult, target: float) -> str:
+    """Per label: its auto-accept rule, the evidence behind it, and what it produced."""
+    if not result.classes:
+        return ""
+    simulated = any(c["precision_true"] is not None for c in result.classes) or result.simulated
+    rows = []
+    for c in sorted(result.classes, key=lambda c: (-c["machine_labels"], c["label"])):
+        rule = f"confidence &ge; {c['threshold']:.3f}" if c["threshold"] is not None else "none"
+        true = _pct(c["precision_true"])
+        if (
+            c["precision_true"] is not None
+            and c["machine_labels"] >= 20
+            and c["precision_true"] < target
+        ):
+            true = f"<b>{true}</b>"
+        rows.append(
+            f"<tr><td>{html.escape(str(c['label']))}</td><td>{rule}</td><td>{c['evidence']:,}</td>"
+            f"<td>{_pct(c['evidence_precision'])}</td><td>{_pct(c['lower_bound'])}</td>"
+            f"<td>{c['machine_labels']:,}</td>"
+            + (f"<td>{true}</td>" if simulated else "")
+            + f"<td>{html.escape(c['reason'] or '')}</td></tr>"
+        )
+    head_true = "<th>precision (dataset labels)</th>" if simulated else ""
+    return (
+        "<h2>Per label</h2><p>Each label auto-accepts items whose calibrated confidence reaches "
+        "its threshold, fit on the calibration sample with strength borrowed from the other "
+        f"labels: its evidence is the sampled items above the threshold (effective count), their "
+        f"share right and the 95% lower bound that must reach {target:.0%}. Audits of machine "
+        "labels raise a threshold that falls short. Bold: a label with 20 or more machine "
+        "labels below target.</p>"
+        f"<table><thead><tr><th>label</th><th>rule</th><th>evidence</th><th>right</th>"
+        f"<th>lower bound</th><th>machine labels</th>{head_true}<th>why not auto-accepted</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _versions_table(result: DemoResult) -> str:

@@ -10,6 +10,7 @@ picked at random (no loop), and both end in an HTML report with PNG charts.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from labelloop.store.context import ProjectContext
 from labelloop.store.reads import human_label_count
 
 SIMULATED = "simulated-reviewer"
+RANDOM_SEEDS = 3  # random-sampling baselines per checkpoint: one draw is too noisy to compare
 
 
 @dataclass
@@ -58,6 +60,11 @@ class Checkpoint:
     rechecks: int = 0  # labels this retrain sent to a second person
     refreshed: int = 0  # pending items given the new model's suggestions
     retrain_seconds: float | None = None
+    # Random sampling over RANDOM_SEEDS draws: random_macro_f1 is their mean, these the range.
+    random_macro_f1_low: float | None = None
+    random_macro_f1_high: float | None = None
+    propagated: int = 0  # items given a person's label as a near-duplicate of the one labeled
+    propagated_precision_true: float | None = None  # against the dataset's labels (simulation)
 
 
 @dataclass
@@ -71,6 +78,8 @@ class DemoResult:
     llm: str | None = None
     # Simulation with noise: items the simulated reviewer labeled wrongly on first sight.
     wrong_answers: list[int] = field(default_factory=list)
+    # Per label at the end: its auto-accept rule and why, and what machines labeled with it.
+    classes: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,8 +136,10 @@ class _Evaluator:
         self.test_vectors = loop.embedder.embed(list(test["text"]))
         self.test_y = test["label"].to_numpy()
         self.pool = pool
-        self.rng = np.random.default_rng(seed)
-        self.pool_order = self.rng.permutation(len(pool))
+        self.pool_orders = [
+            np.random.default_rng([seed, draw]).permutation(len(pool))
+            for draw in range(RANDOM_SEEDS)
+        ]
         self._pool_vectors: np.ndarray | None = None
 
     def _f1(self, vectors: np.ndarray, labels: list[str]) -> float | None:
@@ -146,30 +157,43 @@ class _Evaluator:
             return None
         return self._f1(humans.vectors, list(humans.labels))
 
-    def random_f1(self, n: int) -> float | None:
+    def random_f1(self, n: int) -> tuple[float | None, float | None, float | None]:
+        """(mean, lowest, highest) macro-F1 of students on ``n`` random pool labels, one per
+        draw; Nones when no draw has two labels yet."""
         if n == 0:
-            return None
+            return None, None, None
         if self._pool_vectors is None:
             self._pool_vectors = self.loop.embedder.embed(list(self.pool["text"]))
-        idx = self.pool_order[: min(n, len(self.pool))]
-        return self._f1(self._pool_vectors[idx], list(self.pool["label"].to_numpy()[idx]))
+        labels = self.pool["label"].to_numpy()
+        scores = []
+        for order in self.pool_orders:
+            idx = order[: min(n, len(self.pool))]
+            f1 = self._f1(self._pool_vectors[idx], list(labels[idx]))
+            if f1 is not None:
+                scores.append(f1)
+        if not scores:
+            return None, None, None
+        return float(np.mean(scores)), min(scores), max(scores)
+
+
+def _precision_against(frame: pd.DataFrame, gold: dict[str, str]) -> float | None:
+    """Share of the final labels in ``frame`` that match the dataset's label (None if empty)."""
+    if frame.empty:
+        return None
+    return float(
+        np.mean(
+            [ls[0] == gold.get(c) for c, ls in zip(frame["content"], frame["labels"], strict=True)]
+        )
+    )
 
 
 def _machine_stats(p: Project, gold: dict[str, str]) -> dict[str, Any]:
-    """Machine-labeled share, their precision against the dataset, and the audited precision."""
+    """Machine-labeled share, their precision against the dataset, the audited precision, and
+    the labels copied to near-duplicates."""
     fl = p.final_labels()
     machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
+    copied = fl[fl["source_kind"] == "propagated"] if not fl.empty else fl
     total = p.count()
-    true_prec = None
-    if len(machine):
-        true_prec = float(
-            np.mean(
-                [
-                    ls[0] == gold.get(c)
-                    for c, ls in zip(machine["content"], machine["labels"], strict=True)
-                ]
-            )
-        )
     audit = p.audit_results()
     est = low = high = None
     if len(audit):
@@ -177,12 +201,50 @@ def _machine_stats(p: Project, gold: dict[str, str]) -> dict[str, Any]:
     return {
         "auto_labeled": int(len(machine)),
         "auto_share": len(machine) / total if total else 0.0,
-        "machine_precision_true": true_prec,
+        "machine_precision_true": _precision_against(machine, gold),
         "audited": int(len(audit)),
         "audited_precision": est,
         "audited_low": low,
         "audited_high": high,
+        "propagated": int(len(copied)),
+        "propagated_precision_true": _precision_against(copied, gold),
     }
+
+
+def _finite(x: Any) -> float | None:
+    """``x`` as a float, or None where it is inf or nan (they are not JSON)."""
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def class_table(
+    thresholds: list[dict[str, Any]], machine: pd.DataFrame, gold: dict[str, str] | None
+) -> list[dict[str, Any]]:
+    """Per label: the routing rule in force (threshold, evidence, why it auto-accepts nothing)
+    and the machine labels it produced, with their precision against ``gold`` (the dataset's
+    labels, simulation only; None otherwise)."""
+    given = [ls[0] for ls in machine["labels"]] if len(machine) else []
+    right = (
+        [g == gold.get(c) for g, c in zip(given, machine["content"], strict=True)]
+        if gold is not None and len(machine)
+        else []
+    )
+    out = []
+    for t in thresholds:
+        mine = [r for g, r in zip(given, right, strict=False) if g == t["label"]]
+        count = sum(1 for g in given if g == t["label"])
+        out.append(
+            {
+                "label": t["label"],
+                "threshold": _finite(t["threshold"]),  # None: auto-accepts nothing
+                "evidence": t["support"],
+                "evidence_precision": _finite(t["precision"]),
+                "lower_bound": _finite(t["lower_bound"]),
+                "reason": t.get("reason", ""),
+                "machine_labels": count,
+                "precision_true": float(np.mean(mine)) if mine else None,
+            }
+        )
+    return out
 
 
 def _llm_stats(p: Project, gold: dict[str, str], labeler: str) -> dict[str, Any]:
@@ -296,11 +358,14 @@ def run_demo(
                 refreshed=r.route.refreshed,
                 retrain_seconds=r.seconds,
             )
+        rnd, rnd_low, rnd_high = evaluator.random_f1(n)
         cp = Checkpoint(
             n,
             evaluator.loop_f1(),
-            evaluator.random_f1(n),
+            rnd,
             seconds=time.perf_counter() - started,
+            random_macro_f1_low=rnd_low,
+            random_macro_f1_high=rnd_high,
             **stats,
         )
         result.checkpoints.append(cp)
@@ -360,6 +425,10 @@ def run_demo(
         loop.retrain()
         checkpoint()
     result.wrong_answers = sorted(wrong)
+    if loop.history:
+        fl = p.final_labels()
+        machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
+        result.classes = class_table(loop.history[-1].route.thresholds, machine, gold)
     return result, p, loop
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
@@ -343,6 +344,7 @@ def fit_sample_thresholds(
     max_strength: float = 20.0,
     label_names: Sequence[str] | None = None,
     max_cuts: int = 256,
+    scan: ScanRule = "first-run",
 ) -> ThresholdSet:
     """Per-label thresholds from a random sample of the pool (``probs`` of sampled items, their
     human labels ``y``, ``weights`` 1 / inclusion probability), with per-class shrinkage.
@@ -350,8 +352,8 @@ def fit_sample_thresholds(
     For each candidate cut t and each label j, the sampled items predicted j with confidence
     >= t give weighted effective counts (``effective_counts``); label j's bound at t is the
     lower quantile of its empirical-Bayes posterior (``shrunk_lower_bounds``) with the prior
-    taken from the other labels at the same cut. Label j's threshold is the lowest cut whose
-    bound is >= ``target``; inf when none is. So every label meets the target on its own
+    taken from the other labels at the same cut. Label j's threshold is the cut ``passing_cut``
+    picks among those whose bound is >= ``target`` (``scan``); inf when none is. So every label meets the target on its own
     evidence plus what it may borrow, rare labels included, and a label with no sampled item
     above a cut can still pass it when the others are precise there (the audits check it).
 
@@ -373,9 +375,37 @@ def fit_sample_thresholds(
         empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
         labels = tuple(replace(empty, label=name) for name in names)
         return ThresholdSet(labels, target, alpha, SHRUNK_METHOD, 0)
+    cuts, lows, k_eff, n_eff = sample_bounds_by_cut(probs, y, w, alpha, max_strength, max_cuts)
+    out = []
+    for j in range(k):
+        g = passing_cut(lows[:, j], target, scan)
+        support = int(round(n_eff[g if g >= 0 else -1, j]))
+        if g >= 0:
+            prec = float(k_eff[g, j] / n_eff[g, j]) if n_eff[g, j] > 0 else math.nan
+            out.append(LabelThreshold(names[j], float(cuts[g]), support, prec, float(lows[g, j])))
+        else:
+            prec = float(k_eff[-1, j] / n_eff[-1, j]) if n_eff[-1, j] > 0 else math.nan
+            best = float(lows[:, j].max())
+            why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
+            out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
+    return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)
+
+
+def sample_bounds_by_cut(
+    probs: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    alpha: float,
+    max_strength: float,
+    max_cuts: int = 256,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(cuts ascending, and per cut and label: shrunk lower bound, effective right, effective n)
+    of the sampled items predicted as each label with confidence >= the cut."""
+    n, k = probs.shape
     pred = probs.argmax(axis=1)
     conf = probs[np.arange(n), pred]
     correct = (pred == y).astype(np.float64)
+    w = weights
     cuts = candidate_cuts(conf, max_cuts)
     lows = np.zeros((len(cuts), k))
     k_eff = np.zeros((len(cuts), k))
@@ -389,16 +419,27 @@ def fit_sample_thresholds(
             n_eff[g] = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
             k_eff[g] = np.where(sw > 0, swc / np.where(sw > 0, sw, 1.0), 0.0) * n_eff[g]
         lows[g] = shrunk_lower_bounds(k_eff[g], n_eff[g], alpha, max_strength)
-    out = []
-    for j in range(k):
-        passing = np.flatnonzero(lows[:, j] >= target)
-        g = int(passing[0]) if len(passing) else len(cuts) - 1
-        support = int(round(n_eff[g, j]))
-        prec = float(k_eff[g, j] / n_eff[g, j]) if n_eff[g, j] > 0 else math.nan
-        if len(passing):
-            out.append(LabelThreshold(names[j], float(cuts[g]), support, prec, float(lows[g, j])))
-        else:
-            best = float(lows[:, j].max())
-            why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
-            out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
-    return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)
+    return cuts, lows, k_eff, n_eff
+
+
+ScanRule = Literal["lowest", "first-run"]
+
+
+def passing_cut(lows: np.ndarray, target: float, scan: ScanRule = "first-run") -> int:
+    """Index of the chosen cut among ascending cuts with bounds ``lows``, or -1 when none passes.
+
+    "lowest": the lowest cut whose bound reaches ``target``. Trying hundreds of cuts and keeping
+    the lowest that passes is optimistic: one lucky dip of wrong answers below a failing stretch
+    passes. "first-run": scanning from the highest cut down, the lowest cut of the first run of
+    passing cuts; the scan stops at the first failure after a pass (a fixed-sequence test, as
+    in Learn-then-Test, started where the evidence first suffices)."""
+    ok = np.asarray(lows) >= target
+    if not ok.any():
+        return -1
+    if scan == "lowest":
+        return int(np.flatnonzero(ok)[0])
+    if scan != "first-run":
+        raise ValueError(f"scan={scan!r}: expected 'lowest' or 'first-run'")
+    top = int(np.flatnonzero(ok)[-1])
+    fails_below = np.flatnonzero(~ok[:top])
+    return int(fails_below[-1] + 1) if len(fails_below) else 0
