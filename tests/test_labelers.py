@@ -22,6 +22,7 @@ from labelloop.labelers.cascade import Cascade, CascadePolicy, select_for_expens
 from labelloop.labelers.ensemble import (
     EnsembleLabeler,
     combine_probs,
+    cross_validated_lift,
     disagreement,
     fit_pool_weights,
     fit_sharpness,
@@ -273,6 +274,22 @@ def test_stacking_weights_favour_the_better_labeler() -> None:
     assert w[1] > 0.8 and np.isclose(w.sum(), 1.0)
     P = combine_probs(np.stack([noise, good]), w)
     assert np.allclose(P.sum(axis=1), 1.0)
+
+
+def test_cross_validated_lift_tells_a_helpful_member_from_noise() -> None:
+    rng = np.random.default_rng(5)
+    n, k = 200, 3
+    y = rng.integers(0, k, n)
+    base = np.full((n, k), 0.2)
+    base[np.arange(n), np.where(rng.uniform(size=n) < 0.7, y, (y + 1) % k)] = 0.6
+    good = np.full((n, k), 0.05)
+    good[np.arange(n), np.where(rng.uniform(size=n) < 0.95, y, (y + 2) % k)] = 0.9
+    w, alone, pooled = cross_validated_lift(np.stack([base, good]), y)
+    assert pooled < alone and w[1] > 0.5
+    # A member that answers one label whatever the item: no held-out lift.
+    stuck = np.tile(np.eye(k)[0] * 0.9 + 0.05, (n, 1))
+    _, alone, pooled = cross_validated_lift(np.stack([base, stuck]), y)
+    assert pooled >= alone - 1e-3
 
 
 def test_sharpening_fixes_an_underconfident_pool() -> None:

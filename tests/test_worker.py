@@ -333,9 +333,14 @@ def test_serve_retrains_from_reviewers_labels_with_nothing_else_run(tmp_path, sm
     json.dumps(status)  # the status is plain JSON
 
 
-def test_route_pools_the_llm_answers_suggest_stored_from_any_entrance(tmp_path, sms) -> None:
+@pytest.mark.parametrize("skewed", [False, True])
+def test_route_pools_the_llm_answers_suggest_stored_from_any_entrance(
+    tmp_path, sms, skewed: bool
+) -> None:
     """The LLM's stored answers reach routing without the LLM being asked again: a plain
-    ``Project.route()`` (CLI, notebook) learns its weight on human-labeled items it answered."""
+    ``Project.route()`` (CLI, notebook) learns its weight on human-labeled items it answered.
+    One that says spam for most items (``skewed``), though right on every spam, is flagged by
+    the bias checks and weighs little."""
     from labelloop.core.types import Suggestion
     from labelloop.store.labels import add_suggestions
 
@@ -365,15 +370,24 @@ def test_route_pools_the_llm_answers_suggest_stored_from_any_entrance(tmp_path, 
             content_hash=h,
             labeler="llm:m",
             labeler_version="m/v1",
-            probs={n: float(n == gold[c]) for n in SMS_SPAM_LABELS},
+            probs={
+                n: float(n == ("spam" if skewed and k % 4 else gold[c])) for n in SMS_SPAM_LABELS
+            },
             confidence=1.0,
         )
-        for i, c, h in zip(items["id"], items["content"], items["content_hash"], strict=True)
+        for k, (i, c, h) in enumerate(
+            zip(items["id"], items["content"], items["content_hash"], strict=True)
+        )
     ]
     with p.db.engine.begin() as conn:
         add_suggestions(conn, answers)
     r = p.route()
-    assert r.llm_weight > 0.5  # learned on the 40 human labels it also answered
+    if skewed:
+        assert r.llm_weight <= 0.2 and "bias checks flag it" in r.llm_weight_note
+        p.close()
+        return
+    assert r.llm_weight > 0.5  # learned on the 40 sampled human labels it also answered
+    assert "fit on 40 calibration sample items" in r.llm_weight_note, r.llm_weight_note
     off = Project.open(p.folder)
     try:
         off.config.labelers.llm.enabled = False  # switched off: its answers are not used

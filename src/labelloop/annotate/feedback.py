@@ -42,8 +42,6 @@ from labelloop.store.events import log_event
 from labelloop.store.loop_state import count_events, last_event, latest_model_version
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
-    event_item_ids,
-    final_labels_frame,
     human_label_count,
     items_in,
     rechecked_before,
@@ -157,9 +155,9 @@ def retrain(
     )
     issues: list[dict[str, Any]] = []
     if flag_label_issues:
-        issues = recheck_label_issues(ctx, labelers) + recheck_machine_labels(
-            ctx, labelers, embedder
-        )
+        # Machine labels the retrained models no longer give were taken back by route
+        # (revisit_machine_labels), at no human cost: only human labels go to a second person.
+        issues = recheck_label_issues(ctx, labelers)
     prev_metrics = previous.metrics if previous else {}
     report = RetrainReport(
         n_labels=len(labelers.humans),
@@ -266,58 +264,6 @@ def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict
                 f"p={probs[j, best]:.2f}; P(label wrong)={p_wrong[j]:.2f}",
             }
         )
-    if out:
-        ReviewQueue(ctx.db, ctx.id, ctx.config.task).recheck(
-            [o["item_id"] for o in out], [o["reason"] for o in out]
-        )
-    return out
-
-
-def recheck_machine_labels(
-    ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder, limit: int = 50
-) -> list[dict[str, Any]]:
-    """Machine labels the retrained models now contradict go to a person, when that pays.
-
-    A machine label's chance of being wrong is the retrained ensemble's probability of the
-    other labels; it is sent when that exceeds ``loop.recheck_cost_ratio``, most likely wrong
-    first, at most ``limit`` per retrain and within what is left of the recheck budget after
-    the human labels' rechecks. Items already rechecked once are left alone.
-    """
-    if labelers.task != "single_label" or len(labelers.held_out_probs) < 30:
-        return []
-    budget = min(limit, recheck_budget(ctx))
-    if budget <= 0:
-        return []
-    machine = final_labels_frame(ctx.db, ctx.id, ("machine",))
-    if machine.empty:
-        return []
-    names = labelers.label_names
-    index = {n: i for i, n in enumerate(names)}
-    given = np.array([index.get(ls[0], -1) for ls in machine["labels"]])
-    rechecked = event_item_ids(ctx.db, ctx.id, "label_issue")
-    keep = (given >= 0) & ~machine["item_id"].isin(rechecked).to_numpy()
-    machine, given = machine[keep], given[keep]
-    if machine.empty:
-        return []
-    what = [
-        m if isinstance(m, str) and m else c
-        for c, m in zip(machine["content"], machine["media_path"], strict=True)
-    ]
-    _, probs, _ = labelers.probs(embedder.embed(what))
-    rows = np.arange(len(given))
-    p_wrong = 1.0 - probs[rows, given]
-    picked = choose_rechecks(p_wrong, ctx.config.loop.recheck_cost_ratio, budget)
-    others = probs.copy()
-    others[rows, given] = -1.0
-    best = others.argmax(axis=1)
-    out = [
-        {
-            "item_id": int(machine["item_id"].iloc[j]),
-            "reason": f"machines said {names[given[j]]}; retrained, they say {names[best[j]]} "
-            f"with p={probs[j, best[j]]:.2f}",
-        }
-        for j in picked
-    ]
     if out:
         ReviewQueue(ctx.db, ctx.id, ctx.config.task).recheck(
             [o["item_id"] for o in out], [o["reason"] for o in out]

@@ -15,6 +15,7 @@ on human labels, from every entrance (CLI, notebook, API, worker).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -25,11 +26,12 @@ from labelloop.active.acquisition import label_set_uncertainty, margin_score
 from labelloop.active.dedup import near_duplicate_groups, representatives
 from labelloop.active.diversity import density, typiclust_cold_start
 from labelloop.active.priority import combined_priority
+from labelloop.annotate.checks import labeler_bias
 from labelloop.annotate.suggest import refresh_suggestions
 from labelloop.core.probs import encode_labels, is_multi_label
 from labelloop.embed.base import Embedder
 from labelloop.embed.factory import project_embedder
-from labelloop.labelers.ensemble import combine_probs, fit_pool_weights
+from labelloop.labelers.ensemble import combine_probs, cross_validated_lift
 from labelloop.labelers.factory import LabelerSet, current_labelers
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import WRITE_CHUNK, ReviewQueue
@@ -59,10 +61,12 @@ from labelloop.routing.thresholds import (
 from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
 from labelloop.store.labels import set_final_labels
+from labelloop.store.machine_labels import revoke_machine_labels
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
     audit_results,
     event_item_ids,
+    final_labels_frame,
     group_items,
     item_states,
     items_in,
@@ -81,6 +85,7 @@ class RouteReport:
     queued: int = 0
     grouped: int = 0  # near-duplicates waiting for their representative's label
     llm_weight: float = 0.0  # weight of the LLM's answers in the pooled probabilities
+    llm_weight_note: str = ""  # what that weight was measured on (ExpensiveWeight.note)
     overlap: int = 0  # review items that k people label (agreement)
     gold: int = 0  # gold items mixed into the queue (reviewer scoring)
     human_labels: int = 0
@@ -89,6 +94,7 @@ class RouteReport:
     calibration_labeled: int = 0  # of those, the ones people labeled: the thresholds' evidence
     calibration_queued: int = 0  # sample items this routing sent to people
     calibration: str = ""
+    revoked: int = 0  # machine labels the current models and thresholds no longer support
     thresholds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -123,18 +129,51 @@ def expensive_probs(
     return out
 
 
+BIASED_WEIGHT_CAP = 0.2  # the most a labeler the bias checks flag may weigh in the pool
+
+
+@dataclass(frozen=True)
+class ExpensiveWeight:
+    """The expensive labeler's weight in the pool and what it was measured on."""
+
+    weight: float
+    items: int  # human-labeled items it answered that the weight was fit on
+    basis: str  # "calibration sample", "human labels" or "" (not measured)
+    loss_alone: float = math.nan  # held-out log-loss of the cheap ensemble on those items
+    loss_pooled: float = math.nan  # and of the pool with the expensive labeler in it
+    flagged: bool = False  # the bias checks flag it: weight capped at BIASED_WEIGHT_CAP
+
+    def note(self) -> str:
+        if not self.basis:
+            return f"not measured: {self.items} items it answered have a usable human label"
+        lift = f"held-out log-loss {self.loss_alone:.3f} without it, {self.loss_pooled:.3f} with it"
+        capped = f"; bias checks flag it, capped at {BIASED_WEIGHT_CAP}" if self.flagged else ""
+        return f"fit on {self.items} {self.basis} items it answered; {lift}{capped}"
+
+
 def expensive_weight(
     ctx: ProjectContext, labeler: str, labelers: LabelerSet, min_items: int = 20
-) -> float:
+) -> ExpensiveWeight:
     """The weight of the expensive labeler in the pool, learned on human-labeled items it
-    also answered (against the cheap ensemble's held-out probabilities). With fewer than
-    ``min_items`` such items it is 0: a labeler not yet measured does not move labels."""
+    also answered (against the cheap ensemble's held-out probabilities).
+
+    On an unbiased basis: where the project keeps a calibration sample, only sampled items
+    count (actively chosen items are the hard ones, where the cheap labelers are weakest, so
+    any second opinion looks good there). The weight is 0 with fewer than ``min_items`` such
+    items, and 0 unless pooling lowers the held-out log-loss under cross-validation (measured
+    lift, not in-sample fit); a labeler the bias checks flag (``labeler_bias``: one label far
+    more often than people give it) weighs at most ``BIASED_WEIGHT_CAP``."""
     multi = is_multi_label(labelers.task)
     human_ids = [int(i) for i in labelers.humans.item_ids]
     answered = expensive_probs(ctx, labeler, human_ids, labelers.label_names, multi)
-    if len(answered) < min_items or not len(labelers.held_out_probs):
-        return 0.0
     rows = [k for k, i in enumerate(human_ids) if i in answered]
+    evidence = calibration_evidence(ctx, labelers.humans.item_ids)
+    basis = "human labels"
+    if evidence is not None:
+        rows = [k for k in rows if evidence[k]]
+        basis = "calibration sample"
+    if len(rows) < min_items or not len(labelers.held_out_probs):
+        return ExpensiveWeight(0.0, len(rows), "")
     stack = np.stack(
         [labelers.held_out_probs[rows], np.stack([answered[human_ids[k]] for k in rows])]
     )
@@ -143,7 +182,13 @@ def expensive_weight(
         if multi
         else labelers.held_out_y()
     )
-    return float(fit_pool_weights(stack, y[rows], labelers.task)[1])
+    weights, alone, pooled = cross_validated_lift(stack, y[rows], labelers.task)
+    weight = float(weights[1]) if pooled < alone else 0.0
+    bias = labeler_bias(ctx)
+    flagged = bool(len(bias) and bias.loc[bias["labeler"] == labeler, "flagged"].astype(bool).any())
+    if flagged:
+        weight = min(weight, BIASED_WEIGHT_CAP)
+    return ExpensiveWeight(weight, len(rows), basis, alone, pooled, flagged)
 
 
 def blend_expensive(
@@ -206,7 +251,9 @@ def route(
     if llm_labeler is None and use_stored_llm:
         llm_labeler = stored_llm_labeler(ctx)
     if llm_labeler is not None:
-        weight = expensive_weight(ctx, llm_labeler, labelers)
+        measured = expensive_weight(ctx, llm_labeler, labelers)
+        weight = measured.weight
+        report.llm_weight_note = measured.note()
         held_out = blend_expensive(
             ctx, llm_labeler, names, labelers.humans.item_ids, held_out, weight, cfg.task
         )
@@ -228,6 +275,11 @@ def route(
         )
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
+        back = revisit_machine_labels(
+            ctx, labelers, embedder, calibrator, thresholds, llm_labeler, weight
+        )
+        report.revoked = len(back)
+        pending = sorted(pending + back)
 
     ids = np.array([p[0] for p in pending], dtype=np.int64)
     t0 = time.perf_counter()
@@ -331,6 +383,56 @@ def route(
     report.queued = int(review.sum())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def revisit_machine_labels(
+    ctx: ProjectContext,
+    labelers: LabelerSet,
+    embedder: Embedder,
+    calibrator: Calibrator,
+    thresholds: ThresholdSet,
+    llm_labeler: str | None,
+    weight: float,
+) -> list[tuple[int, str, str]]:
+    """Take back the machine labels the current models and thresholds no longer give: those
+    whose item's calibrated confidence is now below its predicted label's threshold, or whose
+    predicted label changed. They return to the routing pool (returned, as ``items_in`` rows),
+    where the current rule labels them again or sends them to people.
+
+    Why: a machine label is a decision of the models and thresholds of its day. Kept as it was,
+    labels an early model gave under thresholds later raised stay wrong: on banking77 (issue
+    10), 17 of 75 intents ended below target in the loop while the final models, applied to
+    the same pool, left 5 below. Revisiting costs no human work, where sending contradicted
+    machine labels to a second person (as before) spent the recheck budget on them."""
+    done = items_in(ctx.db, ctx.id, (ItemState.auto,))
+    if not done:
+        return []
+    given_frame = final_labels_frame(ctx.db, ctx.id, ("machine",))
+    given_by_id = {
+        int(i): (ls[0] if ls else None)
+        for i, ls in zip(given_frame["item_id"], given_frame["labels"], strict=True)
+    }
+    ids = np.array([d[0] for d in done], dtype=np.int64)
+    _, probs, _ = labelers.probs(embedder.embed([d[1] for d in done]))
+    if llm_labeler is not None:
+        probs = blend_expensive(
+            ctx, llm_labeler, labelers.label_names, ids, probs, weight, labelers.task
+        )
+    calibrated = calibrator.transform(probs)
+    pred = calibrated.argmax(axis=1)
+    conf = calibrated.max(axis=1)
+    names = labelers.label_names
+    keep = (conf >= thresholds.values[pred]) & np.array(
+        [given_by_id.get(int(i)) == names[j] for i, j in zip(ids, pred, strict=True)]
+    )
+    back = [int(i) for i in ids[~keep]]
+    if not back:
+        return []
+    with ctx.db.engine.begin() as conn:
+        taken = revoke_machine_labels(conn, ctx.id, back)
+        log_event(conn, ctx.id, "machine_labels_revoked", {"items": taken})
+    taken_ids = set(back)
+    return [d for d in done if d[0] in taken_ids]
 
 
 def _refresh_stale(

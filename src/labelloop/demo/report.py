@@ -284,5 +284,5 @@ def _llm_paragraph(result: DemoResult) -> str:
         f"on <b>{last.llm_accuracy:.0%}</b>; the true label was among the labels its prompt showed "
         f"for {_pct(last.llm_candidate_recall)}. Its weight in the pooled probabilities, learned on "
         f"items people also labeled, ended at <b>{last.llm_weight or 0:.2f}</b> (0 means it does "
-        f"not move labels).</p>"
+        f"not move labels): {html.escape(last.llm_weight_note or 'not measured')}.</p>"
     )

@@ -54,6 +54,7 @@ class Checkpoint:
     llm_accuracy: float | None = None  # its top label against the dataset's (simulation only)
     llm_candidate_recall: float | None = None  # share whose true label was among those shown
     llm_weight: float | None = None  # its learned weight in the pooled probabilities
+    llm_weight_note: str = ""  # what the weight was measured on
     model_version_id: int | None = None  # the stored labelers in use (model_versions row)
     model_trained: bool | None = None  # False: the stored version for these labels was reused
     held_out_macro_f1: float | None = None  # the store's own estimate: out of fold, human labels
@@ -348,6 +349,7 @@ def run_demo(
             stats.update(_llm_stats(p, gold, llm.labeler_id))
             if loop.history:
                 stats["llm_weight"] = loop.history[-1].route.llm_weight
+                stats["llm_weight_note"] = loop.history[-1].route.llm_weight_note
         if loop.history:
             r = loop.history[-1]
             stats.update(

@@ -22,6 +22,7 @@ labeler (the LLM) pays.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from itertools import combinations
@@ -151,6 +152,35 @@ def fit_pool_weights(
     res = minimize(loss, np.zeros(m), method="L-BFGS-B")
     w = np.exp(res.x - res.x.max())
     return w / w.sum()
+
+
+def cross_validated_lift(
+    stack: np.ndarray,
+    y: np.ndarray,
+    task: TaskType | str = "single_label",
+    folds: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, float, float]:
+    """(weights fit on all items, held-out log-loss of member 0 alone, of the pool).
+
+    Each fold's weights (``fit_pool_weights``) are scored on the items left out, so the lift
+    (first loss minus second) is what pooling in the other members would have gained on items
+    it was not fit on: a member that only fits noise lowers the in-sample loss, not this one."""
+    S = check_prob_stack(stack)
+    Y = np.asarray(y)
+    n = S.shape[1]
+    multi = is_multi_label(task)
+    folds = min(folds, n)
+    if folds < 2:
+        return fit_pool_weights(S, Y, task), math.nan, math.nan
+    from sklearn.model_selection import KFold
+
+    pooled = np.zeros_like(S[0])
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(np.arange(n)):
+        w = fit_pool_weights(S[:, train], Y[train], task)
+        pooled[test] = combine_probs(S[:, test], w, task)
+    alone = S[0] if multi else normalize_rows(S[0])
+    return fit_pool_weights(S, Y, task), pool_log_loss(alone, Y), pool_log_loss(pooled, Y)
 
 
 def sharpen(P: np.ndarray, exponent: float, task: TaskType | str = "single_label") -> np.ndarray:
