@@ -91,6 +91,16 @@ class IngestSettings(_Strict):
         return v
 
 
+class VideoSettings(_Strict):
+    """How a video file becomes image items (one per sampled frame; image projects only)."""
+
+    every_seconds: float = Field(default=1.0, gt=0, le=86_400)  # one frame per this many seconds
+    max_frames_per_file: int = Field(default=300, ge=1, le=1_000_000)
+    # Consecutive frames within this mean absolute difference (0-255, on 16x16 grayscale
+    # thumbnails) of their group's first frame share a group; 0: only identical thumbnails.
+    group_max_difference: float = Field(default=4.0, ge=0, le=255)
+
+
 class ApiSettings(_Strict):
     """Limits of the web app and REST API (``labelloop serve``)."""
 
@@ -233,6 +243,7 @@ class ProjectConfig(_Strict):
     id_field: str | None = None
     metrics: Metrics = Field(default_factory=Metrics)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     labelers: LabelerSettings = Field(default_factory=LabelerSettings)
     active: ActiveSettings = Field(default_factory=ActiveSettings)

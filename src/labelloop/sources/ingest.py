@@ -16,6 +16,7 @@ from labelloop.core.progress import Progress
 from labelloop.sources.readers import Reader
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected, check_columns, reason_kind
+from labelloop.sources.video import check_video_source
 from labelloop.store.db import Database
 from labelloop.store.events import log_event
 from labelloop.store.items import (
@@ -112,6 +113,7 @@ def ingest(
     started = time.perf_counter()
     source = reader.source_id
     check_columns(config, reader.columns(), source)
+    check_video_source(config, getattr(reader, "video_files", ()))
     report = IngestReport(source=source)
     build_item = ItemBuilder(config)
     dumps = _MetaEncoder()

@@ -1,4 +1,4 @@
-"""Readers that stream records from files, folders of images and SQL queries.
+"""Readers that stream records from files, folders of images and videos, and SQL queries.
 
 Each reader yields ``RawRecord`` lazily so memory stays flat whatever the source size. A row
 that cannot be decoded becomes a record with ``error`` set; it never stops the rest.
@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from labelloop.core.config import VideoSettings
 from labelloop.core.errors import IngestError, quoted
 from labelloop.sources.records import RawRecord
+from labelloop.sources.video import FRAME_POSITIONS, VIDEO_SUFFIXES, VideoReader, frame_records
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _RAW_KEEP = 2000  # characters of a bad row kept in quarantine
@@ -204,16 +206,35 @@ class ParquetReader:
 
 
 class ImageFolderReader:
-    """Every image file under a folder (recursively, in sorted order); content is its bytes."""
+    """Every image file under a folder (recursively, in sorted order); content is its bytes.
 
-    def __init__(self, folder: Path, max_bytes: int) -> None:
+    Video files in the folder become one image record per sampled frame (``video.py``), written
+    under ``media_dir`` (the project's media folder); positions 1..n are the images', video k
+    has k * 10^9 + frame number + 1.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        max_bytes: int,
+        *,
+        video: VideoSettings | None = None,
+        media_dir: Path | None = None,
+    ) -> None:
         self.folder = folder
         self.source_id = str(folder.resolve())
         self.max_bytes = max_bytes
+        self.video = video or VideoSettings()
+        self.media_dir = media_dir
         self._root = folder.resolve()
-        self._files = sorted(
-            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        self._files = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        self.video_files = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+        if self.video_files and media_dir is None:
+            raise IngestError(
+                f"{self.video_files[0]}: a video file, and no media folder to write its frames "
+                "to (ingest it through a project)"
+            )
 
     def columns(self) -> list[str] | None:
         return None
@@ -255,6 +276,17 @@ class ImageFolderReader:
                 media_path=str(path.resolve()),
                 media_bytes=data,
             )
+        yield from self._video_records()
+
+    def _video_records(self) -> Iterator[RawRecord]:
+        for number, path in enumerate(self.video_files, start=1):
+            rel = str(path.relative_to(self.folder))
+            base = number * FRAME_POSITIONS
+            if not path.resolve().is_relative_to(self._root):
+                yield RawRecord(base + 1, error="symbolic link leads outside the folder", raw=rel)
+                continue
+            assert self.media_dir is not None  # checked in __init__
+            yield from frame_records(path, rel, self.media_dir, self.video, base)
 
 
 class SqlReader:
@@ -306,13 +338,20 @@ class SqlReader:
             engine.dispose()
 
 
-def reader_for(path: str | Path, *, max_image_bytes: int = 20_000_000) -> Reader:
-    """Pick a reader by what ``path`` is: a folder of images, or a file by its suffix."""
+def reader_for(
+    path: str | Path,
+    *,
+    max_image_bytes: int = 20_000_000,
+    video: VideoSettings | None = None,
+    media_dir: Path | None = None,
+) -> Reader:
+    """Pick a reader by what ``path`` is: a folder of images (and videos), or a file by its
+    suffix. Video frames are written under ``media_dir`` (a project's ``media`` folder)."""
     p = Path(path)
     if not p.exists():
         raise IngestError(f"{p}: no such file or folder")
     if p.is_dir():
-        return ImageFolderReader(p, max_bytes=max_image_bytes)
+        return ImageFolderReader(p, max_bytes=max_image_bytes, video=video, media_dir=media_dir)
     suffix = p.suffix.lower()
     if suffix == ".csv":
         return DelimitedReader(p, ",")
@@ -322,6 +361,14 @@ def reader_for(path: str | Path, *, max_image_bytes: int = 20_000_000) -> Reader
         return JsonlReader(p)
     if suffix in (".parquet", ".pq"):
         return ParquetReader(p)
+    if suffix in VIDEO_SUFFIXES:
+        if media_dir is None:
+            raise IngestError(
+                f"{p}: a video file, and no media folder to write its frames to "
+                "(ingest it through a project)"
+            )
+        return VideoReader(p, media_dir, video or VideoSettings())
     raise IngestError(
-        f"{p}: unknown file type {suffix or '(none)'}; use .csv, .tsv, .jsonl, .parquet or a folder of images"
+        f"{p}: unknown file type {suffix or '(none)'}; use .csv, .tsv, .jsonl, .parquet, a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder of images and videos"
     )

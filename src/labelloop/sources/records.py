@@ -13,6 +13,8 @@ class RawRecord:
     ``position`` is the record number in the source (1-based, stable across re-reads, so
     re-ingesting skips what is there); ``line`` is the line in the file where it starts, when
     the source has lines. A record with ``error`` set could not be read and is quarantined.
+    ``media_path`` is the item's media file; ``media_bytes`` the bytes whose hash is the item's
+    identity (an image's file; for a video frame, its size, time and a digest of its pixels).
     """
 
     position: int
