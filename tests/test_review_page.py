@@ -302,6 +302,10 @@ def test_multi_label_by_keyboard_and_image_zoom(multi, browser) -> None:
         assert img.bounding_box()["width"] == 2400 > fitted
         page.locator("#zoom").click()
         expect(page.locator("#zoom.zoomed")).to_have_count(0)
+        # The machine's set comes pre-selected; Esc clears it, to build a set from scratch.
+        expect(page.locator("#selected")).to_have_text("topic_beta, topic_eta")
+        page.keyboard.press("Escape")
+        expect(page.locator("#selected")).to_have_text("nothing")
         # Toggle three labels: by code in the filter (Enter toggles), by candidate digit
         # (2: topic_eta), and one toggled on and off again; Enter on an empty filter saves.
         codes = page.evaluate("window.labelloopReview.codes()")
@@ -320,3 +324,45 @@ def test_multi_label_by_keyboard_and_image_zoom(multi, browser) -> None:
         )
         assert page.errors == []
     assert sorted(finals(p)[ids[0]]) == ["topic_eta", "topic_kappa"]
+
+
+def test_multi_label_whole_machine_set_by_enter_and_none_by_zero(multi, browser) -> None:
+    p, ids = multi
+    with running(create_app(p)) as url:
+        page = open_review(browser, url)
+        assert shown_item(page) == str(ids[0])
+        # The machine's whole set, each label with its own probability, pre-selected.
+        machine = page.locator("#machine-set")
+        expect(machine).to_be_visible()
+        beta = machine.locator('.set-label[data-label="topic_beta"]')
+        eta = machine.locator('.set-label[data-label="topic_eta"]')
+        expect(beta).to_have_text("topic_beta 80%")
+        expect(eta).to_have_text("topic_eta 70%")
+        expect(machine.locator(".set-label")).to_have_count(2)
+        expect(page.locator("#selected")).to_have_text("topic_beta, topic_eta")
+        for name in ("topic_beta", "topic_eta"):
+            candidate = page.locator(f'#candidates .candidate[data-label="{name}"]')
+            expect(candidate).to_have_attribute("aria-pressed", "true")
+        # What each labeler said: its whole set, not one label beside the set's confidence.
+        expect(page.locator("#suggestions")).to_contain_text("topic_beta 80%, topic_eta 70%")
+        # One key accepts the whole shown set, in the order shown.
+        page.keyboard.press("Enter")
+        expect(page.locator("#message")).to_have_text(f"Saved item {ids[0]}: topic_beta, topic_eta")
+        # The next item has no suggestion: nothing pre-selected, and Enter saves nothing...
+        expect(page.locator("#item")).to_have_attribute("data-item-id", str(ids[1]))
+        expect(page.locator("#machine-set")).to_be_hidden()
+        page.keyboard.press("Enter")
+        expect(page.locator("#message.error")).to_contain_text("0 for none of these")
+        # ...while 0 (the visible "None of these" control) saves the empty set.
+        expect(page.locator("#none")).to_be_visible()
+        page.keyboard.press("0")
+        expect(page.locator("#message")).to_have_text(f"Saved item {ids[1]}: none of these")
+        expect(page.locator("#empty")).to_be_visible()
+        # It round-trips through the API: the final labels say [] for that item.
+        served = page.request.get(f"{url}/api/labels").json()
+        assert {r["item_id"]: r["labels"] for r in served} == {
+            ids[0]: ["topic_beta", "topic_eta"],
+            ids[1]: [],
+        }
+        assert page.errors == []
+    assert finals(p) == {ids[0]: ["topic_beta", "topic_eta"], ids[1]: []}

@@ -138,11 +138,17 @@ class Project:
     def ingest(
         self, source: str | Path | Reader, *, progress: Progress | None = None
     ) -> IngestReport:
-        """Ingest a CSV, TSV, JSONL or Parquet file, a folder of images, or any ``Reader``."""
+        """Ingest a CSV, TSV, JSONL or Parquet file, a video, a folder of images and videos,
+        or any ``Reader``. Sampled video frames are written under the project's ``media``."""
         reader = (
             source
             if hasattr(source, "records")
-            else reader_for(source, max_image_bytes=self.config.ingest.max_image_bytes)
+            else reader_for(
+                source,
+                max_image_bytes=self.config.ingest.max_image_bytes,
+                video=self.config.video,
+                media_dir=self.folder / "media",
+            )
         )
         if isinstance(reader, ImageFolderReader) and self.config.modality != Modality.image:
             raise IngestError(
@@ -209,7 +215,13 @@ class Project:
 
     # -- labels --------------------------------------------------------------------------
     def check_labels(self, labels: Sequence[str]) -> list[str]:
-        """Refuse labels outside the taxonomy (and several labels on a single-label task)."""
+        """The labels of one answer, in the order given, each once; refused (LabelError) when
+        one is outside the taxonomy, or a single-label answer is not exactly one label.
+
+        A multi-label answer may be empty: ``[]`` means "none of these labels apply" and is
+        stored, aggregated and exported as the empty set. A label given twice counts once, at
+        its first place (``["b", "a", "b"]`` -> ``["b", "a"]``).
+        """
         allowed = set(self.config.label_names)
         unknown = [label for label in labels if label not in allowed]
         if unknown:
@@ -221,13 +233,15 @@ class Project:
                 f"label {quoted(unknown[0])} is not in the taxonomy of project "
                 f"{self.config.name!r} (labels: {shown})"
             )
-        if not labels:
-            raise LabelError("no label given")
-        if self.config.task == "single_label" and len(labels) != 1:
+        kept = list(dict.fromkeys(labels))
+        if self.config.task == "single_label" and len(kept) != 1:
+            got = "no label" if not kept else f"{len(kept)} labels"
             raise LabelError(
-                f"project {self.config.name!r} is single-label; got {len(labels)} labels"
+                f"project {self.config.name!r} is single-label: an answer is exactly one "
+                f"label; got {got} (an empty answer, 'none of these', is only for multi-label "
+                "projects)"
             )
-        return list(dict.fromkeys(labels))
+        return kept
 
     def label(
         self,
@@ -343,7 +357,10 @@ class Project:
         annotator: str,
         time_spent_ms: int | None = None,
     ) -> dict[str, Any]:
-        """A reviewer's answer on a leased item (labels checked against the taxonomy)."""
+        """A reviewer's answer on a leased item (labels checked by ``check_labels``: kept in
+        the order given, each once; ``[]`` on a multi-label task is "none of these apply").
+        Returns the item id, its decided ``final`` labels (None while more reviews are due)
+        and the number of answers."""
         return self.queue.submit(
             item_id, annotator, self.check_labels(labels), time_spent_ms=time_spent_ms
         )

@@ -8,6 +8,7 @@ labels every label is then its code plus Enter: three keystrokes at most.
 
 Digits: a taxonomy of at most ``POSITION_KEYS`` labels keeps 1-9 on the labels themselves (as
 the page always had); a larger one puts 1-5 on the machines' top candidates for the item.
+The digit 0 is never a label's: on a multi-label page it saves "none of these apply" (``[]``).
 """
 
 from __future__ import annotations

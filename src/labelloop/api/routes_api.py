@@ -307,8 +307,11 @@ def _progress(project: Project, annotator: str) -> dict[str, Any] | None:
 @router.post(
     "/items/{item_id}/label",
     response_model=schemas.SubmitOut,
-    summary="Answer a leased item",
-    responses={409: {"description": "no live lease"}, 422: {"description": "label refused"}},
+    summary="Answer a leased item (multi-label: [] is 'none of these apply')",
+    responses={
+        409: {"description": "no live lease"},
+        422: {"description": "label refused (outside the taxonomy, or not one on single-label)"},
+    },
 )
 def label_item(
     item_id: ItemIdPath, body: schemas.LabelIn, project: ProjectDep, caller: Reviewer

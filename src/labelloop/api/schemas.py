@@ -136,7 +136,11 @@ class NextOut(BaseModel):
 
 class LabelIn(BaseModel):
     labels: list[Annotated[str, Field(max_length=1000)]] = Field(
-        min_length=1, max_length=10_000, examples=[["spam"]]
+        max_length=10_000,
+        examples=[["spam"], ["billing", "bug"], []],
+        description="the labels in the order the person gave them (kept so); a label given "
+        "twice counts once, at its first place. Multi-label: [] means 'none of these apply'. "
+        "Single-label: exactly one label ([] is a 422).",
     )
     time_spent_ms: int | None = Field(
         None, ge=0, le=MAX_INT32, description="ms between showing and answering"
@@ -146,7 +150,8 @@ class LabelIn(BaseModel):
 class SubmitOut(BaseModel):
     item_id: int
     final: list[str] | None = Field(
-        description="the decided label, or null while more reviews are due"
+        description="the decided labels ([]: none of these apply, multi-label), or null while "
+        "more reviews are due"
     )
     answers: int
 
@@ -172,7 +177,9 @@ class EnqueueOut(BaseModel):
 class FinalLabelOut(BaseModel):
     item_id: int
     content: str
-    labels: list[str]
+    labels: list[str] = Field(
+        description="in the order people gave them; [] (multi-label): none of these apply"
+    )
     source_kind: str
     source_name: str
     source_version: str | None = None

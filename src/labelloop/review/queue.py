@@ -133,7 +133,9 @@ class ReviewQueue:
         """Record ``annotator``'s labels (already checked against the taxonomy).
 
         When the item has all the reviews it needs, its final label is decided (majority of
-        the answers; ties go to the earliest) and it leaves the queue.
+        the answers, ``_decide``; without a majority one more person is asked) and it leaves
+        the queue. ``labels`` are stored in the order given; ``[]`` on a multi-label task is
+        the answer "none of these apply" (a decided ``final`` of ``[]``).
         """
         with self.db.engine.begin() as conn:
             self._check_lease(conn, item_id, annotator)
@@ -227,15 +229,28 @@ class ReviewQueue:
             return self._item(conn, item_id, expires)
 
     def _decide(self, answers: list[list[str]]) -> tuple[list[str], float]:
-        """Majority over answers; for multi-label, each label kept by a majority."""
+        """The decided labels and the agreement behind them (a share of the answers).
+
+        Single-label: the answer given most often (ties go to the earliest).
+
+        Multi-label: each label any answer holds is kept when more than half of the answers
+        hold it. The empty set ("none of these apply") is a set like any other: an empty answer
+        votes against every label, and when no label is kept the decision is ``[]``. The share
+        is the weakest agreement over those labels (for each, the share of answers on the
+        winning side), so a label half the answers hold is a tie (share 1/2) and one more
+        person is asked, as for single-label; ``[[]]`` alone and ``[[], []]`` decide ``[]`` at
+        share 1. Kept labels come in the order people gave them (oldest answer first).
+        """
         n = len(answers)
         if self.task == "multi_label":
-            counts = Counter(label for a in answers for label in set(a))
-            kept = [label for label, c in counts.items() if c * 2 > n] or list(answers[0])
-            return kept, min(counts[label] for label in kept) / n
-        counts = Counter(tuple(a) for a in answers)
-        top = max(counts.values())
-        winner = next(tuple(a) for a in answers if counts[tuple(a)] == top)
+            # dict, not set: insertion order is the people's order (a set's is arbitrary)
+            counts = Counter(label for a in answers for label in dict.fromkeys(a))
+            kept = [label for label, c in counts.items() if c * 2 > n]
+            share = min((max(c, n - c) / n for c in counts.values()), default=1.0)
+            return kept, share
+        tally = Counter(tuple(a) for a in answers)
+        top = max(tally.values())
+        winner = next(tuple(a) for a in answers if tally[tuple(a)] == top)
         return list(winner), top / n
 
     def stats(self) -> dict[str, int]:

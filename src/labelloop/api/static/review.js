@@ -6,8 +6,10 @@
 //                   (multi-label: toggles it; Enter on an empty filter saves the set)
 //   1..9            small taxonomy: select label n; large one: select machine candidate n (1..5)
 //   Enter           save what is selected; nothing selected: nothing is saved, and the page says so
+//                   (multi-label: the machine's whole set comes pre-selected, so Enter accepts it)
+//   0               multi-label: save "none of these apply" (the empty set)
 //   Shift+A/S/U/Z   accept the top candidate / skip / undo / zoom the image; "?" help
-// Nothing is ever saved that is not visibly selected or explicitly accepted (Shift+A).
+// Nothing is ever saved that is not visibly selected or explicitly accepted (Shift+A, 0).
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -56,10 +58,12 @@
   let item = null;
   let picked = new Set();
   let candidates = []; // [{label, confidence, by: [labeler names]}], best first
+  let machineSet = []; // multi-label: the lead suggestion's set [{label, p}], most probable first
   let order = labels; // the label list as shown (filtered and ranked)
   let highlight = -1; // index into `order`, -1: none
   let shownAt = 0;
   let busy = false;
+  let savingNone = false; // the empty set is being saved ("none of these")
 
   // -- talking to the API ------------------------------------------------------------------
   async function api(method, url, body) {
@@ -206,19 +210,65 @@
     const ranked = lead
       ? Object.entries(lead.probs).filter(([n]) => byName.has(n)).sort((a, b) => b[1] - a[1])
       : [];
-    const out = ranked.slice(0, candidateKeys).map(([label, p]) => ({ label, confidence: p, lead: true }));
+    // Multi-label: the whole machine set is shown, however many labels it holds.
+    const inSet = new Set(multi ? setOf(lead).map((e) => e.label) : []);
+    const out = ranked.slice(0, Math.max(candidateKeys, inSet.size))
+      .map(([label, p]) => ({ label, confidence: p, lead: true, inSet: inSet.has(label) }));
     for (const s of per) {
       if (out.some((c) => c.label === s.label)) continue;
       const entry = { label: s.label, confidence: lead ? (lead.probs[s.label] ?? null) : s.confidence };
       if (out.length < candidateKeys) { out.push(entry); continue; }
-      // Full: it takes the place of the lead's lowest-ranked entry (the lead keeps its top 2).
-      const slot = out.findLastIndex((c, k) => c.lead && k >= 2);
+      // Full: it takes the place of the lead's lowest-ranked entry (the lead keeps its top 2
+      // and, multi-label, its whole set).
+      const slot = out.findLastIndex((c, k) => c.lead && k >= 2 && !c.inSet);
       if (slot >= 0) out[slot] = entry;
     }
     for (const c of out) {
       c.by = per.filter((s) => s.label === c.label).map((s) => labelerName(s.labeler));
     }
     return out;
+  }
+
+  /** Multi-label: the labels a suggestion says apply (p >= 0.5), most probable first. */
+  function setOf(s) {
+    if (!s) return [];
+    return Object.entries(s.probs ?? {}).filter(([n, p]) => byName.has(n) && p >= 0.5)
+      .sort((a, b) => b[1] - a[1]).map(([label, p]) => ({ label, p }));
+  }
+
+  const pct = (x) => `${(x * 100).toFixed(0)}%`;
+
+  /** Multi-label: the machine's whole set, each label with its own probability, and the
+   * probability of the set as a whole; "none of these" when the set is empty. */
+  function renderMachineSet(lead) {
+    const box = $("machine-set");
+    if (!box) return;
+    box.replaceChildren();
+    box.hidden = !item || !lead;
+    if (box.hidden) return;
+    const head = document.createElement("span");
+    head.className = "set-head";
+    head.textContent = "Machine's set" + (lead.confidence == null ? "" : ` (${pct(lead.confidence)} as a whole)`) + ":";
+    box.append(head);
+    if (!machineSet.length) {
+      const none = document.createElement("strong");
+      none.className = "set-none";
+      none.textContent = "none of these";
+      box.append(" ", none);
+      return;
+    }
+    for (const { label, p } of machineSet) {
+      const tag = document.createElement("span");
+      tag.className = "set-label";
+      tag.dataset.label = label;
+      const name = document.createElement("strong");
+      name.textContent = label;
+      const conf = document.createElement("span");
+      conf.className = "conf";
+      conf.textContent = pct(p);
+      tag.append(name, " ", conf);
+      box.append(" ", tag);
+    }
   }
 
   function keyOfCandidate(k, label) {
@@ -241,7 +291,7 @@
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
-      b.className = "candidate";
+      b.className = c.inSet ? "candidate in-set" : "candidate";
       b.dataset.label = c.label;
       b.setAttribute("aria-pressed", String(picked.has(c.label)));
       const key = keyOfCandidate(k, c.label);
@@ -258,10 +308,13 @@
       fill.style.width = `${Math.round((c.confidence ?? 0) * 100)}%`;
       bar.append(fill);
       b.append(name, conf, bar);
-      if (c.by.length) {
+      const notes = [];
+      if (c.inSet) notes.push("in the machine's set");
+      if (c.by.length) notes.push(`top pick of ${c.by.join(", ")}`);
+      if (notes.length) {
         const by = document.createElement("small");
         by.className = "by";
-        by.textContent = `top pick of ${c.by.join(", ")}`;
+        by.textContent = notes.join(" · ");
         b.append(by);
       }
       b.addEventListener("click", () => { choose(c.label); b.blur(); });
@@ -288,7 +341,12 @@
       who.className = "who";
       who.textContent = labelerName(s.labeler);
       const what = document.createElement("strong");
-      what.textContent = s.label ?? (s.status === "ok" ? "—" : s.status);
+      if (multi && s.status === "ok") {
+        const set = setOf(s);
+        what.textContent = set.length ? set.map((e) => `${e.label} ${pct(e.p)}`).join(", ") : "none of these";
+      } else {
+        what.textContent = s.label ?? (s.status === "ok" ? "—" : s.status);
+      }
       const conf = document.createElement("span");
       conf.className = "conf";
       conf.textContent = s.confidence == null ? "" : `${(s.confidence * 100).toFixed(0)}%`;
@@ -302,7 +360,7 @@
     for (const b of document.querySelectorAll("#candidates .candidate")) {
       b.setAttribute("aria-pressed", String(picked.has(b.dataset.label)));
     }
-    $("selected").textContent = picked.size ? [...picked].join(", ") : "nothing";
+    $("selected").textContent = picked.size ? [...picked].join(", ") : (savingNone ? "none of these" : "nothing");
     showGuide();
   }
 
@@ -352,9 +410,15 @@
     box.hidden = !it;
     box.dataset.itemId = it ? String(it.id) : "";
     const suggestions = it?.suggestions ?? [];
+    const lead = leadSuggestion(suggestions);
     candidates = it ? rankCandidates(suggestions) : [];
+    // Multi-label: the machine's whole set comes pre-selected, so Enter accepts it as is.
+    machineSet = it && multi ? setOf(lead) : [];
+    picked = new Set(machineSet.map((e) => e.label));
+    savingNone = false;
     renderCandidates();
-    renderSuggestions(suggestions, leadSuggestion(suggestions));
+    renderMachineSet(lead);
+    renderSuggestions(suggestions, lead);
     showPicked();
     const img = $("item-media");
     const zoom = $("zoom");
@@ -418,6 +482,7 @@
   /** Select `name` (single-label: instead of what was selected; multi-label: toggle it). */
   function choose(name) {
     if (!item || !byName.has(name)) return;
+    savingNone = false;
     if (multi) {
       if (picked.has(name)) picked.delete(name); else picked.add(name);
     } else {
@@ -426,16 +491,18 @@
     showPicked();
   }
 
-  /** Save `labels` for the item (they are shown as selected first). */
-  function save(chosen) {
+  /** Save `labels` for the item, in the order given (they are shown as selected first). An
+   * empty list is saved only as the explicit multi-label answer "none of these" (`none`). */
+  function save(chosen, none = false) {
     if (!item || busy) return;
-    if (!chosen.length) {
+    if (!chosen.length && !(multi && none)) {
       say("Nothing saved: no label is selected. Type to filter the labels" +
         (scheme === "candidates" ? `, press 1–${candidateKeys} for a candidate` : ", press a label's number") +
-        ", or Shift+A to accept the top candidate.", true);
+        (multi ? ", 0 for none of these," : "") + " or Shift+A to accept the top candidate.", true);
       return;
     }
     picked = new Set(chosen);
+    savingNone = !chosen.length;
     showPicked();
     const spent = Math.round(performance.now() - shownAt);
     run(async () => {
@@ -443,8 +510,18 @@
       await api("POST", `/api/items/${saved}/label`, { labels: chosen, time_spent_ms: spent });
       clearFilter();
       showNext(await api("POST", "/api/queue/next"));
-      say(`Saved item ${saved}: ${chosen.join(", ")}`);
+      say(`Saved item ${saved}: ${chosen.length ? chosen.join(", ") : "none of these"}`);
     });
+  }
+
+  /** Multi-label: the explicit answer "none of these labels apply" (saves the empty set). */
+  function saveNone() {
+    if (!item) return;
+    if (!multi) {
+      say("This project is single-label: pick one label, or Shift+S to skip the item.", true);
+      return;
+    }
+    save([], true);
   }
 
   function saveSelected() { save([...picked]); }
@@ -452,11 +529,9 @@
   function acceptTop() {
     if (!item) return;
     const lead = leadSuggestion(item.suggestions ?? []);
-    let chosen = [];
-    if (multi && lead) {
-      chosen = Object.entries(lead.probs).filter(([n, p]) => byName.has(n) && p >= 0.5).map(([n]) => n);
-    }
-    if (!chosen.length && candidates.length) chosen = [candidates[0].label];
+    // Multi-label: the machine's whole set as shown ("none of these" when it is empty).
+    if (multi && lead) { save(machineSet.map((e) => e.label), true); return; }
+    const chosen = candidates.length ? [candidates[0].label] : [];
     if (!chosen.length) { say("Nothing saved: this item has no machine suggestion to accept.", true); return; }
     save(chosen);
   }
@@ -515,7 +590,7 @@
       }
     } else if (ev.key === "Escape") {
       if (filterBox.value) clearFilter(false); else filterBox.blur();
-    } else if (!filterBox.value && /^[1-9]$/.test(ev.key)) {
+    } else if (!filterBox.value && /^[0-9]$/.test(ev.key)) {
       filterBox.blur(); // an empty filter: digits keep their meaning (candidates or labels)
       onPageKey(ev);
       return;
@@ -546,6 +621,9 @@
       filterBox.focus();
       moveHighlight(ev.key === "ArrowDown" ? 1 : -1);
       ev.preventDefault();
+    } else if (ev.key === "0") {
+      saveNone();
+      ev.preventDefault();
     } else if (/^[1-9]$/.test(ev.key)) {
       const n = Number(ev.key) - 1;
       const name = scheme === "candidates" ? (n < candidateKeys ? candidates[n]?.label : undefined)
@@ -558,6 +636,7 @@
       ev.preventDefault();
     } else if (ev.key === "Escape") {
       picked = new Set();
+      savingNone = false;
       showPicked();
     }
   }
@@ -580,6 +659,7 @@
   }));
   $("accept").addEventListener("click", saveSelected);
   $("accept-top").addEventListener("click", acceptTop);
+  $("none")?.addEventListener("click", saveNone);
   $("skip").addEventListener("click", skip);
   $("undo").addEventListener("click", undo);
   $("help-toggle").addEventListener("click", toggleHelp);
