@@ -65,7 +65,7 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 def metrics_settings(args: argparse.Namespace) -> dict[str, float]:
     """The ``metrics`` settings given on the command line (the project's defaults otherwise)."""
-    keys = ("calibration_share", "calibration_min", "prior_strength")
+    keys = ("calibration_share", "calibration_min", "prior_strength", "prior_min_wrong")
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
@@ -135,7 +135,9 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         wrong = set(result.wrong_answers)
         actions = human_label_count(p.db, p.id)
         last = result.checkpoints[-1]
+        curves = learning_curves(args, seed, loop, result) if args.compare_margin else {}
         return {
+            **curves,
             "seed": seed,
             "human_labels": len(human),
             "label_actions": actions,
@@ -160,6 +162,55 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         }
     finally:
         p.close()
+
+
+def learning_curves(args: argparse.Namespace, seed: int, loop: Any, result: Any) -> dict:
+    """The loop's student macro-F1 at each checkpoint beside plain margin sampling and random
+    sampling with the same student (logistic regression on the embeddings) and held-out split,
+    and the labels each needs to reach 90% of full supervision (every pool label)."""
+    from sklearn.metrics import f1_score
+
+    from labelloop.demo.run import load_labeled, split_holdout
+    from labelloop.labelers.student import StudentLabeler
+
+    df = load_labeled(Path(args.data), args.text_col, args.label_col)
+    pool, test = split_holdout(df, 0.2, seed)
+    names = loop.ctx.config.label_names
+    xp = loop.embedder.embed(list(pool["text"]))
+    xt = loop.embedder.embed(list(test["text"]))
+    yp, yt = pool["label"].to_numpy(), test["label"].to_numpy()
+
+    def fit_f1(idx: np.ndarray) -> tuple[float, StudentLabeler]:
+        st = StudentLabeler(names, "single_label").fit(xp[idx], list(yp[idx]))
+        pred = np.array(names)[st.predict_proba(xt).argmax(axis=1)]
+        return float(f1_score(yt, pred, average="macro")), st
+
+    full, _ = fit_f1(np.arange(len(pool)))
+    counts = [c.human_labels for c in result.checkpoints if c.student_macro_f1 is not None]
+    rng = np.random.default_rng([seed, 99])
+    chosen = list(rng.choice(len(pool), counts[0], replace=False))  # a random first batch
+    margin = []
+    for n in counts:
+        while len(chosen) < n:
+            _, st = fit_f1(np.array(chosen))
+            free = np.setdiff1d(np.arange(len(pool)), chosen)
+            top2 = np.sort(st.predict_proba(xp[free]), axis=1)[:, -2:]
+            order = free[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")]
+            chosen += list(order[: n - len(chosen)])
+        margin.append(fit_f1(np.array(chosen))[0])
+    loop_f1 = [c.student_macro_f1 for c in result.checkpoints if c.student_macro_f1 is not None]
+    rnd = [c.random_macro_f1 for c in result.checkpoints if c.student_macro_f1 is not None]
+
+    def to_90(f1s: list) -> int | None:
+        return next((n for n, f in zip(counts, f1s, strict=True) if f and f >= 0.9 * full), None)
+
+    return {
+        "full_f1": full,
+        "curve": list(zip(counts, loop_f1, margin, rnd, strict=True)),
+        "loop_to_90": to_90(loop_f1),
+        "margin_to_90": to_90(margin),
+        "random_to_90": to_90(rnd),
+    }
 
 
 def dump_state(
@@ -201,7 +252,13 @@ def main() -> None:
     ap.add_argument("--calibration-share", type=float, default=None)
     ap.add_argument("--calibration-min", type=int, default=None)
     ap.add_argument("--prior-strength", type=float, default=None)
+    ap.add_argument("--prior-min-wrong", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
+    ap.add_argument(
+        "--compare-margin",
+        action="store_true",
+        help="also plain margin sampling's learning curve with the same student",
+    )
     ap.add_argument("--dump", default=None, help="folder for each seed's final arrays (.npz)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="labelloop-autolabel-"))
@@ -227,6 +284,14 @@ def main() -> None:
                 f"{row['seconds']:.0f} s",
                 flush=True,
             )
+            if "curve" in row:
+                print(
+                    f"  full supervision {row['full_f1']:.3f}; labels to 90% of it: loop "
+                    f"{row['loop_to_90']}, margin {row['margin_to_90']}, random "
+                    f"{row['random_to_90']}"
+                )
+                for n, lf, mf, rf in row["curve"]:
+                    print(f"  {n:>5} labels: loop {lf:.3f}  margin {mf:.3f}  random {rf or 0:.3f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table = pd.DataFrame(rows)
@@ -240,6 +305,7 @@ def main() -> None:
         f"--data {args.data} --text-col {args.text_col} --label-col {args.label_col} "
         f"--budget {args.budget} --retrain-every {args.retrain_every} --seeds {args.seeds}"
         + (f" --noise {args.noise}" if args.noise else "")
+        + (" --compare-margin" if args.compare_margin else "")
         + "".join(f" --{k.replace('_', '-')} {v}" for k, v in metrics_settings(args).items())
         + (
             f" --recheck-cost-ratio {args.recheck_cost_ratio}"

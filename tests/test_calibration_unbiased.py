@@ -178,6 +178,16 @@ def test_sample_thresholds_meet_the_target_per_class_on_the_pool() -> None:
             assert (y[mine] == j).mean() >= 0.9
 
 
+def test_a_class_with_a_handful_of_right_answers_borrows_unless_it_must_show_its_own() -> None:
+    # Others: 200 sampled items, 199 right. The class: 3 sampled items, all right.
+    k = np.array([199.0, 3.0])
+    n = np.array([200.0, 3.0])
+    borrowed = shrunk_lower_bounds(k, n, 0.05, 20.0)
+    own = shrunk_lower_bounds(k, n, 0.05, 20.0, min_prior_wrong=1.0)
+    assert borrowed[1] >= 0.9  # the near-perfect prior carries it
+    assert own[1] < 0.9 and own[0] >= 0.95  # three answers prove little; 200 still do
+
+
 def test_passing_cut_stops_at_the_first_failure_below_a_pass() -> None:
     # Bounds over ascending cuts: a lucky pass at index 1 below a failing stretch (2, 3).
     lows = np.array([0.90, 0.96, 0.93, 0.94, 0.97, 0.98, 0.91])

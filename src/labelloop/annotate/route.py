@@ -587,6 +587,7 @@ def _label_thresholds(
             weights=np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12)),
             target=metrics.precision_target,
             max_strength=metrics.prior_strength,
+            min_prior_wrong=metrics.prior_min_wrong,
             label_names=names,
         )
         labeled = int(in_sample.sum())

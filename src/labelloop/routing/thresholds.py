@@ -302,7 +302,11 @@ def beta_prior_strength(k: np.ndarray, n: np.ndarray, max_strength: float) -> fl
 
 
 def shrunk_lower_bounds(
-    k: np.ndarray, n: np.ndarray, alpha: float = 0.05, max_strength: float = 20.0
+    k: np.ndarray,
+    n: np.ndarray,
+    alpha: float = 0.05,
+    max_strength: float = 20.0,
+    min_prior_wrong: float = 0.0,
 ) -> np.ndarray:
     """Per class, the alpha quantile of its precision's posterior under an empirical-Bayes
     Beta prior: each class's (effective) ``k`` right of ``n`` update a prior centred on the
@@ -323,7 +327,7 @@ def shrunk_lower_bounds(
     # 0) does not prove much with a handful of right answers.
     strength = max(strength, 1.0)
     a = strength * m + k
-    b = strength * (1 - m) + (n - k)
+    b = np.maximum(strength * (1 - m), min_prior_wrong) + (n - k)
     return np.asarray(beta_dist.ppf(alpha, a, b))
 
 
@@ -345,6 +349,7 @@ def fit_sample_thresholds(
     label_names: Sequence[str] | None = None,
     max_cuts: int = 256,
     scan: ScanRule = "first-run",
+    min_prior_wrong: float = 0.0,
 ) -> ThresholdSet:
     """Per-label thresholds from a random sample of the pool (``probs`` of sampled items, their
     human labels ``y``, ``weights`` 1 / inclusion probability), with per-class shrinkage.
@@ -375,7 +380,9 @@ def fit_sample_thresholds(
         empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
         labels = tuple(replace(empty, label=name) for name in names)
         return ThresholdSet(labels, target, alpha, SHRUNK_METHOD, 0)
-    cuts, lows, k_eff, n_eff = sample_bounds_by_cut(probs, y, w, alpha, max_strength, max_cuts)
+    cuts, lows, k_eff, n_eff = sample_bounds_by_cut(
+        probs, y, w, alpha, max_strength, max_cuts, min_prior_wrong
+    )
     out = []
     for j in range(k):
         g = passing_cut(lows[:, j], target, scan)
@@ -398,6 +405,7 @@ def sample_bounds_by_cut(
     alpha: float,
     max_strength: float,
     max_cuts: int = 256,
+    min_prior_wrong: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(cuts ascending, and per cut and label: shrunk lower bound, effective right, effective n)
     of the sampled items predicted as each label with confidence >= the cut."""
@@ -418,7 +426,7 @@ def sample_bounds_by_cut(
         with np.errstate(invalid="ignore", divide="ignore"):
             n_eff[g] = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
             k_eff[g] = np.where(sw > 0, swc / np.where(sw > 0, sw, 1.0), 0.0) * n_eff[g]
-        lows[g] = shrunk_lower_bounds(k_eff[g], n_eff[g], alpha, max_strength)
+        lows[g] = shrunk_lower_bounds(k_eff[g], n_eff[g], alpha, max_strength, min_prior_wrong)
     return cuts, lows, k_eff, n_eff
 
 
