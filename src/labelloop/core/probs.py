@@ -292,9 +292,10 @@ def predicted_sets(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The machine's label set per row of multi-label ``probs``, and its confidence.
 
     ``probs`` holds independent per-label probabilities (rows need not sum to one). A label is in
-    the set when p >= 0.5; a row with no such label takes its single most probable label, since
-    a person must give at least one label (``Project.check_labels``), so an empty set could
-    never be right. Confidence is the probability that the whole set is right when labels are
+    the set when p >= 0.5; a row with no such label takes its single most probable label.
+    People may answer "none of these apply" (``[]``), machines do not: an item far from every
+    label (off-topic, out of distribution) has all p low and would be labeled "none" with
+    high confidence though no person may ever have given that answer, so it goes to people. Confidence is the probability that the whole set is right when labels are
     independent, prod over labels of p (in the set) or 1 - p (out of it): for a set from the 0.5
     rule that is ``labelers.probs.confidence_of(probs, "multi_label")``, the score the
     suggestions and the cascade already use; for a fallback row it is lower, as it should be
