@@ -59,6 +59,10 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
         assert (c["threshold"] is None) == bool(c["reason"])  # no rule, and it says why
         assert c["machine_labels"] >= 0
     assert sum(c["machine_labels"] for c in classes.values()) == checkpoints[-1]["auto_labeled"]
+    # Rechecks: how many were sent, of how many label actions, and what came of them.
+    assert "<h2>Rechecks</h2>" in report
+    assert saved["rechecks"]["label_actions"] == checkpoints[-1]["human_labels"]
+    assert saved["rechecks"]["answered"] <= saved["rechecks"]["sent"]
     # The random baseline is a band over several draws, its mean inside it.
     last = checkpoints[-1]
     assert last["random_macro_f1_low"] <= last["random_macro_f1"] <= last["random_macro_f1_high"]

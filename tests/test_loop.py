@@ -90,6 +90,12 @@ def test_labels_arrive_retrain_moves_thresholds_and_queue_and_catches_a_wrong_la
     assert all(x["id"] != spam_item for x in [p.next_item("sim") or {"id": None}])
     second_look = p.next_item("other")
     assert second_look["id"] == spam_item
+    from labelloop.store.reads import recheck_outcomes
+
+    sent = len(second.label_issues)
+    assert recheck_outcomes(p.db, p.id) == {"sent": sent, "answered": 0, "changed": 0}
+    p.submit(spam_item, ["spam"], annotator="other")  # the second person corrects it
+    assert recheck_outcomes(p.db, p.id) == {"sent": sent, "answered": 1, "changed": 1}
     with p.db.engine.connect() as conn:
         versions = conn.exec_driver_sql("SELECT n_labels, metrics FROM model_versions").all()
     assert [v[0] for v in versions] == [200]

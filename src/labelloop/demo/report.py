@@ -162,6 +162,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 {rows}
 </tbody></table>
 {_class_table(result, target)}
+{_rechecks_paragraph(result)}
 {_versions_table(result)}
 {_llm_paragraph(result)}
 {_bias_table(bias)}
@@ -242,6 +243,38 @@ def _class_table(result: DemoResult, target: float) -> str:
         f"<table><thead><tr><th>label</th><th>rule</th><th>evidence</th><th>right</th>"
         f"<th>lower bound</th><th>machine labels</th>{head_true}<th>why not auto-accepted</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _rechecks_paragraph(result: DemoResult) -> str:
+    """Labels sent to a second person, and what the second answers said."""
+    r = result.rechecks
+    if not r:
+        return ""
+    actions = max(r.get("label_actions", 0), 1)
+    share = r["sent"] / actions
+    if r["sent"] == 0:
+        body = "No label was sent to a second person: none was more likely wrong than the recheck cost."
+    elif r["answered"] == 0:
+        body = (
+            f"<b>{r['sent']:,}</b> labels ({share:.1%} of {actions:,} label actions) were sent "
+            "to a second person; none has been answered yet"
+            + (
+                " (the simulation has one reviewer, who is never asked twice)."
+                if result.simulated
+                else "."
+            )
+        )
+    else:
+        body = (
+            f"<b>{r['sent']:,}</b> labels ({share:.1%} of {actions:,} label actions) were sent to a "
+            f"second person; <b>{r['answered']:,}</b> answered, and <b>{r['changed']:,}</b> of "
+            "those answers differ from the first."
+        )
+    return (
+        "<h2>Rechecks</h2><p>A human label goes to a second person when the models make it more "
+        "likely wrong than the recheck is worth (<code>loop.recheck_cost_ratio</code>), at most "
+        f"<code>loop.recheck_max_rate</code> of the label actions. {body}</p>"
     )
 
 

@@ -29,7 +29,7 @@ from labelloop.labelers.student import StudentLabeler
 from labelloop.project import Project
 from labelloop.routing.router import audited_precision
 from labelloop.store.context import ProjectContext
-from labelloop.store.reads import human_label_count
+from labelloop.store.reads import human_label_count, recheck_outcomes
 
 SIMULATED = "simulated-reviewer"
 RANDOM_SEEDS = 3  # random-sampling baselines per checkpoint: one draw is too noisy to compare
@@ -81,6 +81,9 @@ class DemoResult:
     wrong_answers: list[int] = field(default_factory=list)
     # Per label at the end: its auto-accept rule and why, and what machines labeled with it.
     classes: list[dict[str, Any]] = field(default_factory=list)
+    # Labels sent to a second person: sent, answered since, answers that changed the label;
+    # and the human label actions they are a share of.
+    rechecks: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -431,6 +434,10 @@ def run_demo(
         fl = p.final_labels()
         machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
         result.classes = class_table(loop.history[-1].route.thresholds, machine, gold)
+    result.rechecks = {
+        **recheck_outcomes(p.db, p.id),
+        "label_actions": human_label_count(p.db, p.id),
+    }
     return result, p, loop
 
 

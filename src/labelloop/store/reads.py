@@ -498,3 +498,32 @@ def first_contents(db: Database, project_id: int, limit: int) -> list[str]:
     stmt = select(t.c.content).where(t.c.project_id == project_id).order_by(t.c.id).limit(limit)
     with db.engine.connect() as conn:
         return [r[0] for r in conn.execute(stmt)]
+
+
+def recheck_outcomes(db: Database, project_id: int) -> dict[str, int]:
+    """Labels sent to a second person (``label_issue`` events): how many, how many a second
+    person has answered since, and how many of those answers differ from the first."""
+    e, h = EventRow.__table__, HumanLabelRow.__table__
+    with db.engine.connect() as conn:
+        sent = {
+            int(r.item_id): r.id
+            for r in conn.execute(
+                select(e.c.item_id, func.min(e.c.id).label("id"))
+                .where(e.c.project_id == project_id, e.c.kind == "label_issue")
+                .group_by(e.c.item_id)
+            )
+        }
+        answers: dict[int, list[list[str]]] = {}
+        for chunk in batches(list(sent)):
+            for r in conn.execute(
+                select(h.c.item_id, h.c.labels)
+                .where(h.c.item_id.in_(chunk), h.c.action == "label")
+                .order_by(h.c.id)
+            ):
+                answers.setdefault(int(r.item_id), []).append(list(r.labels or []))
+    answered = [a for a in answers.values() if len(a) >= 2]
+    return {
+        "sent": len(sent),
+        "answered": len(answered),
+        "changed": sum(1 for a in answered if a[1] != a[0]),
+    }
