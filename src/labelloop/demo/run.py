@@ -430,10 +430,12 @@ def run_demo(
         loop.retrain()
         checkpoint()
     result.wrong_answers = sorted(wrong)
-    if loop.history:
+    # The rule last in force: a retrain that found nothing pending (the queue ran dry) fits none.
+    rules = [r.route.thresholds for r in loop.history if r.route.thresholds]
+    if rules:
         fl = p.final_labels()
         machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
-        result.classes = class_table(loop.history[-1].route.thresholds, machine, gold)
+        result.classes = class_table(rules[-1], machine, gold)
     result.rechecks = {
         **recheck_outcomes(p.db, p.id),
         "label_actions": human_label_count(p.db, p.id),
