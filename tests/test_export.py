@@ -458,11 +458,13 @@ def test_label_studio_round_trip(make_project, tmp_path: Path, task: str) -> Non
     human = by_text["see you at 6"]
     assert human["data"] == {"text": "see you at 6", "lang": "en"}
     ann = human["annotations"][0]
-    assert ann["completed_by"] == {"email": "alice@example.org"} and ann["lead_time"] == 1.2
+    assert "completed_by" not in ann and ann["lead_time"] == 1.2  # no email mapping given
+    [recorded] = human["meta"]["labelloop"]["annotations"].values()
+    assert recorded == {"annotator": "alice@example.org", "labels": ["ham"]}
     assert ann["result"][0]["from_name"] == "label" and ann["result"][0]["to_name"] == "text"
     assert ann["result"][0]["value"] == {"choices": ["ham"]}
     pred = by_text["WIN a prize now"]["predictions"][0]
-    assert pred["model_version"] == "zeroshot-v2" and pred["score"] == pytest.approx(0.91)
+    assert pred["model_version"] == "student:zeroshot-v2" and pred["score"] == pytest.approx(0.91)
     assert "annotations" not in by_text["still unlabeled"]
 
     b = make_project(labels=labels, task=task)
@@ -482,7 +484,7 @@ def test_label_studio_round_trip(make_project, tmp_path: Path, task: str) -> Non
         r["time_spent_ms"] for r in rows_of(b, HumanLabelRow) if r["annotator"].startswith("alice")
     ]
     machine = a.final_labels().query("source_kind == 'machine'").iloc[0]
-    assert sg["label"] == machine["labels"][0] and sg["labeler_version"] == "zeroshot-v2"
+    assert sg["label"] == machine["labels"][0] and sg["labeler_version"] == "student:zeroshot-v2"
     assert sg["confidence"] == pytest.approx(machine["confidence"])
     assert spent == 1200
 

@@ -253,7 +253,7 @@ def test_an_image_project_runs_the_loop_on_image_features(tmp_path: Path) -> Non
         p.submit(item["id"], [truth[item["content"]]], annotator="ana")
     loop.step()
     assert [m.labeler_id for m in loop.labelers.members] == ["student"]
-    assert loop.labelers.humans.vectors.shape[1] == 420  # the built-in image featurizer
+    assert loop.labelers.humans.vectors.shape[1] == 896  # the default built-in image featurizer
     probs = loop.labelers.ensemble.predict_proba(loop.labelers.humans.vectors)
     predicted = [loop.labelers.label_names[j] for j in probs.argmax(axis=1)]
     assert predicted == list(loop.labelers.humans.labels)

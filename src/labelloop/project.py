@@ -23,6 +23,7 @@ from labelloop.annotate.feedback import RetrainReport, retrain
 from labelloop.annotate.route import RouteReport, route
 from labelloop.annotate.suggest import SuggestReport, suggest
 from labelloop.core.config import (
+    ALL_COLUMNS,
     PROJECT_FILE,
     Modality,
     ProjectConfig,
@@ -34,9 +35,12 @@ from labelloop.embed.factory import project_column_order, project_embedder
 from labelloop.interop import (
     ExportSummary,
     ImportSummary,
+    LabelStudioPushSummary,
+    export_kind,
     export_label_studio,
     export_labels,
     import_label_studio,
+    push_label_studio,
 )
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.factory import MODEL_KIND, LabelerSet, current_labelers
@@ -45,7 +49,13 @@ from labelloop.quality.gold import score_against_gold
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
-from labelloop.sources.readers import ImageFolderReader, Reader, SqlReader, reader_for
+from labelloop.sources.readers import (
+    MANIFEST_PATH_COLUMNS,
+    ImageFolderReader,
+    Reader,
+    SqlReader,
+    reader_for,
+)
 from labelloop.sources.validate import reason_kind
 from labelloop.store import reads
 from labelloop.store.context import ProjectContext
@@ -136,10 +146,22 @@ class Project:
         return self.ctx.quarantine_dir
 
     def ingest(
-        self, source: str | Path | Reader, *, progress: Progress | None = None
+        self,
+        source: str | Path | Reader,
+        *,
+        import_labels: bool = True,
+        progress: Progress | None = None,
     ) -> IngestReport:
         """Ingest a CSV, TSV, JSONL or Parquet file, a video, a folder of images and videos,
-        or any ``Reader``. Sampled video frames are written under the project's ``media``."""
+        or any ``Reader``. Sampled video frames are written under the project's ``media``.
+
+        In an image project a table file is a manifest of image paths (a ``path`` or ``image``
+        column, relative to the manifest's folder, or the project's own content field), and
+        labels that come with the images are imported when ``import_labels``: the folder
+        holding each image (``root/<label>/x.png``) and the manifest's ``label_field`` column
+        (``label`` when the project names none). Names outside the taxonomy are not imported
+        and are counted by name in the report's ``labels_unknown``."""
+        image = self.config.modality == Modality.image
         reader = (
             source
             if hasattr(source, "records")
@@ -148,9 +170,11 @@ class Project:
                 max_image_bytes=self.config.ingest.max_image_bytes,
                 video=self.config.video,
                 media_dir=self.folder / "media",
+                image_paths=self._manifest_path_columns() if image else None,
+                label_column=self.config.label_field or "label",
             )
         )
-        if isinstance(reader, ImageFolderReader) and self.config.modality != Modality.image:
+        if isinstance(reader, ImageFolderReader) and not image:
             raise IngestError(
                 f"{source}: a folder of images, but this project's modality is "
                 f"{self.config.modality}; an image project is made with "
@@ -163,7 +187,14 @@ class Project:
             reader,
             quarantine_dir=self.quarantine_dir,
             progress=progress,
+            import_labels=import_labels,
         )
+
+    def _manifest_path_columns(self) -> list[str]:
+        """Where an image manifest holds its paths: the project's content field when it names
+        one (not the default ``text``), then the usual names."""
+        own = [f for f in self.config.content_fields if f not in ("text", *ALL_COLUMNS)]
+        return [*own, *MANIFEST_PATH_COLUMNS]
 
     def ingest_sql(self, url: str, query: str, *, progress: Progress | None = None) -> IngestReport:
         """Ingest the rows of a SQL query against any SQLAlchemy URL."""
@@ -374,15 +405,27 @@ class Project:
 
     # -- moving labels in and out ------------------------------------------------------------
     def export(self, path: str | Path, fmt: str | None = None, **options: Any) -> ExportSummary:
-        """Final labels with provenance to CSV, JSONL or Parquet, or Label Studio JSON
-        (``fmt="label-studio"``). Returns a summary (rows, columns, per source kind)."""
-        if fmt == "label-studio":
+        """Final labels with provenance to CSV, JSONL or Parquet, or every item as Label Studio
+        tasks (``fmt="label-studio"``, or a ``.json`` file; options: ``annotator_emails``,
+        ``from_name``, ``media_url``, ... of ``interop.export_label_studio``). Returns a summary
+        (rows, columns, per source kind; for Label Studio also annotations and predictions)."""
+        kind = export_kind(path, fmt)
+        if kind == "label-studio":
             return export_label_studio(self.ctx, path, **options)
-        return export_labels(self.ctx, path, fmt, **options)
+        return export_labels(self.ctx, path, kind, **options)
 
     def import_label_studio(self, path: str | Path, **options: Any) -> ImportSummary:
-        """Tasks, annotations and predictions from Label Studio's JSON (or JSONL) export."""
+        """Tasks, annotations and predictions from Label Studio's JSON (or JSONL) export, plain
+        or snapshot (options: ``label_config``, ``from_name``, ``annotators``, ... of
+        ``interop.import_label_studio``). What labelloop exported comes back without doubles."""
         return import_label_studio(self.ctx, path, **options)
+
+    def push_label_studio(
+        self, url: str, token: str, project: int, **options: Any
+    ) -> LabelStudioPushSummary:
+        """Bring a running Label Studio's project up to date over its REST API: new items
+        become tasks, known ones get their new annotations and predictions (no doubles)."""
+        return push_label_studio(self.ctx, url, token, project, **options)
 
     def audit_results(self) -> pd.DataFrame:
         """Audited machine labels: the machine's label next to the person's answer.

@@ -399,13 +399,21 @@ def ingest(
         ),
     ] = None,
     file: Annotated[UploadFile | None, File(description="a CSV/TSV/JSONL/Parquet upload")] = None,
+    import_labels: Annotated[
+        bool,
+        Form(
+            description="image projects: import each image's class folder name and a "
+            "manifest's label column as its label, when in the taxonomy"
+        ),
+    ] = True,
 ) -> dict[str, Any]:
     if (path is None) == (file is None):
         raise HTTPException(422, "send exactly one of 'path' and 'file'")
     if file is not None:
         with _saved_upload(project, file) as source:
-            return project.ingest(source).as_dict()
-    return project.ingest(_import_path(project, path or "")).as_dict()
+            return project.ingest(source, import_labels=import_labels).as_dict()
+    source = _import_path(project, path or "")
+    return project.ingest(source, import_labels=import_labels).as_dict()
 
 
 @router.get("/users", response_model=list[schemas.UserOut], summary="Users (admin)")

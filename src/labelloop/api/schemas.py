@@ -66,6 +66,14 @@ class IngestOut(BaseModel):
     quarantine_reasons: dict[str, int]
     quarantine_file: str | None = None
     rows_per_second: float
+    # Labels that came with the images (class folders, a manifest's label column).
+    labels_source: str | None = None
+    labels_imported: int = 0
+    labels_already_imported: int = 0
+    labels_kept_human: int = 0
+    labels_unknown: dict[str, int] = {}
+    labels_invalid: dict[str, int] = {}
+    labels_ignored: int = 0
 
 
 class ItemOut(BaseModel):

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from labelloop.cli.common import ProjectOpt, console, friendly_errors, progress_bar
+from labelloop.cli.common import ProjectOpt, console, err_console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
 from labelloop.cli.loop_commands import retrain, worker
 from labelloop.cli.server_commands import serve
 from labelloop.cli.user_commands import user_app
 from labelloop.core.errors import LabelloopError
+
+if TYPE_CHECKING:
+    from labelloop.sources.ingest import IngestReport
 
 app = typer.Typer(
     name="labelloop",
@@ -108,23 +111,32 @@ def ingest(
     source: Annotated[
         str,
         typer.Argument(
-            help="A .csv, .tsv, .jsonl or .parquet file, a folder of images, or a SQLAlchemy URL with --query."
+            help="A .csv, .tsv, .jsonl or .parquet file (in an image project: a list of image "
+            "paths), a folder of images, or a SQLAlchemy URL with --query."
         ),
     ],
     project: ProjectOpt = Path("."),
     query: Annotated[
         str | None, typer.Option(help="SQL query to run when SOURCE is a database URL.")
     ] = None,
+    import_labels: Annotated[
+        bool,
+        typer.Option(
+            help="Image projects: import each image's class folder name (root/<label>/x.png) "
+            "and a manifest's label column as its label, when in the taxonomy."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Stream items in. Bad rows are quarantined with their reason; re-running adds nothing."""
     with _open(project) as p:
+        labels = p.config.label_names
         if query is not None:
             with progress_bar("ingest", not as_json) as progress:
                 report = p.ingest_sql(source, query, progress=progress)
         else:
             with progress_bar("ingest", not as_json) as progress:
-                report = p.ingest(source, progress=progress)
+                report = p.ingest(source, import_labels=import_labels, progress=progress)
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
         return
@@ -138,8 +150,36 @@ def ingest(
         table.add_row(f"  {reason}", f"{n:,}")
     if report.quarantine_file:
         table.add_row("quarantine file", report.quarantine_file)
+    if report.labels_source:
+        _label_rows(table, report)
     table.add_row("rows/s", f"{report.rows_per_second:,.0f}")
     console.print(table)
+    if report.labels_unknown:
+        names = ", ".join(f"{name} ({n:,})" for name, n in report.labels_unknown.items())
+        err_console.print(
+            f"[yellow]Labels not in the taxonomy, not imported:[/] {names}. The project's "
+            f"labels are {', '.join(labels[:20])}{', ...' if len(labels) > 20 else ''}; rename "
+            "the folders (or values), add the labels to labelloop.yaml, or pass "
+            "--no-import-labels.",
+            soft_wrap=True,
+        )
+
+
+def _label_rows(table: Table, report: IngestReport) -> None:
+    """The ingest report's rows about the labels that came with the images."""
+    source = report.labels_source
+    if report.labels_ignored:
+        table.add_row(f"labels ignored ({source})", f"{report.labels_ignored:,}")
+        return
+    table.add_row(f"labels imported ({source})", f"{report.labels_imported:,}")
+    if report.labels_already_imported:
+        table.add_row("  already imported", f"{report.labels_already_imported:,}")
+    if report.labels_kept_human:
+        table.add_row("  kept a person's label", f"{report.labels_kept_human:,}")
+    if report.labels_unknown:
+        table.add_row("  not in the taxonomy", f"{sum(report.labels_unknown.values()):,}")
+    for reason, n in report.labels_invalid.items():
+        table.add_row(f"  {reason}", f"{n:,}")
 
 
 @app.command()
@@ -383,10 +423,27 @@ def check(
                 )
 
 
+def _pairs(values: list[str] | None, what: str, option: str) -> dict[str, str]:
+    """``name=value`` pairs, given as repeated options or comma-separated."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            name, sep, target = part.partition("=")
+            if not sep or not name.strip() or not target.strip():
+                raise LabelloopError(f"{option}: expected {what}, got {part.strip()!r}")
+            out[name.strip()] = target.strip()
+    return out
+
+
 @app.command()
 @friendly_errors
 def export(
-    path: Annotated[Path, typer.Argument(help="Output file: .csv, .jsonl, .parquet or .json.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="Output file: .csv, .jsonl, .parquet, or .json (Label Studio tasks)."),
+    ],
     project: ProjectOpt = Path("."),
     fmt: Annotated[
         str | None,
@@ -398,19 +455,68 @@ def export(
         list[str] | None,
         typer.Option("--source", help="Only labels from these sources: human, machine, import."),
     ] = None,
+    annotator_emails: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotator-emails",
+            help="Label Studio: annotator=email of a Label Studio member (ana=ana@x.org,...); "
+            "added to label_studio.annotator_emails. Annotators without one are kept in the "
+            "task's meta and Label Studio credits the importing user.",
+        ),
+    ] = None,
+    from_name: Annotated[
+        str | None, typer.Option(help="Label Studio: the Choices control's name.")
+    ] = None,
+    to_name: Annotated[
+        str | None, typer.Option(help="Label Studio: the object tag the choices label.")
+    ] = None,
+    media_url: Annotated[
+        str | None,
+        typer.Option(help="Label Studio: an image's URL, with {path}, {name}, {item_id}."),
+    ] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Label Studio: {path} is relative to this folder.")
+    ] = None,
+    predictions: Annotated[
+        bool, typer.Option(help="Label Studio: machine suggestions as predictions.")
+    ] = True,
+    label_config: Annotated[
+        Path | None,
+        typer.Option(help="Label Studio: where to write the labeling config (default: beside)."),
+    ] = None,
 ) -> None:
-    """Write final labels with provenance (who or what labeled, version, confidence)."""
-    options: dict[str, Any] = {}
-    if source:
-        options["source_kinds"] = source
+    """Write final labels with provenance (who or what labeled, version, confidence), or every
+    item as Label Studio tasks with annotations and predictions."""
+    from labelloop.interop import export_kind
+
+    kind = export_kind(path, fmt, option="--format")
     with _open(project) as p:
-        if fmt == "label-studio":
-            summary = p.export(path, "label-studio")
-        else:
-            with progress_bar("export") as progress:
-                summary = p.export(path, fmt, progress=progress, **options)
-    what = "tasks" if fmt == "label-studio" else "labels"
-    console.print(f"Wrote {summary.rows:,} {what} to {summary.path} ({summary.format}).")
+        if kind == "label-studio":
+            s = p.export(
+                path,
+                kind,
+                annotator_emails=_pairs(annotator_emails, "annotator=email", "--annotator-emails"),
+                from_name=from_name,
+                to_name=to_name,
+                media_url=media_url,
+                media_root=media_root,
+                include_predictions=predictions,
+                label_config_path=label_config,
+            )
+            console.print(
+                f"Wrote {s.rows:,} tasks to {s.path} ({s.annotations:,} annotations, "
+                f"{s.annotations_with_email:,} with an annotator email; {s.predictions:,} "
+                f"predictions, {s.propagated:,} propagated labels) and the labeling config "
+                f"to {s.label_config_path} (control {s.from_name!r} on {s.to_name!r}).",
+                highlight=False,
+            )
+            return
+        options: dict[str, Any] = {}
+        if source:
+            options["source_kinds"] = source
+        with progress_bar("export") as progress:
+            summary = p.export(path, kind, progress=progress, **options)
+    console.print(f"Wrote {summary.rows:,} labels to {summary.path} ({summary.format}).")
 
 
 @app.command("import")
@@ -421,18 +527,81 @@ def import_(
     from_name: Annotated[
         str | None, typer.Option(help="The Label Studio control holding the choices.")
     ] = None,
+    label_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="The Label Studio project's labeling config (XML; default: "
+            "<file>.label_config.xml beside the file, when there is one)."
+        ),
+    ] = None,
+    annotators: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Label Studio annotator=labelloop name (an email, or ls-user-<id> for a bare "
+            "id): ls-user-1=ana,bo@x.org=bo."
+        ),
+    ] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Label Studio's local-files root, to find image files.")
+    ] = None,
+    overwrite_human: Annotated[
+        bool, typer.Option(help="Let imported labels replace labels people gave here.")
+    ] = False,
 ) -> None:
     """Import Label Studio tasks with their annotations (human labels) and predictions."""
     with _open(project) as p:
         with progress_bar("import") as progress:
-            s = p.import_label_studio(path, from_name=from_name, progress=progress)
+            s = p.import_label_studio(
+                path,
+                from_name=from_name,
+                label_config=label_config,
+                annotators=_pairs(annotators, "annotator=name", "--annotators"),
+                media_root=media_root,
+                overwrite_human=overwrite_human,
+                progress=progress,
+            )
+    added = s.ingest.items_added if s.ingest is not None else 0
     console.print(
-        f"Imported {s.tasks:,} tasks: {s.ingest.items_added:,} new items, {s.annotations:,} "
-        f"annotations, {s.predictions:,} predictions; {s.annotations_rejected:,} annotations and "
-        f"{s.predictions_rejected:,} predictions rejected, {s.annotations_cancelled:,} cancelled."
+        f"Imported {s.tasks:,} tasks ({s.shape} export; {s.tasks_matched:,} found by labelloop's "
+        f"identity, {added:,} new items): {s.annotations:,} annotations and "
+        f"{s.predictions:,} predictions added; {s.annotations_already_imported:,} annotations "
+        f"and {s.predictions_already_imported:,} predictions already here; "
+        f"{s.annotations_rejected:,} annotations and {s.predictions_rejected:,} predictions "
+        f"rejected, {s.annotations_cancelled:,} cancelled.",
+        highlight=False,
     )
+    for warning in s.warnings:
+        console.print(f"  warning: {warning}", highlight=False)
     for issue in s.issues[:10]:
         console.print(f"  task {issue.task_id}: {issue.reason}", highlight=False)
+
+
+@app.command("push-label-studio")
+@friendly_errors
+def push_label_studio_(
+    url: Annotated[str, typer.Argument(help="Label Studio's address, e.g. http://127.0.0.1:8080")],
+    ls_project: Annotated[int, typer.Option(help="The Label Studio project's id.")],
+    token: Annotated[
+        str,
+        typer.Option(envvar="LABEL_STUDIO_API_KEY", help="Label Studio API token (or the env)."),
+    ],
+    project: ProjectOpt = Path("."),
+    annotator_emails: Annotated[
+        list[str] | None,
+        typer.Option("--annotator-emails", help="annotator=email of a Label Studio member."),
+    ] = None,
+) -> None:
+    """Update a Label Studio project in place: new items become tasks, known ones get their new
+    annotations and predictions (a second push adds nothing)."""
+    emails = _pairs(annotator_emails, "annotator=email", "--annotator-emails")
+    with _open(project) as p:
+        s = p.push_label_studio(url, token, ls_project, annotator_emails=emails)
+    console.print(
+        f"Label Studio project {s.project}: {s.tasks_created:,} tasks created, "
+        f"{s.tasks_found:,} found; {s.annotations_created:,} annotations and "
+        f"{s.predictions_created:,} predictions added, {s.tasks_meta_updated:,} tasks updated.",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -232,6 +232,28 @@ class LabelerSettings(_Strict):
     cascade: CascadeSettings = Field(default_factory=CascadeSettings)
 
 
+class LabelStudioSettings(_Strict):
+    """Label Studio interchange (``export --format label-studio``, ``import``)."""
+
+    # labelloop annotator -> email of a member of the Label Studio organization. An annotator
+    # without an email here is written without ``completed_by`` (Label Studio credits the
+    # importing user) and kept in the task's ``meta``; an import maps the emails back.
+    annotator_emails: dict[str, str] = Field(default_factory=dict)
+    # An image item's URL in a task: {path} (relative to media_root, URL-quoted), {name} and
+    # {item_id}. The default is Label Studio's local-files URL, served when Label Studio runs
+    # with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and its document root at media_root.
+    media_url: str = "/data/local-files/?d={path}"
+    media_root: str = "/"
+
+    @field_validator("annotator_emails")
+    @classmethod
+    def _emails(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, email in v.items():
+            if "@" not in email or _has_control(email) or email != email.strip():
+                raise ValueError(f"annotator {name!r}: {email!r} is not an email address")
+        return v
+
+
 class ProjectConfig(_Strict):
     """A project: its name, what the items are, the taxonomy, the targets and the store."""
 
@@ -256,6 +278,7 @@ class ProjectConfig(_Strict):
     loop: LoopSettings = Field(default_factory=LoopSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from labelloop.core.config import ProjectConfig
 from labelloop.core.progress import Progress
+from labelloop.sources.labels import LabelCounts, LabelParser, write_imported_labels
 from labelloop.sources.readers import Reader
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected, check_columns, reason_kind
@@ -31,7 +32,14 @@ from labelloop.store.models import ItemRow, ItemSourceRow
 
 @dataclass
 class IngestReport:
-    """What one ingest did. ``duplicates`` are new rows whose content was already an item."""
+    """What one ingest did. ``duplicates`` are new rows whose content was already an item.
+
+    Labels that came with the rows (class folders, a manifest's label column), imported under
+    the name ``labels_source``: ``labels_unknown`` counts the names outside the taxonomy (not
+    imported), ``labels_invalid`` other refused labels by reason, ``labels_kept_human`` items a
+    person in the project had labeled already, ``labels_ignored`` labels read while the import
+    was off.
+    """
 
     source: str
     rows_read: int = 0
@@ -41,6 +49,13 @@ class IngestReport:
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     quarantine_file: str | None = None
+    labels_source: str | None = None
+    labels_imported: int = 0
+    labels_already_imported: int = 0
+    labels_kept_human: int = 0
+    labels_unknown: dict[str, int] = field(default_factory=dict)
+    labels_invalid: dict[str, int] = field(default_factory=dict)
+    labels_ignored: int = 0
     seconds: float = 0.0
 
     @property
@@ -101,10 +116,13 @@ def ingest(
     quarantine_dir: Path | None = None,
     progress: Progress | None = None,
     chunk_size: int | None = None,
+    import_labels: bool = True,
 ) -> IngestReport:
     """Read every record of ``reader`` into the project; return a report.
 
-    ``progress(rows_seen, None)`` is called after each chunk.
+    ``progress(rows_seen, None)`` is called after each chunk. A record's ``label`` (an image's
+    class folder, a manifest's label column) is imported as the item's label when
+    ``import_labels`` (``sources/labels.py``), under the reader's ``label_source`` name.
 
     Each chunk is written in one transaction. Items are keyed by content hash: an item row
     records its first sighting (source, position), and each exact duplicate seen elsewhere is
@@ -121,6 +139,10 @@ def ingest(
     size = chunk_size or config.ingest.chunk_size
     qfile = None
     qpath = quarantine_path(quarantine_dir, source) if quarantine_dir else None
+    label_counts = LabelCounts()
+    parse_label = LabelParser(config, label_counts)
+    label_source = str(getattr(reader, "label_source", None) or "import")
+    labels_seen = 0
 
     with db.engine.connect() as conn:
         items_before = count_rows(conn, ItemRow.__table__, project_id)
@@ -135,6 +157,7 @@ def ingest(
                 items: list[tuple[Any, ...]] = []
                 sightings: list[tuple[Any, ...]] = []
                 bad: list[dict[str, Any]] = []
+                labels: dict[str, list[str]] = {}  # content hash -> labels (the last one wins)
                 for rec in chunk:
                     reason = rec.error
                     if reason is None:
@@ -160,6 +183,11 @@ def ingest(
                         continue
                     report.rows_read += 1
                     good.append((h, content, rec.media_path, dumps(meta), rec.position, ext_id))
+                    if rec.label is not None:
+                        labels_seen += 1
+                        parsed = parse_label(rec.label) if import_labels else None
+                        if parsed is not None:
+                            labels[h] = parsed
                 with db.engine.begin() as conn:
                     seen = first_sightings(conn, project_id, [g[0] for g in good])
                     for h, content, media_path, meta_json, position, ext_id in good:
@@ -173,6 +201,7 @@ def ingest(
                             sightings.append((project_id, source, position, h, ext_id, meta_json))
                     insert_items(conn, items, sightings)
                     insert_quarantine(conn, bad)
+                    write_imported_labels(conn, project_id, labels, label_source, label_counts)
                 if chunks_done == 0:
                     refresh_planner_stats(db)
                 chunks_done += 1
@@ -204,6 +233,14 @@ def ingest(
         report.already_ingested = report.rows_read - report.items_added - report.duplicates
         report.quarantine_reasons = dict(reasons)
         report.quarantine_file = str(qpath) if qfile is not None else None
+        if labels_seen:
+            report.labels_source = label_source
+            report.labels_imported = label_counts.imported
+            report.labels_already_imported = label_counts.already_imported
+            report.labels_kept_human = label_counts.kept_human
+            report.labels_unknown = label_counts.unknown_names()
+            report.labels_invalid = dict(label_counts.invalid)
+            report.labels_ignored = 0 if import_labels else labels_seen
         report.seconds = time.perf_counter() - started
         log_event(conn, project_id, "ingest", report.as_dict())
     return report

@@ -1,4 +1,5 @@
-"""Readers that stream records from files, folders of images and videos, and SQL queries.
+"""Readers that stream records from files, folders of images and videos, manifests of image
+paths, and SQL queries.
 
 Each reader yields ``RawRecord`` lazily so memory stays flat whatever the source size. A row
 that cannot be decoded becomes a record with ``error`` set; it never stops the rest.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -205,13 +206,54 @@ class ParquetReader:
                 yield RawRecord(position, fields=row)
 
 
+def read_image_file(
+    path: Path, rel: str, position: int, max_bytes: int, *, line: int | None = None
+) -> RawRecord:
+    """One image file as a record (its bytes are the item's identity), or the reason it cannot
+    be one: too large, missing, or not an image Pillow can decode."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return RawRecord(position, line=line, error=f"unreadable image: {exc.strerror}", raw=rel)
+    if size > max_bytes:
+        return RawRecord(
+            position,
+            line=line,
+            error=f"oversize image: {size} bytes > limit {max_bytes}",
+            raw=rel,
+        )
+    try:
+        data = path.read_bytes()
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            img.load()
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return RawRecord(position, line=line, error=f"unreadable image: {exc}", raw=rel)
+    return RawRecord(
+        position,
+        fields={"path": rel, "width": width, "height": height},
+        line=line,
+        media_path=str(path.resolve()),
+        media_bytes=data,
+    )
+
+
 class ImageFolderReader:
     """Every image file under a folder (recursively, in sorted order); content is its bytes.
 
-    Video files in the folder become one image record per sampled frame (``video.py``), written
-    under ``media_dir`` (the project's media folder); positions 1..n are the images', video k
-    has k * 10^9 + frame number + 1.
+    The name of the folder that holds a file (``root/<label>/x.png``) is the record's
+    ``label``, imported by the ingest when it is in the taxonomy (``label_source``
+    "class-folders"); a file directly in the root has none. Video files in the folder become
+    one image record per sampled frame (``video.py``), written under ``media_dir`` (the
+    project's media folder), with the label of their folder; positions 1..n are the images',
+    video k has k * 10^9 + frame number + 1.
     """
+
+    label_source = "class-folders"
 
     def __init__(
         self,
@@ -242,9 +284,12 @@ class ImageFolderReader:
     def size_hint(self) -> int | None:
         return len(self._files)
 
-    def records(self) -> Iterator[RawRecord]:
-        from PIL import Image, UnidentifiedImageError
+    def folder_label(self, path: Path) -> str | None:
+        """The name of the folder holding ``path`` inside the root; None directly in the root."""
+        parent = path.parent.relative_to(self.folder)
+        return parent.name if parent.parts else None
 
+    def records(self) -> Iterator[RawRecord]:
         for position, path in enumerate(self._files, start=1):
             rel = str(path.relative_to(self.folder))
             if not path.resolve().is_relative_to(self._root):
@@ -252,30 +297,9 @@ class ImageFolderReader:
                 # reviewers) any file this process can read.
                 yield RawRecord(position, error="symbolic link leads outside the folder", raw=rel)
                 continue
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                yield RawRecord(
-                    position,
-                    error=f"oversize image: {size} bytes > limit {self.max_bytes}",
-                    raw=rel,
-                )
-                continue
-            data = path.read_bytes()
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-                with Image.open(path) as img:
-                    img.load()
-                    width, height = img.size
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                yield RawRecord(position, error=f"unreadable image: {exc}", raw=rel)
-                continue
-            yield RawRecord(
-                position,
-                fields={"path": rel, "width": width, "height": height},
-                media_path=str(path.resolve()),
-                media_bytes=data,
-            )
+            rec = read_image_file(path, rel, position, self.max_bytes)
+            rec.label = self.folder_label(path)
+            yield rec
         yield from self._video_records()
 
     def _video_records(self) -> Iterator[RawRecord]:
@@ -286,7 +310,108 @@ class ImageFolderReader:
                 yield RawRecord(base + 1, error="symbolic link leads outside the folder", raw=rel)
                 continue
             assert self.media_dir is not None  # checked in __init__
-            yield from frame_records(path, rel, self.media_dir, self.video, base)
+            label = self.folder_label(path)
+            for rec in frame_records(path, rel, self.media_dir, self.video, base):
+                rec.label = label
+                yield rec
+
+
+# Columns a manifest may name its image paths in, after the project's own content field.
+MANIFEST_PATH_COLUMNS = ("path", "image", "image_path", "file", "filename")
+
+
+class ImageManifestReader:
+    """A CSV, TSV, JSONL or Parquet file listing image paths, one row per image (image projects).
+
+    The path is read from the first of ``path_columns`` the row has; a relative path is
+    resolved against the manifest's folder, and a path that leads out of that folder (``..``,
+    an absolute path elsewhere, a symbolic link) is quarantined with the reason, as is a URL
+    (nothing is downloaded). The row's ``label_column`` value, when present, is the record's
+    ``label`` (``label_source`` "manifest"); its other columns become the item's metadata.
+    """
+
+    label_source = "manifest"
+
+    def __init__(
+        self,
+        rows: Reader,
+        manifest: Path,
+        max_bytes: int,
+        *,
+        path_columns: Sequence[str] = MANIFEST_PATH_COLUMNS,
+        label_column: str | None = "label",
+    ) -> None:
+        self.rows = rows
+        self.manifest = manifest
+        self.source_id = rows.source_id
+        self.max_bytes = max_bytes
+        self.path_columns = list(dict.fromkeys(path_columns))
+        self.label_column = label_column
+        self._root = manifest.resolve().parent
+
+    def columns(self) -> list[str] | None:
+        columns = self.rows.columns()
+        if columns is not None and not any(c in columns for c in self.path_columns):
+            raise IngestError(
+                f"{self.manifest}: an image project reads a table as a list of image paths, "
+                f"and this one has no path column ({', '.join(map(repr, self.path_columns))}); "
+                f"the columns are {', '.join(columns)}"
+            )
+        return None  # the image path is the content: no content_fields check applies
+
+    def size_hint(self) -> int | None:
+        return self.rows.size_hint()
+
+    def records(self) -> Iterator[RawRecord]:
+        for row in self.rows.records():
+            yield row if row.error is not None else self.image_record(row)
+
+    def image_record(self, row: RawRecord) -> RawRecord:
+        fields = row.fields
+        column = next((c for c in self.path_columns if c in fields), None)
+        given = fields.get(column) if column is not None else None
+        raw = json.dumps(fields, ensure_ascii=False, default=str)[:_RAW_KEEP]
+        if not isinstance(given, str) or not given.strip():
+            names = " or ".join(map(repr, self.path_columns[:3]))
+            return RawRecord(
+                row.position,
+                line=row.line,
+                error=f"missing content: no image path ({names})",
+                raw=raw,
+            )
+        path, reason = self.resolve(given.strip())
+        if path is None:
+            return RawRecord(row.position, line=row.line, error=reason, raw=raw)
+        rel = str(path.relative_to(self._root))
+        rec = read_image_file(path, rel, row.position, self.max_bytes, line=row.line)
+        if rec.error is not None:
+            rec.raw = raw
+            return rec
+        rec.fields.update({k: v for k, v in fields.items() if k not in (column, "width", "height")})
+        rec.fields["path"] = rel
+        if self.label_column is not None:
+            rec.label = fields.get(self.label_column)
+        return rec
+
+    def resolve(self, given: str) -> tuple[Path | None, str]:
+        """The real path of ``given`` inside the manifest's folder, or None and the reason."""
+        if "://" in given:
+            return None, f"unreadable image: {quoted(given)} is a URL; give a file path"
+        try:
+            candidate = Path(given)
+            real = (candidate if candidate.is_absolute() else self._root / candidate).resolve()
+        except (OSError, ValueError) as exc:
+            return None, f"unreadable image: bad path {quoted(given)} ({exc})"
+        if not real.is_relative_to(self._root):
+            return None, (
+                f"path outside the manifest's folder: {quoted(given)} leads out of "
+                f"{self._root} (paths are read inside the folder that holds the manifest)"
+            )
+        if real.suffix.lower() in VIDEO_SUFFIXES:
+            return None, f"unsupported file: {quoted(given)} is a video; ingest the video itself"
+        if not real.is_file():
+            return None, f"unreadable image: no file {quoted(given)} in {self._root}"
+        return real, ""
 
 
 class SqlReader:
@@ -344,23 +469,27 @@ def reader_for(
     max_image_bytes: int = 20_000_000,
     video: VideoSettings | None = None,
     media_dir: Path | None = None,
+    image_paths: Sequence[str] | None = None,
+    label_column: str | None = "label",
 ) -> Reader:
     """Pick a reader by what ``path`` is: a folder of images (and videos), or a file by its
-    suffix. Video frames are written under ``media_dir`` (a project's ``media`` folder)."""
+    suffix. Video frames are written under ``media_dir`` (a project's ``media`` folder).
+
+    ``image_paths`` (an image project's path columns) makes a table file a manifest of image
+    paths (``ImageManifestReader``), whose ``label_column`` holds labels."""
     p = Path(path)
     if not p.exists():
         raise IngestError(f"{p}: no such file or folder")
     if p.is_dir():
         return ImageFolderReader(p, max_bytes=max_image_bytes, video=video, media_dir=media_dir)
+    table = _table_reader(p)
+    if table is not None:
+        if image_paths is None:
+            return table
+        return ImageManifestReader(
+            table, p, max_image_bytes, path_columns=image_paths, label_column=label_column
+        )
     suffix = p.suffix.lower()
-    if suffix == ".csv":
-        return DelimitedReader(p, ",")
-    if suffix in (".tsv", ".tab"):
-        return DelimitedReader(p, "\t")
-    if suffix in (".jsonl", ".ndjson"):
-        return JsonlReader(p)
-    if suffix in (".parquet", ".pq"):
-        return ParquetReader(p)
     if suffix in VIDEO_SUFFIXES:
         if media_dir is None:
             raise IngestError(
@@ -372,3 +501,17 @@ def reader_for(
         f"{p}: unknown file type {suffix or '(none)'}; use .csv, .tsv, .jsonl, .parquet, a video "
         f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder of images and videos"
     )
+
+
+def _table_reader(p: Path) -> Reader | None:
+    """The reader of a table file by its suffix, or None for any other file."""
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return DelimitedReader(p, ",")
+    if suffix in (".tsv", ".tab"):
+        return DelimitedReader(p, "\t")
+    if suffix in (".jsonl", ".ndjson"):
+        return JsonlReader(p)
+    if suffix in (".parquet", ".pq"):
+        return ParquetReader(p)
+    return None

@@ -15,6 +15,8 @@ class RawRecord:
     the source has lines. A record with ``error`` set could not be read and is quarantined.
     ``media_path`` is the item's media file; ``media_bytes`` the bytes whose hash is the item's
     identity (an image's file; for a video frame, its size, time and a digest of its pixels).
+    ``label`` is a label the source already gives the row (an image's class folder, a
+    manifest's label column): a name, or a list of names; imported when the ingest asks.
     """
 
     position: int
@@ -24,3 +26,4 @@ class RawRecord:
     raw: str = ""
     media_path: str | None = None
     media_bytes: bytes | None = None
+    label: Any = None

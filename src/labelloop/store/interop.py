@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Select, bindparam, func, insert, select, text
 
 from labelloop.store.db import Database
 from labelloop.store.models import (
+    EventRow,
     FinalLabelRow,
     HumanLabelRow,
     ItemRow,
@@ -251,7 +252,7 @@ def scan_meta_python(
 def stream_items_with_final_labels(
     conn: Connection, project_id: int, chunk_size: int, *, include_unlabeled: bool = True
 ) -> Iterator[list[dict[str, Any]]]:
-    """Items (id, content, media_path, meta) with their final label (labels, source_kind,
+    """Items (id, content_hash, content, media_path, meta) with their final label (labels, source_kind,
     source_name, source_version, confidence, decided_at; None where unlabeled), in id order,
     ``chunk_size`` at a time. Without ``include_unlabeled`` only labeled items come."""
     it = ItemRow.__table__
@@ -259,6 +260,7 @@ def stream_items_with_final_labels(
     stmt = (
         select(
             it.c.id,
+            it.c.content_hash,
             it.c.content,
             it.c.media_path,
             it.c.meta,
@@ -368,3 +370,122 @@ def mark_suggested(conn: Connection, item_ids: Sequence[int]) -> None:
             .where(ItemRow.id.in_(batch), ItemRow.state == ItemState.new)
             .values(state=ItemState.suggested)
         )
+
+
+# Human label rows that are not an answer: passing on an item, and an answer taken back.
+NOT_ANSWERS = ("skip", "undo", "undone")
+
+
+def human_answers(
+    conn: Connection, item_ids: Sequence[int]
+) -> dict[int, list[tuple[int, str, list[str], str, int | None, Any]]]:
+    """Per item, each annotator's latest answer (skips and taken-back answers left out) as
+    (human label id, annotator, labels, action, time spent in ms, created at), oldest first."""
+    hl = HumanLabelRow.__table__
+    latest: dict[tuple[int, str], tuple[int, str, list[str], str, int | None, Any]] = {}
+    items: dict[int, None] = {}
+    for batch in batches(item_ids):
+        rows = conn.execute(
+            select(
+                hl.c.item_id,
+                hl.c.id,
+                hl.c.annotator,
+                hl.c.labels,
+                hl.c.action,
+                hl.c.time_spent_ms,
+                hl.c.created_at,
+            )
+            .where(hl.c.item_id.in_(batch), hl.c.action.notin_(NOT_ANSWERS))
+            .order_by(hl.c.id)
+        )
+        for item_id, row_id, annotator, labels, action, spent, created in rows:
+            items.setdefault(item_id)
+            latest[(item_id, annotator)] = (row_id, annotator, list(labels), action, spent, created)
+    out: dict[int, list[tuple[int, str, list[str], str, int | None, Any]]] = {}
+    for (item_id, _), answer in sorted(latest.items(), key=lambda kv: kv[1][0]):
+        out.setdefault(item_id, []).append(answer)
+    return out
+
+
+def answer_keys(conn: Connection, item_ids: set[int]) -> set[tuple[int, str, tuple[str, ...]]]:
+    """(item id, annotator, labels) of every answer given on ``item_ids`` (any action but a
+    skip or a taken-back answer)."""
+    hl = HumanLabelRow.__table__
+    found: set[tuple[int, str, tuple[str, ...]]] = set()
+    for batch in batches(sorted(item_ids)):
+        for item_id, annotator, labels in conn.execute(
+            select(hl.c.item_id, hl.c.annotator, hl.c.labels).where(
+                hl.c.item_id.in_(batch), hl.c.action.notin_(NOT_ANSWERS)
+            )
+        ):
+            found.add((item_id, annotator, tuple(labels)))
+    return found
+
+
+def latest_suggestions(
+    conn: Connection, item_ids: Sequence[int]
+) -> dict[int, list[tuple[str, str, str | None, dict[str, float], float | None]]]:
+    """Per item, the latest valid suggestion of each labeler as (labeler, version, label,
+    probabilities, confidence), in labeler order."""
+    sg = SuggestionRow.__table__
+    out: dict[int, list[tuple[str, str, str | None, dict[str, float], float | None]]] = {}
+    for batch in batches(item_ids):
+        newest = (
+            select(func.max(sg.c.id))
+            .where(sg.c.item_id.in_(batch), sg.c.status == "ok")
+            .group_by(sg.c.item_id, sg.c.labeler)
+        )
+        rows = conn.execute(
+            select(
+                sg.c.item_id,
+                sg.c.labeler,
+                sg.c.labeler_version,
+                sg.c.label,
+                sg.c.probs,
+                sg.c.confidence,
+            )
+            .where(sg.c.id.in_(newest.scalar_subquery()))
+            .order_by(sg.c.item_id, sg.c.labeler)
+        )
+        for item_id, labeler, version, label, probs, confidence in rows:
+            out.setdefault(item_id, []).append((labeler, version, label, probs or {}, confidence))
+    return out
+
+
+def suggestion_keys(conn: Connection, item_ids: set[int]) -> set[tuple[int, str, str]]:
+    """(item id, labeler, labeler version) of every suggestion on ``item_ids``."""
+    sg = SuggestionRow.__table__
+    found: set[tuple[int, str, str]] = set()
+    for batch in batches(sorted(item_ids)):
+        for item_id, labeler, version in conn.execute(
+            select(sg.c.item_id, sg.c.labeler, sg.c.labeler_version).where(sg.c.item_id.in_(batch))
+        ):
+            found.add((item_id, labeler, version))
+    return found
+
+
+def item_ids_by_media_path(
+    conn: Connection, project_id: int, paths: set[str]
+) -> dict[str, tuple[int, str]]:
+    """(id, content hash) of each item of the project whose media file is one of ``paths``."""
+    t = ItemRow.__table__
+    found: dict[str, tuple[int, str]] = {}
+    for batch in batches(sorted(paths)):
+        rows = conn.execute(
+            select(t.c.media_path, t.c.id, t.c.content_hash).where(
+                t.c.project_id == project_id, t.c.media_path.in_(batch)
+            )
+        )
+        found.update({path: (i, h) for path, i, h in rows})
+    return found
+
+
+def event_payloads(
+    conn: Connection, project_id: int, kind: str, *, newest_first: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Payloads of the project's events of ``kind``, oldest first (or newest first)."""
+    e = EventRow.__table__
+    order = e.c.id.desc() if newest_first else e.c.id
+    stmt = select(e.c.payload).where(e.c.project_id == project_id, e.c.kind == kind).order_by(order)
+    for (payload,) in conn.execute(stmt):
+        yield payload or {}
