@@ -518,6 +518,50 @@ def test_admin_imports_label_studio(env) -> None:
     assert list(fl.loc[fl["content"] == "imported message", "labels"]) == [["spam"]]
 
 
+def test_admin_imports_label_studio_with_its_labeling_config(env) -> None:
+    """Label Studio's own names (control ``topic``, data key ``sms``) read from the uploaded
+    labeling config; a config that is not UTF-8 is refused with the reason."""
+    config = (
+        '<View><Text name="message" value="$sms"/>'
+        '<Choices name="topic" toName="message" choice="single">'
+        '<Choice value="ham"/><Choice value="spam"/></Choices></View>'
+    )
+    tasks = [
+        {
+            "id": 7,
+            "data": {"sms": "a message named by Label Studio"},
+            "annotations": [
+                {
+                    "result": [
+                        {
+                            "from_name": "topic",
+                            "to_name": "message",
+                            "type": "choices",
+                            "value": {"choices": ["ham"]},
+                        }
+                    ],
+                    "completed_by": 1,
+                }
+            ],
+        }
+    ]
+    files = {
+        "file": ("tasks.json", io.BytesIO(json.dumps(tasks).encode())),
+        "label_config": ("config.xml", io.BytesIO(config.encode())),
+    }
+    r = env.client.post("/api/import/label-studio", files=files, headers=_headers(env, "admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["annotations"] == 1, r.json()
+    fl = env.p.final_labels()
+    assert list(fl.loc[fl["content"] == "a message named by Label Studio", "labels"]) == [["ham"]]
+    bad = {
+        "file": ("tasks.json", io.BytesIO(json.dumps(tasks).encode())),
+        "label_config": ("config.xml", io.BytesIO(b"\xff\xfe<View/>")),
+    }
+    r = env.client.post("/api/import/label-studio", files=bad, headers=_headers(env, "admin"))
+    assert r.status_code == 422 and "UTF-8" in r.text
+
+
 # -- images ----------------------------------------------------------------------------------
 
 

@@ -644,6 +644,8 @@ def post_my_password(
 
 # -- export and import ---------------------------------------------------------------------
 
+MAX_LABEL_CONFIG_BYTES = 1_000_000  # a labeling config is a page of XML
+
 EXPORT_MEDIA = {
     "csv": ("text/csv", "csv"),
     "jsonl": ("application/x-ndjson", "jsonl"),
@@ -695,11 +697,34 @@ def import_label_studio_file(
     _: Admin,
     file: Annotated[UploadFile, File(description="a Label Studio JSON export")],
     overwrite_human: Annotated[bool, Form()] = False,
+    label_config: Annotated[
+        UploadFile | None,
+        File(description="the Label Studio project's labeling config (XML), to read its names"),
+    ] = None,
+    from_name: Annotated[
+        str | None,
+        Form(max_length=200, description="the Choices control to read, when several hold choices"),
+    ] = None,
 ) -> dict[str, Any]:
     from labelloop.interop import import_label_studio
 
+    config_xml = None
+    if label_config is not None:
+        raw = label_config.file.read(MAX_LABEL_CONFIG_BYTES + 1)
+        if len(raw) > MAX_LABEL_CONFIG_BYTES:
+            raise HTTPException(413, f"label_config: over {MAX_LABEL_CONFIG_BYTES:,} bytes")
+        try:
+            config_xml = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPException(422, "label_config: not UTF-8 text (expected the XML)") from None
     with _saved_upload(project, file) as path:
-        summary = import_label_studio(project, path, overwrite_human=overwrite_human)
+        summary = import_label_studio(
+            project,
+            path,
+            overwrite_human=overwrite_human,
+            label_config=config_xml,
+            from_name=from_name or None,
+        )
     out = summary.as_dict(with_issues=True)
     out["issues"] = out["issues"][:200]
     return out
