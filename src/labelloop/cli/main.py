@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from labelloop.cli.bulk_commands import annotate
 from labelloop.cli.common import ProjectOpt, console, err_console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
 from labelloop.cli.loop_commands import retrain, worker
@@ -734,6 +735,7 @@ def quickstart(
 app.command()(serve)
 app.command()(retrain)
 app.command()(worker)
+app.command()(annotate)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 
