@@ -142,10 +142,14 @@ class ExpensiveWeight:
     loss_alone: float = math.nan  # held-out log-loss of the cheap ensemble on those items
     loss_pooled: float = math.nan  # and of the pool with the expensive labeler in it
     flagged: bool = False  # the bias checks flag it: weight capped at BIASED_WEIGHT_CAP
+    needed: int = 20  # items it must have answered before a weight is fit
 
     def note(self) -> str:
         if not self.basis:
-            return f"not measured: {self.items} items it answered have a usable human label"
+            return (
+                f"not measured yet: {self.items} items it answered carry a human label it can "
+                f"be compared with, {self.needed} needed"
+            )
         lift = f"held-out log-loss {self.loss_alone:.3f} without it, {self.loss_pooled:.3f} with it"
         capped = f"; bias checks flag it, capped at {BIASED_WEIGHT_CAP}" if self.flagged else ""
         return f"fit on {self.items} {self.basis} items it answered; {lift}{capped}"
@@ -173,7 +177,7 @@ def expensive_weight(
         rows = [k for k in rows if evidence[k]]
         basis = "calibration sample"
     if len(rows) < min_items or not len(labelers.held_out_probs):
-        return ExpensiveWeight(0.0, len(rows), "")
+        return ExpensiveWeight(0.0, len(rows), "", needed=min_items)
     stack = np.stack(
         [labelers.held_out_probs[rows], np.stack([answered[human_ids[k]] for k in rows])]
     )
@@ -188,7 +192,7 @@ def expensive_weight(
     flagged = bool(len(bias) and bias.loc[bias["labeler"] == labeler, "flagged"].astype(bool).any())
     if flagged:
         weight = min(weight, BIASED_WEIGHT_CAP)
-    return ExpensiveWeight(weight, len(rows), basis, alone, pooled, flagged)
+    return ExpensiveWeight(weight, len(rows), basis, alone, pooled, flagged, min_items)
 
 
 def blend_expensive(
