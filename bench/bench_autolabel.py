@@ -53,13 +53,17 @@ def oracle_coverage(probs: np.ndarray, truth: np.ndarray, target: float) -> int:
     return covered
 
 
-def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """The project file sections the command line overrides (``metrics``, ``loop``)."""
-    out: dict[str, dict[str, float]] = {}
+def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bool]]:
+    """The project file sections the command line overrides (``metrics``, ``loop``,
+    ``review``: with ``--gold-share`` the dataset's labels are gold answers mixed into the
+    queue, so people's accuracy is measured)."""
+    out: dict[str, dict[str, float | bool]] = {}
     if metrics_settings(args):
-        out["metrics"] = metrics_settings(args)
+        out["metrics"] = dict(metrics_settings(args))
     if args.recheck_cost_ratio is not None:
         out["loop"] = {"recheck_cost_ratio": args.recheck_cost_ratio}
+    if args.gold_share:
+        out["review"] = {"gold_share": args.gold_share, "gold_from_label_field": True}
     return out
 
 
@@ -255,6 +259,9 @@ def main() -> None:
     ap.add_argument("--prior-min-wrong", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
     ap.add_argument(
+        "--gold-share", type=float, default=0.0, help="share of the queue that is gold items"
+    )
+    ap.add_argument(
         "--compare-margin",
         action="store_true",
         help="also plain margin sampling's learning curve with the same student",
@@ -306,6 +313,7 @@ def main() -> None:
         f"--budget {args.budget} --retrain-every {args.retrain_every} --seeds {args.seeds}"
         + (f" --noise {args.noise}" if args.noise else "")
         + (" --compare-margin" if args.compare_margin else "")
+        + (f" --gold-share {args.gold_share}" if args.gold_share else "")
         + "".join(f" --{k.replace('_', '-')} {v}" for k, v in metrics_settings(args).items())
         + (
             f" --recheck-cost-ratio {args.recheck_cost_ratio}"

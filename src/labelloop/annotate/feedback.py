@@ -35,13 +35,16 @@ from labelloop.labelers.factory import (
     student_metrics,
 )
 from labelloop.learn.selection import select_student, should_replace
+from labelloop.quality.gold import score_against_gold
 from labelloop.quality.label_issues import choose_rechecks, label_error_probability
+from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
 from labelloop.store.loop_state import count_events, last_event, latest_model_version
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
+    gold_answers_given,
     human_label_count,
     items_in,
     rechecked_before,
@@ -220,6 +223,21 @@ def rescore_queue(ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder)
 
 
 REVIEWER_ACCURACY_PRIOR = 0.95  # a person's label is right this often until measured
+REVIEWER_PRIOR_WEIGHT = 20.0  # how many gold answers' worth the prior counts for
+
+
+def reviewer_accuracy(ctx: ProjectContext) -> tuple[float, int]:
+    """(people's accuracy, gold answers it rests on): the share right of every answer people
+    gave on gold items (items whose answer is known), shrunk toward
+    ``REVIEWER_ACCURACY_PRIOR`` as if the prior were ``REVIEWER_PRIOR_WEIGHT`` answers, so a
+    handful of gold answers moves it a little and hundreds decide it."""
+    given = gold_answers_given(ctx.db, ctx.id)
+    gold = gold_answers(ctx) if len(given) else {}
+    scores = score_against_gold(given, gold) if gold else None
+    n = int(scores["n_gold"].sum()) if scores is not None and len(scores) else 0
+    right = float(scores["n_correct"].sum()) if n else 0.0
+    prior = REVIEWER_ACCURACY_PRIOR * REVIEWER_PRIOR_WEIGHT
+    return (prior + right) / (REVIEWER_PRIOR_WEIGHT + n), n
 
 
 def recheck_budget(ctx: ProjectContext) -> int:
@@ -234,7 +252,8 @@ def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict
     """Human labels that are probably wrong go to a second reviewer, when that pays.
 
     The chance a label is wrong (``label_error_probability``) weighs the held-out models'
-    probabilities against the reviewer's accuracy (0.95 until measured); a label is sent when
+    probabilities against people's accuracy (``reviewer_accuracy``: 0.95 until gold answers
+    measure it); a label is sent when
     that chance exceeds ``loop.recheck_cost_ratio``, most likely wrong first, within the
     project's recheck budget (``recheck_budget``). Why not confident learning's counts: they
     flag a fixed share of every class whether or not the labels are wrong, and with a reviewer
@@ -249,7 +268,8 @@ def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict
     ids = labelers.humans.item_ids
     already = rechecked_before(ctx.db, [int(i) for i in ids])
     fresh = np.array([int(i) not in already for i in ids], dtype=bool)  # once is enough
-    p_wrong = np.where(fresh, label_error_probability(y, probs, REVIEWER_ACCURACY_PRIOR), 0.0)
+    accuracy, _ = reviewer_accuracy(ctx)
+    p_wrong = np.where(fresh, label_error_probability(y, probs, accuracy), 0.0)
     picked = choose_rechecks(p_wrong, ctx.config.loop.recheck_cost_ratio, budget)
     names = labelers.label_names
     out = []
