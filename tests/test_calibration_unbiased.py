@@ -23,6 +23,7 @@ from labelloop.routing.thresholds import (
     fit_sample_thresholds,
     fit_thresholds,
     passing_cut,
+    precision_through_noise,
     shrunk_lower_bounds,
     weighted_precision_bound,
 )
@@ -186,6 +187,40 @@ def test_a_class_with_a_handful_of_right_answers_borrows_unless_it_must_show_its
     own = shrunk_lower_bounds(k, n, 0.05, 20.0, min_prior_wrong=1.0)
     assert borrowed[1] >= 0.9  # the near-perfect prior carries it
     assert own[1] < 0.9 and own[0] >= 0.95  # three answers prove little; 200 still do
+
+
+def test_precision_through_noisy_people() -> None:
+    # 90%-accurate people, two labels: a machine right 97.5% of the time agrees 88% of the time
+    assert precision_through_noise(np.array([0.88]), 0.9, 2)[0] == pytest.approx(0.975)
+    # unmeasured people (accuracy 1) change nothing; a higher accuracy gives a lower precision
+    assert precision_through_noise(np.array([0.88]), 1.0, 2)[0] == pytest.approx(0.88)
+    assert precision_through_noise(np.array([0.88]), 0.95, 2)[0] < 0.975
+    # with more labels a person's error rarely lands on the machine's label
+    assert precision_through_noise(np.array([0.88]), 0.9, 77)[0] == pytest.approx(
+        (0.88 - 0.1 / 76) / (0.9 - 0.1 / 76)
+    )
+    with pytest.raises(ValueError, match="chance"):
+        precision_through_noise(np.array([0.5]), 0.5, 2)
+
+
+def test_noisy_people_hide_a_precise_machine_until_their_accuracy_is_known() -> None:
+    """A calibrated pool whose labels people give with 10% errors: against people's labels the
+    bound never reaches 0.95; corrected by their measured accuracy, the realised precision
+    against the truth still meets it."""
+    rng = np.random.default_rng(11)
+    n = 20_000
+    pred = rng.integers(0, 2, n)
+    conf = rng.uniform(0.6, 1.0, n)
+    right = rng.random(n) < conf  # calibrated
+    probs = np.where(pred[:, None] == 0, np.c_[conf, 1 - conf], np.c_[1 - conf, conf])
+    truth = np.where(right, pred, 1 - pred)
+    noisy = np.where(rng.random(n) < 0.1, 1 - truth, truth)  # people: 90% right
+    sample = rng.choice(n, 400, replace=False)
+    plain = fit_sample_thresholds(probs[sample], noisy[sample], target=0.95)
+    assert not any(t.auto_accepts for t in plain.labels)
+    fixed = fit_sample_thresholds(probs[sample], noisy[sample], target=0.95, reviewer_accuracy=0.9)
+    auto = conf >= fixed.values[pred]
+    assert auto.sum() >= 500 and (truth[auto] == pred[auto]).mean() >= 0.95
 
 
 def test_passing_cut_stops_at_the_first_failure_below_a_pass() -> None:

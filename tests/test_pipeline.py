@@ -171,13 +171,14 @@ def test_overlap_and_gold_items_score_reviewers(tmp_path: Path, sms_slice) -> No
     assert scores.loc["good", "accuracy"] == 1.0
     assert scores.loc["sloppy", "accuracy"] == 0.0
     # people's accuracy for rechecks: the gold answers pooled, shrunk toward the 0.95 prior
-    from labelloop.annotate.feedback import reviewer_accuracy
+    from labelloop.annotate.reviewers import reviewer_accuracy, reviewer_accuracy_high
 
     accuracy, n = reviewer_accuracy(p.ctx)
     right = int(scores["n_correct"].sum())
     assert n == int(scores["n_gold"].sum()) > 0
     assert accuracy == pytest.approx((0.95 * 20 + right) / (20 + n))
     assert accuracy < 0.95  # the sloppy reviewer's wrong gold answers pull it down
+    assert right / n < reviewer_accuracy_high(p.ctx) < 1.0  # an upper bound, from gold alone
     # an overlap item answered once is still queued for a second person
     with p.db.engine.connect() as conn:
         waiting = conn.exec_driver_sql(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from labelloop.annotate.reviewers import reviewer_accuracy
 from labelloop.annotate.route import RouteReport, calibration_evidence, review_priority, route
 from labelloop.annotate.suggest import SuggestReport, ask_expensive, suggest
 from labelloop.embed.base import Embedder
@@ -35,16 +36,13 @@ from labelloop.labelers.factory import (
     student_metrics,
 )
 from labelloop.learn.selection import select_student, should_replace
-from labelloop.quality.gold import score_against_gold
 from labelloop.quality.label_issues import choose_rechecks, label_error_probability
-from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.store.context import ProjectContext
 from labelloop.store.events import log_event
 from labelloop.store.loop_state import count_events, last_event, latest_model_version
 from labelloop.store.models import ItemState
 from labelloop.store.reads import (
-    gold_answers_given,
     human_label_count,
     items_in,
     rechecked_before,
@@ -220,24 +218,6 @@ def rescore_queue(ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder)
             [it[0] for it in pending], priority.tolist()
         )
     return len(pending)
-
-
-REVIEWER_ACCURACY_PRIOR = 0.95  # a person's label is right this often until measured
-REVIEWER_PRIOR_WEIGHT = 20.0  # how many gold answers' worth the prior counts for
-
-
-def reviewer_accuracy(ctx: ProjectContext) -> tuple[float, int]:
-    """(people's accuracy, gold answers it rests on): the share right of every answer people
-    gave on gold items (items whose answer is known), shrunk toward
-    ``REVIEWER_ACCURACY_PRIOR`` as if the prior were ``REVIEWER_PRIOR_WEIGHT`` answers, so a
-    handful of gold answers moves it a little and hundreds decide it."""
-    given = gold_answers_given(ctx.db, ctx.id)
-    gold = gold_answers(ctx) if len(given) else {}
-    scores = score_against_gold(given, gold) if gold else None
-    n = int(scores["n_gold"].sum()) if scores is not None and len(scores) else 0
-    right = float(scores["n_correct"].sum()) if n else 0.0
-    prior = REVIEWER_ACCURACY_PRIOR * REVIEWER_PRIOR_WEIGHT
-    return (prior + right) / (REVIEWER_PRIOR_WEIGHT + n), n
 
 
 def recheck_budget(ctx: ProjectContext) -> int:

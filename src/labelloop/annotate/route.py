@@ -27,6 +27,7 @@ from labelloop.active.dedup import near_duplicate_groups, representatives
 from labelloop.active.diversity import density, typiclust_cold_start
 from labelloop.active.priority import combined_priority
 from labelloop.annotate.checks import labeler_bias
+from labelloop.annotate.reviewers import reviewer_accuracy_high
 from labelloop.annotate.suggest import refresh_suggestions
 from labelloop.core.probs import encode_labels, is_multi_label
 from labelloop.embed.base import Embedder
@@ -592,6 +593,7 @@ def _label_thresholds(
             target=metrics.precision_target,
             max_strength=metrics.prior_strength,
             min_prior_wrong=metrics.prior_min_wrong,
+            reviewer_accuracy=reviewer_accuracy_high(ctx),
             label_names=names,
         )
         labeled = int(in_sample.sum())

@@ -350,6 +350,7 @@ def fit_sample_thresholds(
     max_cuts: int = 256,
     scan: ScanRule = "first-run",
     min_prior_wrong: float = 0.0,
+    reviewer_accuracy: float = 1.0,
 ) -> ThresholdSet:
     """Per-label thresholds from a random sample of the pool (``probs`` of sampled items, their
     human labels ``y``, ``weights`` 1 / inclusion probability), with per-class shrinkage.
@@ -364,6 +365,10 @@ def fit_sample_thresholds(
 
     Why a sample: the estimate must represent the items machines will label; labels people
     gave to actively chosen (hard) items do not (see ``routing.sample``).
+
+    ``reviewer_accuracy``: how often people's labels are right, at most (an upper bound,
+    measured on gold items; 1 when unmeasured). Agreement with people understates the
+    machine's precision when people err; ``precision_through_noise`` corrects the bounds.
     """
     probs = check_probs(probs)
     n, k = probs.shape
@@ -383,6 +388,7 @@ def fit_sample_thresholds(
     cuts, lows, k_eff, n_eff = sample_bounds_by_cut(
         probs, y, w, alpha, max_strength, max_cuts, min_prior_wrong
     )
+    lows = precision_through_noise(lows, reviewer_accuracy, k)
     out = []
     for j in range(k):
         g = passing_cut(lows[:, j], target, scan)
@@ -396,6 +402,24 @@ def fit_sample_thresholds(
             why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
             out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
     return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)
+
+
+def precision_through_noise(agreement: np.ndarray, accuracy: float, k: int) -> np.ndarray:
+    """The machine's precision given its ``agreement`` with people who are right with
+    probability ``accuracy`` and, when wrong, pick any of the other ``k - 1`` labels alike:
+    agreement = p * a + (1 - p) * (1 - a) / (k - 1), solved for p, clipped to [0, 1].
+
+    The map rises with agreement, so a lower bound on agreement gives one on precision. It
+    falls as ``accuracy`` rises: pass an upper bound on people's accuracy and the result stays
+    a lower bound (with ``accuracy`` 1, unmeasured, nothing changes)."""
+    if not 0.0 < accuracy <= 1.0:
+        raise ValueError(f"accuracy={accuracy}: expected a share in (0, 1]")
+    if accuracy >= 1.0 or k < 2:
+        return np.asarray(agreement, dtype=np.float64)
+    chance = (1.0 - accuracy) / (k - 1)
+    if accuracy <= chance:
+        raise ValueError(f"accuracy={accuracy}: people no better than chance over {k} labels")
+    return np.clip((np.asarray(agreement, dtype=np.float64) - chance) / (accuracy - chance), 0, 1)
 
 
 def sample_bounds_by_cut(

@@ -1,0 +1,46 @@
+"""How often people's labels are right, measured on gold items (items whose answer is known).
+
+Rechecks weigh the model against it (``annotate.feedback``), and routing corrects the
+calibration sample's agreement with people for it (``routing.thresholds.precision_through_noise``):
+a machine that agrees with 90%-accurate people 88% of the time is right about 97% of the time.
+"""
+
+from __future__ import annotations
+
+from scipy.stats import beta
+
+from labelloop.quality.gold import score_against_gold
+from labelloop.review.gold import gold_answers
+from labelloop.store.context import ProjectContext
+from labelloop.store.reads import gold_answers_given
+
+REVIEWER_ACCURACY_PRIOR = 0.95  # a person's label is right this often until measured
+REVIEWER_PRIOR_WEIGHT = 20.0  # how many gold answers' worth the prior counts for
+
+
+def gold_counts(ctx: ProjectContext) -> tuple[int, int]:
+    """(right, answered): every answer people gave on gold items, pooled over reviewers."""
+    given = gold_answers_given(ctx.db, ctx.id)
+    gold = gold_answers(ctx) if len(given) else {}
+    scores = score_against_gold(given, gold) if gold else None
+    if scores is None or not len(scores):
+        return 0, 0
+    return int(scores["n_correct"].sum()), int(scores["n_gold"].sum())
+
+
+def reviewer_accuracy(ctx: ProjectContext) -> tuple[float, int]:
+    """(people's accuracy, gold answers it rests on): the share right of the gold answers,
+    shrunk toward ``REVIEWER_ACCURACY_PRIOR`` as if the prior were ``REVIEWER_PRIOR_WEIGHT``
+    answers, so a handful of gold answers moves it a little and hundreds decide it."""
+    right, n = gold_counts(ctx)
+    prior = REVIEWER_ACCURACY_PRIOR * REVIEWER_PRIOR_WEIGHT
+    return (prior + right) / (REVIEWER_PRIOR_WEIGHT + n), n
+
+
+def reviewer_accuracy_high(ctx: ProjectContext, alpha: float = 0.025) -> float:
+    """An upper bound (level 1 - alpha, Jeffreys) on people's accuracy from the gold answers
+    alone; 1 when there are none, so nothing is corrected before it is measured."""
+    right, n = gold_counts(ctx)
+    if n == 0 or right == n:
+        return 1.0
+    return float(beta.ppf(1.0 - alpha, right + 0.5, n - right + 0.5))
