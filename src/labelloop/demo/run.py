@@ -350,9 +350,11 @@ def run_demo(
         stats = _machine_stats(p, gold)
         if llm is not None:
             stats.update(_llm_stats(p, gold, llm.labeler_id))
-            if loop.history:
-                stats["llm_weight"] = loop.history[-1].route.llm_weight
-                stats["llm_weight_note"] = loop.history[-1].route.llm_weight_note
+            # The last routing that weighed the LLM (one that found nothing pending did not).
+            weighed = [r.route for r in loop.history if r.route.llm_weight_note]
+            if weighed:
+                stats["llm_weight"] = weighed[-1].llm_weight
+                stats["llm_weight_note"] = weighed[-1].llm_weight_note
         if loop.history:
             r = loop.history[-1]
             stats.update(
