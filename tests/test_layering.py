@@ -26,6 +26,7 @@ LAYERS = [
     "auth",  # users, tokens, sessions
     "annotate",  # stage drivers: suggest, route, feedback, checks
     "interop",  # Label Studio both ways, tables
+    "mlops",  # the deployed model: datasets, preparation, selection, evaluation (issue 14)
     "workers",  # the loop worker (outbox cursor, lease)
     "project",  # project.py, the notebook facade
     "api",  # thin: FastAPI app and pages

@@ -45,6 +45,9 @@ from labelloop.interop import (
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.factory import MODEL_KIND, LabelerSet, current_labelers
 from labelloop.labelers.llm.factory import project_llm_labeler
+from labelloop.mlops import TrainResult, evaluate_latest, snapshot
+from labelloop.mlops import train as train_model
+from labelloop.mlops.datasets import Dataset
 from labelloop.quality.gold import score_against_gold
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
@@ -467,6 +470,20 @@ class Project:
     def final_labels(self) -> pd.DataFrame:
         """Every final label with its provenance: one row per item."""
         return reads.final_labels_frame(self.db, self.id)
+
+    # -- the deployed model (issue 14) ----------------------------------------------------------
+    def dataset(self, *, save: bool = True) -> Dataset:
+        """The final labels as a versioned snapshot with stable train/validation/test splits."""
+        return snapshot(self.ctx, save=save)
+
+    def train(self, **options: Any) -> TrainResult:
+        """Select, tune and evaluate the deployed model (``labelloop.mlops.train``'s options:
+        trials, budget_seconds, candidates, features, folds, seed, progress)."""
+        return train_model(self.ctx, **options)
+
+    def evaluate(self) -> dict[str, Any]:
+        """The latest trained model's scores on the current test split."""
+        return evaluate_latest(self.ctx)
 
     # -- users and credentials (the same as ``labelloop user ...`` and /api/users) -------------
 

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import (
     APIRouter,
+    Body,
     Depends,
     File,
     Form,
@@ -414,6 +415,38 @@ def ingest(
             return project.ingest(source, import_labels=import_labels).as_dict()
     source = _import_path(project, path or "")
     return project.ingest(source, import_labels=import_labels).as_dict()
+
+
+@router.post(
+    "/items",
+    response_model=schemas.ItemsOut,
+    summary="Add items, one or a list, idempotent by external_id (admin)",
+)
+def post_items(
+    body: Annotated[
+        schemas.ItemIn | list[schemas.ItemIn],
+        Body(description=f"one item or a list of at most {schemas.MAX_ITEMS_PER_REQUEST}"),
+    ],
+    project: ProjectDep,
+    _: Admin,
+) -> dict[str, Any]:
+    """Items enter the project (content-hash dedup). With ``LABELLOOP_ITEMS_REDIS`` set (a
+    Redis URL) each is also put once on the stream workers' input stream
+    (``LABELLOOP_ITEMS_STREAM``, default ``labelloop:items``)."""
+    from labelloop.workers.stream import RedisStreamFeed, redis_client, submit_items
+
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > schemas.MAX_ITEMS_PER_REQUEST:
+        raise HTTPException(
+            422, f"{len(items)} items: send 1 to {schemas.MAX_ITEMS_PER_REQUEST} per request"
+        )
+    feed = None
+    url = os.environ.get("LABELLOOP_ITEMS_REDIS")
+    if url:
+        stream = os.environ.get("LABELLOOP_ITEMS_STREAM", "labelloop:items")
+        feed = RedisStreamFeed(redis_client(url), stream)
+    pairs = [(i.external_id, dict(i.fields)) for i in items]
+    return submit_items(project.ctx, pairs, feed=feed).as_dict()
 
 
 @router.get("/users", response_model=list[schemas.UserOut], summary="Users (admin)")

@@ -441,3 +441,38 @@ class DashboardOut(BaseModel):
     bias_checks: list[BiasCheckOut] = Field(
         description="per machine labeler: labels it over- or under-predicts on evidence"
     )
+
+
+# -- items in (POST /api/items) --------------------------------------------------------------
+MAX_ITEMS_PER_REQUEST = 1000
+ItemFieldValue = Annotated[str, Field(max_length=100_000)] | int | FiniteFloat | bool
+
+
+class ItemIn(BaseModel):
+    external_id: str = Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="your id for the item (idempotency key); no control characters",
+    )
+    fields: dict[Annotated[str, Field(min_length=1, max_length=200)], ItemFieldValue] = Field(
+        min_length=1,
+        max_length=200,
+        description="the item's content fields (the project's content_fields, e.g. text)",
+    )
+
+
+class ItemResultOut(BaseModel):
+    external_id: str
+    status: Literal["added", "already", "conflict", "rejected"]
+    item_id: int | None = None
+    reason: str | None = None
+
+
+class ItemsOut(BaseModel):
+    added: int
+    already: int
+    conflicts: int
+    rejected: int
+    streamed: int = Field(description="items put on the stream workers' input stream now")
+    items: list[ItemResultOut]

@@ -17,7 +17,9 @@ from labelloop.cli.bulk_commands import annotate
 from labelloop.cli.common import ProjectOpt, console, err_console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
 from labelloop.cli.loop_commands import retrain, worker
+from labelloop.cli.model_commands import register as register_model_commands
 from labelloop.cli.server_commands import serve
+from labelloop.cli.stream_commands import stream_worker
 from labelloop.cli.user_commands import user_app
 from labelloop.core.errors import LabelloopError
 
@@ -67,6 +69,16 @@ def init(
         str, typer.Option(help="SQLAlchemy URL; default a SQLite file in the folder.")
     ] = "sqlite:///labelloop.db",
     force: Annotated[bool, typer.Option(help="Overwrite an existing project file.")] = False,
+    model_task: Annotated[
+        str, typer.Option(help="The deployed model's task: classification or regression.")
+    ] = "classification",
+    primary_metric: Annotated[
+        str | None,
+        typer.Option(
+            help="The metric the model is chosen on: macro_f1 (default), accuracy, precision, "
+            "recall, roc_auc; regression: rmse (default), mae, r2."
+        ),
+    ] = None,
 ) -> None:
     """Create a project: a folder with labelloop.yaml and an empty store."""
     from labelloop.core.config import load_project_config
@@ -98,6 +110,11 @@ def init(
             label_field=label_field,
             task="multi_label" if multi_label else "single_label",
             storage=storage,
+            model={
+                "task": model_task,
+                "primary_metric": primary_metric
+                or ("rmse" if model_task == "regression" else "macro_f1"),
+            },
         )
     console.print(
         f"Created project [bold]{p.config.name}[/] in {p.folder} "
@@ -736,6 +753,8 @@ app.command()(serve)
 app.command()(retrain)
 app.command()(worker)
 app.command()(annotate)
+app.command("stream-worker")(stream_worker)
+register_model_commands(app)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 

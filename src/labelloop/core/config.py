@@ -21,6 +21,11 @@ PROJECT_FILE = "labelloop.yaml"
 SUPPORTED_STORES = ("sqlite", "postgresql", "postgres")
 # content_fields of a table whose every column (but id_field and label_field) is content.
 ALL_COLUMNS = ["*"]
+# The metrics a deployed model may be chosen on or held to, per task (ModelSettings).
+MODEL_METRICS = {
+    "classification": ("macro_f1", "accuracy", "precision", "recall", "roc_auc"),
+    "regression": ("mae", "rmse", "r2"),
+}
 
 
 class Modality(StrEnum):
@@ -254,6 +259,34 @@ class LabelStudioSettings(_Strict):
         return v
 
 
+class ModelSettings(_Strict):
+    """The deployed model's problem (issue 14): its task, the metric it is chosen on and the
+    scores it must reach to ship. A threshold of 0 (the default) means no bar."""
+
+    task: Literal["classification", "regression"] = "classification"
+    # classification: macro_f1, accuracy, precision, recall, roc_auc; regression: mae, rmse, r2.
+    primary_metric: str = "macro_f1"
+    # Metric -> the score a model must reach to ship; empty: {primary_metric: 0}, no bar.
+    ship_thresholds: dict[str, float] = Field(default_factory=dict)
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    test_share: float = Field(default=0.2, gt=0.0, lt=0.5)  # of the human labels
+    validation_share: float = Field(default=0.1, ge=0.0, lt=0.5)
+    trials: int = Field(default=20, ge=0)  # Optuna trials (0: no tuning)
+    budget_seconds: float = Field(default=120.0, gt=0)  # tuning's time budget
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ModelSettings:
+        allowed = MODEL_METRICS[self.task]
+        if not self.ship_thresholds:
+            self.ship_thresholds = {self.primary_metric: 0.0}
+        for name in [self.primary_metric, *self.ship_thresholds]:
+            if name not in allowed:
+                raise ValueError(
+                    f"metric {name!r} does not fit a {self.task} model (one of {sorted(allowed)})"
+                )
+        return self
+
+
 class ProjectConfig(_Strict):
     """A project: its name, what the items are, the taxonomy, the targets and the store."""
 
@@ -279,6 +312,7 @@ class ProjectConfig(_Strict):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

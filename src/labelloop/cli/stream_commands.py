@@ -1,0 +1,84 @@
+"""``labelloop stream-worker``: items in from a Redis Stream, decisions out to another.
+
+Registered in ``cli/main.py`` with ``app.command("stream-worker")(stream_worker)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labelloop.cli.common import ProjectOpt, console, friendly_errors
+from labelloop.cli.common import open_project as _open
+
+
+@friendly_errors
+def stream_worker(
+    project: ProjectOpt = Path("."),
+    redis_url: Annotated[
+        str, typer.Option("--redis", help="Redis URL.")
+    ] = "redis://127.0.0.1:6379/0",
+    stream: Annotated[str, typer.Option(help="Input stream (entries: external_id + content).")] = (
+        "labelloop:items"
+    ),
+    group: Annotated[str, typer.Option(help="Consumer group shared by the workers.")] = (
+        "labelloop"
+    ),
+    out_stream: Annotated[str, typer.Option(help="Output stream of decisions.")] = (
+        "labelloop:decisions"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Entries per micro-batch at most.")] = 64,
+    max_wait_ms: Annotated[int, typer.Option(help="Longest wait to fill a micro-batch.")] = 200,
+    claim_idle_ms: Annotated[
+        int, typer.Option(help="Claim another consumer's entries pending this long.")
+    ] = 60_000,
+    max_tries: Annotated[int, typer.Option(help="Tries before an entry is dead-lettered.")] = 3,
+    until_idle: Annotated[
+        bool, typer.Option(help="Exit when the stream has nothing waiting or pending.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Decide items from a Redis Stream (consumer group) in micro-batches and publish one
+    decision per item to OUT_STREAM. Many workers may share a stream; SIGTERM finishes and
+    acknowledges the current batch, then exits."""
+    from labelloop.workers.stream import (
+        RedisStreamSink,
+        RedisStreamSource,
+        StreamWorker,
+        redis_client,
+        stop_on_sigterm,
+    )
+
+    client = redis_client(redis_url)
+    source = RedisStreamSource(
+        client, stream, group, claim_idle_ms=claim_idle_ms, max_tries=max_tries
+    )
+    with _open(project) as p:
+        w = StreamWorker(
+            p.ctx,
+            source,
+            RedisStreamSink(client, out_stream),
+            batch_size=batch_size,
+            max_wait_ms=max_wait_ms,
+        )
+        if not as_json:
+            console.print(
+                f"labelloop stream-worker {source.consumer} on project {p.config.name}: "
+                f"{stream} (group {group}) -> {out_stream}, batches of {batch_size} or "
+                f"{max_wait_ms} ms, dead letters to {source.dead_letter} (SIGTERM stops)",
+                highlight=False,
+            )
+        with stop_on_sigterm(w):
+            r = w.run(until_idle=until_idle)
+    if as_json:
+        console.print_json(json.dumps(r.as_dict(), default=str))
+        return
+    console.print(
+        f"{r.entries:,} entries in {r.batches:,} batches: {r.decided:,} decided, "
+        f"{r.published:,} published ({r.already_published:,} published before), "
+        f"{r.set_aside:,} set aside, {r.retried:,} to retry. {r.seconds:.1f} s",
+        highlight=False,
+    )
