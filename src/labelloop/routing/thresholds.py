@@ -359,9 +359,10 @@ def fit_sample_thresholds(
     >= t give weighted effective counts (``effective_counts``); label j's bound at t is the
     lower quantile of its empirical-Bayes posterior (``shrunk_lower_bounds``) with the prior
     taken from the other labels at the same cut. Label j's threshold is the cut ``passing_cut``
-    picks among those whose bound is >= ``target`` (``scan``); inf when none is. So every label meets the target on its own
-    evidence plus what it may borrow, rare labels included, and a label with no sampled item
-    above a cut can still pass it when the others are precise there (the audits check it).
+    picks among those whose bound is >= ``target`` (``scan``); inf when none is. So every
+    label meets the target on its own evidence plus what it may borrow, rare labels included,
+    and a label with no sampled item above a cut can still pass it when the others are precise
+    there (the audits check it; ``min_prior_wrong`` limits it).
 
     Why a sample: the estimate must represent the items machines will label; labels people
     gave to actively chosen (hard) items do not (see ``routing.sample``).
@@ -465,13 +466,13 @@ def passing_cut(lows: np.ndarray, target: float, scan: ScanRule = "first-run") -
     passes. "first-run": scanning from the highest cut down, the lowest cut of the first run of
     passing cuts; the scan stops at the first failure after a pass (a fixed-sequence test, as
     in Learn-then-Test, started where the evidence first suffices)."""
+    if scan not in ("lowest", "first-run"):
+        raise ValueError(f"scan={scan!r}: expected 'lowest' or 'first-run'")
     ok = np.asarray(lows) >= target
     if not ok.any():
         return -1
     if scan == "lowest":
         return int(np.flatnonzero(ok)[0])
-    if scan != "first-run":
-        raise ValueError(f"scan={scan!r}: expected 'lowest' or 'first-run'")
     top = int(np.flatnonzero(ok)[-1])
     fails_below = np.flatnonzero(~ok[:top])
     return int(fails_below[-1] + 1) if len(fails_below) else 0
