@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from labelloop.api import routes_api, routes_pages
 from labelloop.api.limits import BodyLimit, TrustedProxies, trimmed_errors
+from labelloop.api.security import Caller, admin
 from labelloop.auth.throttle import LoginThrottle
 from labelloop.core.errors import LabelError, LabelloopError
 from labelloop.project import Project
@@ -125,4 +128,26 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
 
     if settings.trusted_proxies:  # the outermost layer: every other one sees the real client
         app.add_middleware(TrustedProxies, proxies=settings.trusted_proxies)
+    _ops_routes(app, project)
     return app
+
+
+def _ops_routes(app: FastAPI, project: Project) -> None:
+    """``GET /ready`` (no login, like /health): 200 when the store answers, else 503;
+    ``GET /metrics`` (admin): the process's Prometheus metrics."""
+    from labelloop.workers.metrics import store_status
+
+    @app.get("/ready", include_in_schema=False)
+    def ready() -> Response:
+        store = store_status(project.db, project.id)
+        if store == "ok":
+            return JSONResponse({"store": "ok"})
+        # The error may name the database's host: logged, not shown to a caller with no login.
+        logging.getLogger("labelloop.api").warning("not ready: store %s", store)
+        return JSONResponse({"store": "unavailable"}, status_code=503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(caller: Annotated[Caller, Depends(admin)]) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

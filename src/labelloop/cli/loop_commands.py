@@ -61,11 +61,22 @@ def worker(
         str | None, typer.Option(help="Worker name (its cursor in the store); default host:pid.")
     ] = None,
     once: Annotated[bool, typer.Option(help="One pass, then exit.")] = False,
+    health: Annotated[
+        bool,
+        typer.Option(
+            "--health",
+            help="Check the store and the loop's state; print one JSON line; exit 0 when "
+            "healthy, 1 otherwise.",
+        ),
+    ] = False,
 ) -> None:
     """Run the project's loop without the app: suggest and route new items, retrain every
     loop.retrain_every labels. Several may run on one PostgreSQL project; one works at a time.
     SIGTERM or Ctrl-C stops it after the current step."""
     from labelloop.workers.loop_worker import LoopWorker
+
+    if health:
+        _health(project)
 
     with _open(project) as p:
         stop = threading.Event()
@@ -100,3 +111,22 @@ def worker(
             w.run(stop)
         except KeyboardInterrupt:
             stop.set()
+
+
+def _health(project: Path) -> None:
+    """Print the loop worker's health (the store answers, ``loop_status``) as one JSON line;
+    exit 0 when healthy, else 1."""
+    from labelloop.workers.loop_worker import loop_status
+    from labelloop.workers.metrics import store_status
+
+    out: dict[str, Any] = {"store": None, "loop": None}
+    try:
+        with _open(project) as p:
+            out["store"] = store_status(p.db, p.id)
+            if out["store"] == "ok":
+                out["loop"] = loop_status(p.ctx)
+    except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
+        out["store"] = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    out["healthy"] = out["store"] == "ok" and out["loop"] is not None
+    typer.echo(json.dumps(out, default=str))
+    raise typer.Exit(0 if out["healthy"] else 1)

@@ -40,6 +40,24 @@ def stream_worker(
         bool, typer.Option(help="Exit when the stream has nothing waiting or pending.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
+    log_json: Annotated[
+        bool, typer.Option(help="Log JSON lines to stderr (one per batch, per dead letter).")
+    ] = False,
+    health: Annotated[
+        bool,
+        typer.Option(
+            "--health",
+            help="Check Redis, the store and the group's lag; print one JSON line; exit 0 "
+            "when healthy, 1 otherwise.",
+        ),
+    ] = False,
+    max_lag: Annotated[
+        int | None, typer.Option(help="With --health: unhealthy when the lag exceeds this.")
+    ] = None,
 ) -> None:
     """Decide items from a Redis Stream (consumer group) in micro-batches and publish one
     decision per item to OUT_STREAM. Many workers may share a stream; SIGTERM finishes and
@@ -52,6 +70,16 @@ def stream_worker(
         stop_on_sigterm,
     )
 
+    if health:
+        _health(project, redis_url, stream, group, max_lag)
+    if log_json:
+        from labelloop.workers.metrics import configure_json_logging
+
+        configure_json_logging()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
     client = redis_client(redis_url)
     source = RedisStreamSource(
         client, stream, group, claim_idle_ms=claim_idle_ms, max_tries=max_tries
@@ -82,3 +110,17 @@ def stream_worker(
         f"{r.set_aside:,} set aside, {r.retried:,} to retry. {r.seconds:.1f} s",
         highlight=False,
     )
+
+
+def _health(project: Path, redis_url: str, stream: str, group: str, max_lag: int | None) -> None:
+    """Print the stream worker's health as one JSON line; exit 0 when healthy, else 1."""
+    from labelloop.workers.metrics import store_status, stream_health
+
+    try:
+        with _open(project) as p:
+            store = store_status(p.db, p.id)
+    except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
+        store = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    out = stream_health(redis_url, stream, group, store=store, max_lag=max_lag)
+    typer.echo(json.dumps(out, default=str))
+    raise typer.Exit(0 if out["healthy"] else 1)

@@ -52,6 +52,7 @@ from labelloop.core.types import Item
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected
 from labelloop.store.context import ProjectContext
+from labelloop.workers import metrics
 
 EXTERNAL_ID = "external_id"  # the entry field holding the item's id in the caller's system
 MAX_TRIES = 3
@@ -180,7 +181,9 @@ class RedisStreamSource:
             info = self.client.xpending_range(self.stream, self.group, e.id, e.id, 1)
             times = int(info[0]["times_delivered"]) if info else 1
             if times > self.max_tries:
-                self._set_aside(e, f"delivered {times} times without being acknowledged", times)
+                error = f"delivered {times} times without being acknowledged"
+                self._set_aside(e, error, times)
+                metrics.dead_lettered(e.id, e.fields.get(EXTERNAL_ID), error)
             else:
                 keep.append(e)
         return keep
@@ -477,6 +480,8 @@ class StreamWorker:
         self._stop = threading.Event()
         self._rule: Any = None
         self._labeler: Any = None
+        self._seconds: dict[str, float] = {}  # this batch's seconds per stage (its log line)
+        self._decisions: dict[str, int] = {}  # this batch's decisions by kind
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -493,8 +498,11 @@ class StreamWorker:
         started = time.perf_counter()
         done = 0
         while not self.stopping and (max_batches is None or done < max_batches):
+            read_started = time.perf_counter()
             entries = self._gather()
             if entries:
+                self._seconds = {}
+                metrics.observe_stage("read", time.perf_counter() - read_started, self._seconds)
                 self.process(entries)
                 done += 1
             elif until_idle and self.source.idle():
@@ -522,9 +530,13 @@ class StreamWorker:
         """Decide, store, publish and acknowledge one batch (module doc, steps 1-4)."""
         self.report.batches += 1
         self.report.entries += len(entries)
+        metrics.BATCH_SIZE.observe(len(entries))
         if not self._refresh_rule():
             return  # stopping before any write: the batch stays pending for another worker
+        self._decisions = {}
         self._decide(self._prepare(entries), isolate=True)
+        metrics.batch_done(self.source, len(entries), self._seconds, self._decisions)
+        self._seconds = {}
 
     def _decide(self, prepared: _Prepared, *, isolate: bool) -> None:
         if not prepared.entries:
@@ -548,6 +560,7 @@ class StreamWorker:
         self.report.errors = [*self.report.errors[-4:], error]
         if self.source.fail(entry, error):
             self.report.set_aside += 1
+            metrics.dead_lettered(entry.id, entry.fields.get(EXTERNAL_ID), error)
         else:
             self.report.retried += 1
 
@@ -564,6 +577,7 @@ class StreamWorker:
             except RowRejected as exc:
                 self.source.set_aside(e, f"rejected: {exc}")
                 self.report.set_aside += 1
+                metrics.dead_lettered(e.id, external, f"rejected: {exc}")
                 continue
             out.entries.append(e)
             out.records.append(rec)
@@ -572,8 +586,9 @@ class StreamWorker:
         return out
 
     def _label(self, prepared: _Prepared) -> pd.DataFrame:
-        frame = pd.DataFrame([r.fields for r in prepared.records])
-        return self._labeler(frame, 0)
+        with metrics.stage("label", self._seconds):
+            frame = pd.DataFrame([r.fields for r in prepared.records])
+            return self._labeler(frame, 0)
 
     def _commit(self, prepared: _Prepared, result: pd.DataFrame) -> None:
         from labelloop.sources.ingest import ingest
@@ -586,8 +601,9 @@ class StreamWorker:
         )
 
         ctx, rule = self.ctx, self._rule
-        ingest(ctx.db, ctx.id, ctx.config, _EntryReader(self.source.name, prepared.records))
-        ids = item_ids_by_hash(ctx.db, ctx.id, prepared.hashes)
+        with metrics.stage("ingest", self._seconds):
+            ingest(ctx.db, ctx.id, ctx.config, _EntryReader(self.source.name, prepared.records))
+            ids = item_ids_by_hash(ctx.db, ctx.id, prepared.hashes)
         version = rule.model_version or ""
         rows: list[dict[str, Any]] = []
         seen: set[int] = set()
@@ -612,7 +628,7 @@ class StreamWorker:
                 }
             )
         names = rule.label_names
-        with ctx.db.engine.begin() as conn:
+        with metrics.stage("store", self._seconds), ctx.db.engine.begin() as conn:
             new = record_decisions(conn, ctx.id, rows)
             moved = claim_new_items(conn, sorted(new))  # new -> suggested, only if still new
             fresh = [r for r in rows if r["item_id"] in moved]
@@ -644,16 +660,21 @@ class StreamWorker:
                 )
             stored = decisions_for(conn, ctx.id, [r["item_id"] for r in rows], version)
         self.report.decided += len(new)
+        for r in rows:
+            if r["item_id"] in new:
+                self._decisions[r["decision"]] = self._decisions.get(r["decision"], 0) + 1
+                metrics.DECISIONS.labels(decision=r["decision"]).inc()
         if self.before_publish is not None:
             self.before_publish(prepared.entries)
-        for r in rows:
-            decision = stored[r["item_id"]]
-            key = f"{decision['item_id']}:{version}"
-            if self.sink.publish(key, {**decision, "project": ctx.config.name}):
-                self.report.published += 1
-            else:
-                self.report.already_published += 1
-        self.source.ack([e.id for e in prepared.entries])
+        with metrics.stage("publish", self._seconds):
+            for r in rows:
+                decision = stored[r["item_id"]]
+                key = f"{decision['item_id']}:{version}"
+                if self.sink.publish(key, {**decision, "project": ctx.config.name}):
+                    self.report.published += 1
+                else:
+                    self.report.already_published += 1
+            self.source.ack([e.id for e in prepared.entries])
 
     # -- the rule ----------------------------------------------------------------------------
     def _refresh_rule(self) -> bool:
