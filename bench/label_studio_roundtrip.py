@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -47,8 +48,10 @@ from labelloop.core.types import Suggestion
 from labelloop.project import Project
 from labelloop.store.labels import add_suggestions, set_final_labels
 
-USER, PASSWORD = "admin@example.org", "roundtrip-pass-1"
-TOKEN = "0123456789abcdef0123456789abcdef01234567"
+# A throwaway Label Studio on 127.0.0.1 with a temporary data folder: its admin's password and
+# API token are drawn afresh for each run (nothing to keep, nothing stored in the repository).
+USER, PASSWORD = "admin@example.org", secrets.token_urlsafe(16)
+TOKEN = secrets.token_hex(20)
 ANA_EMAIL = "ana@example.org"
 TEXT_CONFIG = """<View>
   <Text name="message" value="$sms"/>
