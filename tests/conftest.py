@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -77,3 +78,26 @@ def make_project(tmp_path: Path, storage_url: str):
     yield _make
     for p in opened:
         p.close()
+
+
+TEST_REDIS_URL = os.environ.get("LABELLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis() -> Iterator[Any]:
+    """A Redis client; keys made by the test (prefix ``t:<uuid>``) are deleted afterwards."""
+    try:
+        import redis as redis_py
+
+        client = redis_py.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+        client.ping()
+    except Exception as exc:
+        if os.environ.get("LABELLOOP_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required but unreachable at {TEST_REDIS_URL}: {exc}")
+        pytest.skip(f"Redis unreachable at {TEST_REDIS_URL}: {exc}")
+    client.test_prefix = f"t:{uuid.uuid4().hex[:10]}"  # type: ignore[attr-defined]
+    yield client
+    keys = list(client.scan_iter(match=f"{client.test_prefix}*"))  # type: ignore[attr-defined]
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import os
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -97,18 +96,10 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-def test_stream_worker_health_exit_codes(make_project) -> None:
-    try:
-        import redis as redis_py
-
-        client = redis_py.Redis.from_url(REDIS_URL, decode_responses=True)
-        client.ping()
-    except Exception as exc:
-        if os.environ.get("LABELLOOP_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required but unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+def test_stream_worker_health_exit_codes(make_project, redis) -> None:
+    client = redis
     p = make_project()
-    stream, group = f"t:{uuid.uuid4().hex[:10]}:in", "g"
+    stream, group = f"{client.test_prefix}:in", "g"
     folder = str(p.ctx.folder)
     try:
         client.xgroup_create(stream, group, id="0", mkstream=True)
@@ -134,7 +125,6 @@ def test_stream_worker_health_exit_codes(make_project) -> None:
         assert out["healthy"] is False and out["redis"].startswith("error: cannot reach Redis at")
     finally:
         client.delete(stream)
-        client.close()
 
 
 def test_health_is_unhealthy_without_redis_or_store(tmp_path: Path, make_project) -> None:

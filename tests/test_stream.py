@@ -12,9 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +29,6 @@ from labelloop.workers.stream import (
 
 REDIS_URL = os.environ.get("LABELLOOP_TEST_REDIS", "redis://127.0.0.1:6379/0")
 WORDS = ["win", "prize", "call", "meeting", "lunch", "free", "cash", "tomorrow", "now", "home"]
-
-
-@pytest.fixture
-def redis() -> Iterator[Any]:
-    """A Redis client; keys made by the test (prefix ``t:<uuid>``) are deleted afterwards."""
-    try:
-        import redis as redis_py
-
-        client = redis_py.Redis.from_url(REDIS_URL, decode_responses=True)
-        client.ping()
-    except Exception as exc:
-        if os.environ.get("LABELLOOP_REQUIRE_REDIS") == "1":
-            pytest.fail(f"Redis is required but unreachable at {REDIS_URL}: {exc}")
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    client.test_prefix = f"t:{uuid.uuid4().hex[:10]}"  # type: ignore[attr-defined]
-    yield client
-    keys = list(client.scan_iter(match=f"{client.test_prefix}*"))  # type: ignore[attr-defined]
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _texts(n: int) -> list[str]:
