@@ -20,6 +20,7 @@ import pandas as pd
 from labelloop import auth
 from labelloop.annotate.checks import labeler_bias
 from labelloop.annotate.feedback import RetrainReport, retrain
+from labelloop.annotate.reviewers import gold_scores
 from labelloop.annotate.route import RouteReport, route
 from labelloop.annotate.suggest import SuggestReport, suggest
 from labelloop.core.config import (
@@ -48,7 +49,6 @@ from labelloop.labelers.llm.factory import project_llm_labeler
 from labelloop.mlops import TrainResult, evaluate_latest, snapshot
 from labelloop.mlops import train as train_model
 from labelloop.mlops.datasets import Dataset
-from labelloop.quality.gold import score_against_gold
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
@@ -450,8 +450,7 @@ class Project:
 
     def gold_scores(self) -> pd.DataFrame:
         """Each reviewer's accuracy on the gold items they answered, with a Wilson interval."""
-        df = reads.gold_answers_given(self.db, self.id)
-        scores = score_against_gold(df, self.gold_answers())
+        scores = gold_scores(self.ctx)
         return scores.reset_index().rename(columns={"annotator_id": "annotator"})
 
     def labeler_bias(self) -> pd.DataFrame:

@@ -7,6 +7,7 @@ a machine that agrees with 90%-accurate people 88% of the time is right about 97
 
 from __future__ import annotations
 
+import pandas as pd
 from scipy.stats import beta
 
 from labelloop.quality.gold import score_against_gold
@@ -18,12 +19,17 @@ REVIEWER_ACCURACY_PRIOR = 0.95  # a person's label is right this often until mea
 REVIEWER_PRIOR_WEIGHT = 20.0  # how many gold answers' worth the prior counts for
 
 
+def gold_scores(ctx: ProjectContext) -> pd.DataFrame:
+    """Each reviewer's accuracy on the gold items they answered (``score_against_gold``: one row
+    per annotator, with a Wilson interval)."""
+    given = gold_answers_given(ctx.db, ctx.id)
+    return score_against_gold(given, gold_answers(ctx) if len(given) else {})
+
+
 def gold_counts(ctx: ProjectContext) -> tuple[int, int]:
     """(right, answered): every answer people gave on gold items, pooled over reviewers."""
-    given = gold_answers_given(ctx.db, ctx.id)
-    gold = gold_answers(ctx) if len(given) else {}
-    scores = score_against_gold(given, gold) if gold else None
-    if scores is None or not len(scores):
+    scores = gold_scores(ctx)
+    if not len(scores):
         return 0, 0
     return int(scores["n_correct"].sum()), int(scores["n_gold"].sum())
 
