@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "labelloop"
 # Lowest first. A package may import itself and the packages on the lines above its own; names
 # on one line sit side by side and must not import each other.
 LAYERS = [
+    "edge",  # the on-device runtime: numpy, onnxruntime, tokenizers, sqlite3; no labelloop import
     "core",  # types, config, errors, probs, hashing
     "routing active quality learn",  # the pure floors: arrays in, arrays out; import only core
     "store",  # tables, migrations, every SQL statement, the events outbox, ProjectContext
@@ -27,6 +28,8 @@ LAYERS = [
     "annotate",  # stage drivers: suggest, route, feedback, checks
     "interop",  # Label Studio both ways, tables
     "mlops",  # the deployed model: datasets, preparation, selection, evaluation (issue 14)
+    "registry",  # MLflow tracking and registry: versions, aliases, promotion, history
+    "serve",  # the prediction app (A/B, shadow), batch prediction, the edge bundle's export
     "workers",  # the loop worker (outbox cursor, lease)
     "project",  # project.py, the notebook facade
     "api",  # thin: FastAPI app and pages
@@ -35,7 +38,7 @@ LAYERS = [
     "labelloop",  # the package root, labelloop/__init__.py (re-exports Project)
 ]
 RANK = {name: i for i, line in enumerate(LAYERS) for name in line.split()}
-PURE_FLOORS = set(LAYERS[1].split())
+PURE_FLOORS = set(LAYERS[2].split())
 # What the pure floors may import besides the standard library and labelloop.core
 # (threadpoolctl comes with scikit-learn and caps its BLAS threads).
 PURE_THIRD_PARTY = {"numpy", "scipy", "sklearn", "pandas", "threadpoolctl"}

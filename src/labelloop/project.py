@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from labelloop import auth
+from labelloop import registry as model_registry
 from labelloop.annotate.checks import labeler_bias
 from labelloop.annotate.feedback import RetrainReport, retrain
 from labelloop.annotate.reviewers import gold_scores
@@ -75,6 +76,7 @@ class Project:
 
     def __init__(self, ctx: ProjectContext) -> None:
         self.ctx = ctx
+        self._registry: model_registry.ProjectRegistry | None = None
         self.folder: Path = ctx.folder
         self.config: ProjectConfig = ctx.config
         self.db: Database = ctx.db
@@ -475,10 +477,64 @@ class Project:
         """The final labels as a versioned snapshot with stable train/validation/test splits."""
         return snapshot(self.ctx, save=save)
 
-    def train(self, **options: Any) -> TrainResult:
+    def train(self, *, register: bool = True, **options: Any) -> TrainResult:
         """Select, tune and evaluate the deployed model (``labelloop.mlops.train``'s options:
-        trials, budget_seconds, candidates, features, folds, seed, progress)."""
-        return train_model(self.ctx, **options)
+        trials, budget_seconds, candidates, features, folds, seed, progress); with
+        ``register`` (default) log it to MLflow as a new version aliased ``challenger``."""
+        result = train_model(self.ctx, **options)
+        if register:
+            mv = model_registry.register_trained(self.registry, result)
+            result.registered_version = mv.version
+        return result
+
+    @property
+    def registry(self) -> model_registry.ProjectRegistry:
+        """The project's model registry (MLflow; ``MLFLOW_TRACKING_URI`` or the project's
+        ``mlflow.db``), opened on first use."""
+        if self._registry is None:
+            self._registry = model_registry.open_registry(self.ctx)
+        return self._registry
+
+    def models(self) -> pd.DataFrame:
+        """The deployed model's registered versions: version, aliases, dataset, test scores."""
+        rows = []
+        for mv in self.registry.versions():
+            tests = {k[5:]: v for k, v in mv.metrics.items() if k.startswith("test_")}
+            rows.append(
+                {
+                    "version": mv.version,
+                    "aliases": ",".join(mv.aliases),
+                    "dataset_version": mv.dataset_version,
+                    "winner": mv.tags.get("winner"),
+                    "created_at": mv.created_at,
+                    **tests,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def model_history(self, limit: int = 200) -> pd.DataFrame:
+        """Registrations, promotions, refusals and rollbacks, newest first, with reasons."""
+        return pd.DataFrame(self.registry.history(limit=limit))
+
+    def promote(
+        self,
+        version: int | None = None,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> model_registry.PromotionDecision:
+        """Make the challenger (or ``version``) the champion if it meets the ship thresholds
+        and beats the champion by a paired test on the same test items; recorded either way."""
+        return model_registry.promote(
+            self.registry, version, force=force, reason=reason, actor=actor
+        )
+
+    def rollback(
+        self, version: int | None = None, *, reason: str, actor: str | None = None
+    ) -> model_registry.ModelVersion:
+        """Point the champion back at the version it replaced (or ``version``)."""
+        return model_registry.rollback(self.registry, version, reason=reason, actor=actor)
 
     def evaluate(self) -> dict[str, Any]:
         """The latest trained model's scores on the current test split."""
@@ -494,12 +550,13 @@ class Project:
         return auth.list_users(self.db)
 
     def create_token(
-        self, username: str, name: str = "api", days: int | None = None
+        self, username: str, name: str = "api", days: int | None = None, scope: str = "api"
     ) -> auth.IssuedToken:
         """A new API token (``.token`` is shown once) that works for ``days`` days (default
-        ``auth.token_days``); refused for a deactivated user."""
+        ``auth.token_days``); refused for a deactivated user. ``scope="predict"`` makes a
+        token for the prediction app only."""
         days = self.config.auth.token_days if days is None else days
-        return auth.issue_token(self.db, username, name, days)
+        return auth.issue_token(self.db, username, name, days, scope)
 
     def tokens(self, username: str) -> list[auth.TokenInfo]:
         """The user's API tokens (id, name, created, expires, last used, state), never values."""

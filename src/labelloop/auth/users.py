@@ -22,6 +22,7 @@ ROLES = ("admin", "reviewer", "viewer")
 SESSION_HOURS = 12  # the default of auth.session_hours
 DEFAULT_TOKEN_DAYS = 90  # the default of auth.token_days
 MAX_TOKEN_DAYS = 3650
+TOKEN_SCOPES = ("api", "predict")  # see issue_token
 # How stale a token's last_used_at may get: stamping it at most once an hour keeps checking a
 # token a read, not a write per request (SQLite has one writer at a time).
 LAST_USE_RESOLUTION = timedelta(hours=1)
@@ -231,15 +232,22 @@ def reactivate_user(db: Database, username: str) -> bool:
 
 
 def issue_token(
-    db: Database, username: str, name: str = "api", days: int = DEFAULT_TOKEN_DAYS
+    db: Database,
+    username: str,
+    name: str = "api",
+    days: int = DEFAULT_TOKEN_DAYS,
+    scope: str = "api",
 ) -> IssuedToken:
     """A new API token for ``username`` that works for ``days`` days; refused for a
-    deactivated user."""
+    deactivated user. ``scope``: ``"api"`` (the annotation app and its REST API, as the
+    user's role allows) or ``"predict"`` (only the prediction app)."""
     if not 1 <= days <= MAX_TOKEN_DAYS:
         raise AuthError(f"a token lasts 1 to {MAX_TOKEN_DAYS} days, not {days}")
+    if scope not in TOKEN_SCOPES:
+        raise AuthError(f"a token's scope is one of {', '.join(TOKEN_SCOPES)}, not {scope!r}")
     token = "llt_" + secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(days=days)
-    token_id = su.insert_token(db, username, name, token_digest(token), expires_at)
+    token_id = su.insert_token(db, username, name, token_digest(token), expires_at, scope)
     if token_id is None:
         row = su.user_login(db, username)
         if row is None:
@@ -249,10 +257,14 @@ def issue_token(
 
 
 def create_token(
-    db: Database, username: str, name: str = "api", days: int = DEFAULT_TOKEN_DAYS
+    db: Database,
+    username: str,
+    name: str = "api",
+    days: int = DEFAULT_TOKEN_DAYS,
+    scope: str = "api",
 ) -> str:
     """The plain value of a new API token (see ``issue_token``)."""
-    return issue_token(db, username, name, days).token
+    return issue_token(db, username, name, days, scope).token
 
 
 def list_tokens(db: Database, username: str) -> list[TokenInfo]:
@@ -282,12 +294,17 @@ def revoke_tokens(db: Database, username: str, token_id: int | None = None) -> i
     return n
 
 
-def check_token(db: Database, token: str) -> tuple[User, int]:
+def check_token(db: Database, token: str, scope: str = "api") -> tuple[User, int]:
     """The user of an API token and the token's id; AuthError saying why it is refused
-    (unknown, revoked, expired, or its user deactivated)."""
+    (unknown, revoked, expired, its user deactivated, or made for another ``scope``)."""
     row = su.token_login(db, token_digest(token))
     if row is None:
         raise AuthError("unknown API token")
+    if row["scope"] != scope:
+        raise AuthError(
+            f"this API token has scope {row['scope']!r}; this service needs a "
+            f"{scope!r} token (labelloop user token --scope {scope})"
+        )
     if row["revoked"]:
         raise AuthError("this API token was revoked; ask an admin for a new one")
     if not row["active"]:

@@ -85,12 +85,18 @@ def user_token(
         int | None,
         typer.Option(min=1, max=3650, help="Days it works (default: auth.token_days, 90)."),
     ] = None,
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="api: the annotation app and REST API; predict: only the prediction app."
+        ),
+    ] = "api",
     project: ProjectOpt = Path("."),
 ) -> None:
     """Print a new API token for NAME (shown once; send it as 'Authorization: Bearer ...').
     'labelloop user tokens NAME' shows when it expires."""
     with _open(project) as p:
-        issued = p.create_token(name, label, days)
+        issued = p.create_token(name, label, days, scope)
     # Only the bare token, so scripts can capture it: TOKEN=$(labelloop user token bot)
     typer.echo(issued.token)
 

@@ -259,6 +259,18 @@ class LabelStudioSettings(_Strict):
         return v
 
 
+class ServingSettings(_Strict):
+    """How the prediction app (``labelloop serve-models``) splits traffic between the
+    registered ``champion`` and ``challenger``."""
+
+    # Share of requests the challenger answers (A/B), sticky by the request's key; 0: none.
+    challenger_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # The challenger also scores every request the champion answers; logged, never returned.
+    shadow: bool = False
+    log_predictions: bool = True  # every answer to the predictions table (for monitoring)
+    max_rows: int = Field(default=1000, ge=1, le=100_000)  # rows per request at most
+
+
 class ModelSettings(_Strict):
     """The deployed model's problem (issue 14): its task, the metric it is chosen on and the
     scores it must reach to ship. A threshold of 0 (the default) means no bar."""
@@ -273,6 +285,12 @@ class ModelSettings(_Strict):
     validation_share: float = Field(default=0.1, ge=0.0, lt=0.5)
     trials: int = Field(default=20, ge=0)  # Optuna trials (0: no tuning)
     budget_seconds: float = Field(default=120.0, gt=0)  # tuning's time budget
+    # The registered model's name (default: the project's name); the student is "<name>-student".
+    registry_name: str | None = Field(default=None, min_length=1, max_length=200)
+    # A challenger is promoted only if better than the champion at this significance (paired
+    # test on the same test items) and meeting every ship threshold.
+    promotion_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelSettings:

@@ -106,3 +106,35 @@ def wilson_interval(
     if low.ndim == 0:
         return float(low), float(high)
     return low, high
+
+
+def mcnemar_exact(a_correct: Any, b_correct: Any) -> dict[str, float]:
+    """McNemar's exact test on paired outcomes (the same items scored by models A and B): the
+    one-sided p-value that B is no better than A, from the discordant pairs alone (items only
+    A got right, ``a_only``, and only B got right, ``b_only``) under Binomial(n, 1/2)."""
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError("paired outcomes: A and B need the same items")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    n = a_only + b_only
+    from scipy.stats import binom
+
+    p = float(binom.sf(b_only - 1, n, 0.5)) if n else 1.0
+    return {"a_only": float(a_only), "b_only": float(b_only), "p_value": p}
+
+
+def paired_bootstrap(
+    a_scores: Any, b_scores: Any, *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """For per-item losses (regression's absolute errors; lower is better): the mean
+    improvement of B over A and the one-sided bootstrap p-value that B is no better."""
+    a = np.asarray(a_scores, dtype=float)
+    b = np.asarray(b_scores, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("paired scores: A and B need the same, non-empty items")
+    diff = a - b  # > 0: B's loss is lower
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, diff.size, size=(n_boot, diff.size))
+    means = diff[idx].mean(axis=1)
+    return {"improvement": float(diff.mean()), "p_value": float((means <= 0).mean())}

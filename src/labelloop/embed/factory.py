@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.core.config import ALL_COLUMNS
+from labelloop.core.config import ALL_COLUMNS, EmbeddingSettings
 from labelloop.core.errors import LabelloopError
 from labelloop.embed.base import Embedder
 from labelloop.embed.cached import CachedEmbedder
@@ -30,21 +30,30 @@ TABLE_SPEC_SAMPLE = 20_000  # rows the column kinds and statistics are fitted on
 
 def project_embedder(ctx: ProjectContext) -> Embedder:
     """The configured embedder, wrapped in the store's embedding cache."""
-    cfg = ctx.config.embedding
     inner: Embedder
-    if ctx.config.modality == "image":
-        inner = ImageEmbedder(cfg.model)
-    elif ctx.config.modality == "tabular":
+    if ctx.config.modality == "tabular":
         inner = StoredTableFeaturizer(ctx)
-    elif cfg.backend == "minilm":
+    else:
+        inner = settings_embedder(ctx.config.embedding, ctx.config.modality)
+    return CachedEmbedder(inner, StoreEmbeddingCache(ctx.db))
+
+
+def settings_embedder(cfg: EmbeddingSettings, modality: str = "text") -> Embedder:
+    """The embedder ``cfg`` names for text or image items, with no store and no cache: what a
+    deployed model (``labelloop.serve``) embeds its inputs with."""
+    if modality == "image":
+        return ImageEmbedder(cfg.model)
+    if modality == "tabular":
+        raise LabelloopError("table rows are featurized by the project's table spec, not here")
+    if cfg.backend == "minilm":
         from labelloop.embed.onnx_minilm import MiniLMEmbedder
 
-        inner = MiniLMEmbedder(
+        return MiniLMEmbedder(
             intra_op_num_threads=cfg.threads,
             batch_size=cfg.batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
         )
-    elif cfg.backend == "openai":
+    if cfg.backend == "openai":
         from labelloop.embed.openai_compat import OpenAIEmbedder
 
         options: dict[str, Any] = {"batch_size": cfg.batch_size}
@@ -52,14 +61,10 @@ def project_embedder(ctx: ProjectContext) -> Embedder:
             options["base_url"] = cfg.base_url
         if cfg.api_key_env:
             options["api_key_env"] = cfg.api_key_env
-        inner = OpenAIEmbedder(cfg.model or "text-embedding-3-small", **options)
-    else:
-        from labelloop.embed.sentence_transformers import SentenceTransformerEmbedder
+        return OpenAIEmbedder(cfg.model or "text-embedding-3-small", **options)
+    from labelloop.embed.sentence_transformers import SentenceTransformerEmbedder
 
-        inner = SentenceTransformerEmbedder(
-            cfg.model or "all-MiniLM-L6-v2", batch_size=cfg.batch_size
-        )
-    return CachedEmbedder(inner, StoreEmbeddingCache(ctx.db))
+    return SentenceTransformerEmbedder(cfg.model or "all-MiniLM-L6-v2", batch_size=cfg.batch_size)
 
 
 class StoredTableFeaturizer:

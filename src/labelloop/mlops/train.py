@@ -33,7 +33,7 @@ from labelloop.core.hashing import content_hash
 from labelloop.core.progress import Progress
 from labelloop.embed.factory import project_embedder
 from labelloop.embed.tabular import parse_row
-from labelloop.mlops.datasets import Dataset, assign_split, dataset_version, snapshot
+from labelloop.mlops.datasets import assign_split, dataset_version, snapshot
 from labelloop.mlops.evaluate import classification_metrics, plots, regression_metrics, ship_check
 from labelloop.mlops.prepare import (
     FeatureFunctions,
@@ -64,6 +64,7 @@ class TrainResult:
     model_path: str
     plots: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    registered_version: int | None = None  # set when the registry took it (Project.train)
 
     @property
     def ships(self) -> bool:
@@ -87,12 +88,13 @@ def feature_frame(
     return X, dict.fromkeys(X.columns, "number"), f"embedder:{embedder.model_id}"
 
 
-def _targets(ds: Dataset, task: str) -> np.ndarray:
+def targets(frame: pd.DataFrame, task: str) -> np.ndarray:
+    """The ``label`` column of a dataset frame as the model's targets."""
     if task == "classification":
-        return ds.frame["label"].to_numpy()
-    y = pd.to_numeric(ds.frame["label"], errors="coerce")
+        return frame["label"].to_numpy()
+    y = pd.to_numeric(frame["label"], errors="coerce")
     if y.isna().any():
-        bad = ds.frame["label"][y.isna()].iloc[0]
+        bad = frame["label"][y.isna()].iloc[0]
         raise LabelloopError(f"a regression model needs numeric labels; found {bad!r}")
     return y.to_numpy(dtype=float)
 
@@ -116,7 +118,7 @@ def train(
     X, kinds, featurizer = feature_frame(ctx, ds.frame["content"].tolist())
     result = train_frame(
         X,
-        _targets(ds, cfg.task),
+        targets(ds.frame, cfg.task),
         ds.frame["split"].to_numpy(),
         settings=cfg,
         folder=Path(ctx.folder) / "models" / ds.version,
@@ -130,6 +132,10 @@ def train(
         folds=folds,
         seed=seed,
         progress=progress,
+        bundle_info={
+            "modality": str(ctx.config.modality),
+            "embedding": ctx.config.embedding.model_dump(),
+        },
     )
     result.seconds = time.perf_counter() - start
     return result
@@ -175,9 +181,12 @@ def train_frame(
     folds: int | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    bundle_info: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train on any frame (pandas in): rows ``X``, targets ``y`` and their ``split`` (default:
-    ``frame_splits``); the model and its reports go to ``folder``."""
+    ``frame_splits``); the model and its reports go to ``folder``. ``bundle_info`` is saved
+    with the model (``train`` records the modality and embedding settings there, so a
+    deployed model embeds its inputs as it was trained)."""
     start = time.perf_counter()
     cfg = settings or ModelSettings()
     X = X.reset_index(drop=True)
@@ -241,7 +250,15 @@ def train_frame(
         model_path=str(folder / MODEL_FILE),
         plots=plots(metrics, folder) if cfg.task == "classification" else {},
     )
-    bundle = {"pipeline": model, "featurizer": featurizer, "task": cfg.task, "dataset": version}
+    bundle = {
+        "pipeline": model,
+        "featurizer": featurizer,
+        "task": cfg.task,
+        "dataset": version,
+        "columns": [str(c) for c in X.columns],
+        "modality": "tabular" if featurizer == "table" else "text",
+        **dict(bundle_info or {}),
+    }
     joblib.dump(bundle, folder / MODEL_FILE)
     result.seconds = time.perf_counter() - start
     (folder / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
@@ -282,7 +299,7 @@ def evaluate_latest(ctx: ProjectContext, *, write_plots: bool = True) -> dict[st
             f"{path} was trained on features {bundle['featurizer']!r}, the project now makes "
             f"{featurizer!r}: retrain"
         )
-    y = _targets(Dataset(test, ds.version), bundle["task"])
+    y = targets(test, bundle["task"])
     metrics = _test_metrics(bundle["pipeline"], X, y, bundle["task"])
     out: dict[str, Any] = {"model": str(path), "dataset_version": ds.version, "metrics": metrics}
     out["ship"] = ship_check(metrics, ctx.config.model.ship_thresholds)

@@ -226,6 +226,9 @@ class ApiTokenRow(Base):
     revoked: Mapped[bool] = mapped_column(default=False)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # "api": everything the user's role allows in the annotation app; "predict": only the
+    # prediction app (labelloop serve-models), which accepts nothing else.
+    scope: Mapped[str] = mapped_column(String(32), default="api", server_default="api")
 
 
 class WebSessionRow(Base):
@@ -301,3 +304,43 @@ class JobLeaseRow(Base):
     holder: Mapped[str] = mapped_column(String(200))
     token: Mapped[int] = mapped_column(BigInteger)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelHistoryRow(Base):
+    """The model registry's append-only history: registrations, promotions, rollbacks and
+    refused promotions, each with its reason and the evidence (``details``). Rows are only
+    ever inserted."""
+
+    __tablename__ = "model_history"
+    __table_args__ = (Index("ix_model_history_project_model", "project_id", "model_name"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))  # register, promote, refuse, rollback, alias
+    alias: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    previous_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PredictionRow(Base):
+    """One answer of the prediction app: which model version and variant (champion,
+    challenger, shadow) answered which input (``input_ref``: the hash of the row), whether it
+    was returned to the caller (``served``; shadow answers never are), and how long it took."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_project_created", "project_id", "created_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    input_ref: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(16))
+    served: Mapped[bool] = mapped_column()
+    output: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

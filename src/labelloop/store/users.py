@@ -74,7 +74,12 @@ def user_login(db: Database, username: str) -> dict[str, Any] | None:
 
 
 def insert_token(
-    db: Database, username: str, name: str, token_hash: str, expires_at: datetime
+    db: Database,
+    username: str,
+    name: str,
+    token_hash: str,
+    expires_at: datetime,
+    scope: str = "api",
 ) -> int | None:
     """Add an API token (its hash) for ``username`` if that user exists and is active; the
     token's id, or None (no such user, or deactivated: the caller tells which).
@@ -90,11 +95,12 @@ def insert_token(
             literal(utcnow(), DateTime(timezone=True)),
             literal(False),
             literal(expires_at, DateTime(timezone=True)),
+            literal(scope, String(32)),
         )
         .where(UserRow.username == username, UserRow.active)
         .with_for_update(read=True)
     )
-    columns = ["user_id", "name", "token_hash", "created_at", "revoked", "expires_at"]
+    columns = ["user_id", "name", "token_hash", "created_at", "revoked", "expires_at", "scope"]
     stmt = insert(ApiTokenRow).from_select(columns, source).returning(ApiTokenRow.id)
     with db.engine.begin() as conn:
         return conn.execute(stmt).scalar()
@@ -114,6 +120,7 @@ def token_login(db: Database, token_hash: str) -> dict[str, Any] | None:
                     ApiTokenRow.revoked,
                     ApiTokenRow.expires_at,
                     ApiTokenRow.last_used_at,
+                    ApiTokenRow.scope,
                 )
                 .join(ApiTokenRow, ApiTokenRow.user_id == UserRow.id)
                 .where(ApiTokenRow.token_hash == token_hash)
