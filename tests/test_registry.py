@@ -202,3 +202,37 @@ def test_cli_and_rest(project: Project) -> None:
     assert history[0]["actor"] == "boss" and history[1]["reason"] == "forced: canary ok"
     wrong = client.post("/api/models/train", json={"candidates": ["nope"]}, headers=admin)
     assert wrong.status_code == 422
+
+
+def test_the_loop_student_is_registered_in_the_same_registry(tmp_path: Path) -> None:
+    from test_loop import make, review
+
+    from labelloop.demo.data import sms_spam_path
+
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    df = pd.concat([df[df.label == "spam"].head(40), df[df.label == "ham"].head(110)])
+    path = tmp_path / "sms.csv"
+    df.sample(frac=1.0, random_state=1).to_csv(path, index=False)
+    gold = dict(zip(df.text, df.label, strict=True))
+    p = make(tmp_path, path)
+    try:
+        p.retrain()  # cold start: nothing to learn from, nothing registered
+        assert review(p, gold, 40)
+        first = p.retrain()
+        assert first.trained and first.model_version_id is not None
+        review(p, gold, 20)
+        second = p.retrain()
+        reg = p.registry
+        versions = reg.versions(reg.student_name)
+        assert [v.version for v in versions] == [1, 2]
+        assert reg.by_alias(CHAMPION, reg.student_name).version == 2
+        assert versions[1].tags["loop_version"] == second.model_version
+        assert versions[1].metrics["n_labels"] == second.n_labels > first.n_labels
+        assert (versions[1].path / "labelers.joblib").is_file()
+        rows = reg.history(reg.student_name)
+        assert [r["action"] for r in rows] == ["register", "register"]
+        assert rows[0]["previous_version"] == 1
+        # The deployed model's name is untouched by the student's versions.
+        assert reg.versions() == []
+    finally:
+        p.close()

@@ -50,6 +50,7 @@ from labelloop.labelers.llm.factory import project_llm_labeler
 from labelloop.mlops import TrainResult, evaluate_latest, snapshot
 from labelloop.mlops import train as train_model
 from labelloop.mlops.datasets import Dataset
+from labelloop.registry.student import student_hook
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
 from labelloop.sources.ingest import IngestReport, ingest
@@ -357,12 +358,15 @@ class Project:
         suggestions, suspected label errors sent for a recheck."""
         if llm is None and self.config.labelers.llm.enabled:
             llm = project_llm_labeler(self.ctx)
-        return retrain(
+        report = retrain(
             self.ctx,
             llm=llm,
             select=select,
             flag_label_issues=self.config.loop.flag_label_issues,
         )[0]
+        if report.trained and self.config.model.register_student:
+            student_hook(self.registry)(report)
+        return report
 
     # -- review ------------------------------------------------------------------------------
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -289,8 +290,12 @@ class FeedbackLoop:
         flag_label_issues: bool | None = None,
         select_every: int | None = None,
         update_every: int | None = None,
+        on_retrain: Callable[[RetrainReport], None] | None = None,
     ) -> None:
-        """``select_every``: every that many retrains, compare student candidates (logistic
+        """``on_retrain`` is called with each retrain's report (the registry registers the new
+        student through it; this stage does not import the registry).
+
+        ``select_every``: every that many retrains, compare student candidates (logistic
         regression, calibrated linear SVM, random forest, small MLP) by cross-validation on the
         human labels; a challenger replaces the current kind only if it is better on the same
         folds. 0 turns it off (it costs seconds at 1,000 labels, minutes at 10,000)."""
@@ -309,6 +314,7 @@ class FeedbackLoop:
         self.last_selection: dict[str, Any] | None = None
         self.labels_at_last_update = -1
         self.history: list[RetrainReport] = []
+        self.on_retrain = on_retrain
         self._lock = threading.Lock()
 
     @property
@@ -383,4 +389,6 @@ class FeedbackLoop:
             if report.selection is not None:
                 self.last_selection = report.selection
             self.history.append(report)
+            if self.on_retrain is not None:
+                self.on_retrain(report)
             return report

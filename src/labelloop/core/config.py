@@ -291,6 +291,9 @@ class ModelSettings(_Strict):
     # test on the same test items) and meeting every ship threshold.
     promotion_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    # Register each new student of the annotation loop in the same registry as
+    # "<registry_name>-student" (alias champion: the loop serves the newest).
+    register_student: bool = True
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelSettings:

@@ -27,6 +27,7 @@ from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.labelers.llm.factory import ProjectLLM, project_llm_labeler
 from labelloop.labelers.student import StudentLabeler
 from labelloop.project import Project
+from labelloop.registry.student import student_registration
 from labelloop.routing.router import audited_precision
 from labelloop.store.context import ProjectContext
 from labelloop.store.reads import human_label_count, recheck_outcomes
@@ -328,7 +329,9 @@ def run_demo(
         p.ingest(pool_file, progress=lambda done, _: bar.update(task, completed=done))
     if hasattr(llm, "bind"):  # a labeler that needs the project (its embedder, its cache)
         llm = llm.bind(p.ctx)
-    loop = FeedbackLoop(p, retrain_every=retrain_every, llm=llm)
+    loop = FeedbackLoop(
+        p, retrain_every=retrain_every, llm=llm, on_retrain=student_registration(p.ctx)
+    )
     result = DemoResult(
         str(project_dir),
         len(pool),

@@ -57,6 +57,7 @@ class Registry(Protocol):
         params: dict[str, Any],
         metrics: dict[str, float],
         tags: dict[str, str],
+        pyfunc: bool = True,
     ) -> ModelVersion: ...
 
     def versions(self, name: str) -> list[ModelVersion]: ...

@@ -61,6 +61,11 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+@contextmanager
+def _no_dir() -> Iterator[None]:
+    yield None
+
+
 class MlflowRegistry:
     """:class:`~labelloop.registry.base.Registry` over an MLflow tracking and registry store."""
 
@@ -111,16 +116,19 @@ class MlflowRegistry:
         params: dict[str, Any],
         metrics: dict[str, float],
         tags: dict[str, str],
+        pyfunc: bool = True,
     ) -> ModelVersion:
         """Log a run (params, metrics, every file of ``model_dir`` as reports) and the pyfunc
-        model made from ``model_dir/model.joblib``, then register it as a new version."""
+        model made from ``model_dir/model.joblib``, then register it as a new version. With
+        ``pyfunc=False`` the files of ``model_dir`` are the model, as they are (the loop's
+        student: a stored labeler set, which needs the project's embedder to answer)."""
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.exceptions import MlflowException
 
         from labelloop.registry.pyfunc import save_pyfunc
 
         model_dir = Path(model_dir)
-        if not (model_dir / MODEL_FILE).is_file():
+        if pyfunc and not (model_dir / MODEL_FILE).is_file():
             raise RegistryError(f"no {MODEL_FILE} in {model_dir}")
         run = self.client.create_run(self._experiment_id(name), tags={"labelloop.model": name})
         run_id = run.info.run_id
@@ -132,13 +140,16 @@ class MlflowRegistry:
                 params=[Param(k, str(v)[:6000]) for k, v in params.items()],
                 tags=[RunTag(k, str(v)) for k, v in tags.items()],
             )
+            if not pyfunc:
+                self.client.log_artifacts(run_id, str(model_dir), MODEL_ARTIFACT)
             reports = [p for p in model_dir.iterdir() if p.is_file() and p.name != MODEL_FILE]
-            for path in reports:
+            for path in reports if pyfunc else []:
                 self.client.log_artifact(run_id, str(path), "reports")
-            with tempfile.TemporaryDirectory() as tmp:
-                pyfunc_dir = Path(tmp) / MODEL_ARTIFACT
-                save_pyfunc(model_dir / MODEL_FILE, pyfunc_dir)
-                self.client.log_artifacts(run_id, str(pyfunc_dir), MODEL_ARTIFACT)
+            with tempfile.TemporaryDirectory() if pyfunc else _no_dir() as tmp:
+                if tmp is not None:
+                    pyfunc_dir = Path(tmp) / MODEL_ARTIFACT
+                    save_pyfunc(model_dir / MODEL_FILE, pyfunc_dir)
+                    self.client.log_artifacts(run_id, str(pyfunc_dir), MODEL_ARTIFACT)
             self.client.set_terminated(run_id)
         except Exception:
             self.client.set_terminated(run_id, status="FAILED")
@@ -148,7 +159,8 @@ class MlflowRegistry:
         except MlflowException:
             self.client.create_registered_model(name)
         source = f"{run.info.artifact_uri}/{MODEL_ARTIFACT}"
-        mv = self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+        flavor = {"labelloop.flavor": "pyfunc" if pyfunc else "files"}
+        mv = self.client.create_model_version(name, source, run_id=run_id, tags=tags | flavor)
         return self.get(name, int(mv.version))
 
     # -- versions and aliases ------------------------------------------------------------
@@ -173,13 +185,15 @@ class MlflowRegistry:
         )
 
     def _local_model_dir(self, mv: Any) -> Path:
-        """The folder holding the version's model.joblib (the pyfunc's ``artifacts/``)."""
+        """The folder holding the version's model.joblib (the pyfunc's ``artifacts/``), or
+        the model's own files for a version registered with ``pyfunc=False``."""
+        inner = "artifacts" if (mv.tags or {}).get("labelloop.flavor") != "files" else ""
         source = str(mv.source)
         parsed = urlparse(source)
         if parsed.scheme in ("", "file"):
-            return Path(unquote(parsed.path)) / "artifacts"
+            return Path(unquote(parsed.path)) / inner
         cache = self.folder / ".model-cache" / mv.name / str(mv.version)
-        if not (cache / "artifacts" / MODEL_FILE).is_file():
+        if not any(cache.iterdir() if cache.is_dir() else ()):
             import mlflow
 
             cache.mkdir(parents=True, exist_ok=True)
@@ -188,7 +202,7 @@ class MlflowRegistry:
                 dst_path=str(cache),
                 tracking_uri=self.tracking_uri,
             )
-        return cache / "artifacts"
+        return cache / inner
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version, oldest first; aliases from the registered model (MLflow's search

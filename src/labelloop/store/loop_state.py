@@ -106,6 +106,17 @@ def latest_model_version(
     return None if row is None else _version(row, with_model)
 
 
+def model_version_by_id(
+    db: Database, version_id: int, *, with_model: bool = False
+) -> ModelVersion | None:
+    """One stored model version by its row id, or None."""
+    m = ModelVersionRow.__table__
+    cols = [c for c in m.c if with_model or c.name != "model"]
+    with db.engine.connect() as conn:
+        row = conn.execute(select(*cols).where(m.c.id == version_id)).first()
+    return None if row is None else _version(row, with_model)
+
+
 def model_versions(db: Database, project_id: int, kind: str | None = None) -> list[ModelVersion]:
     """Every stored model version (without the model bytes), oldest first."""
     m = ModelVersionRow.__table__

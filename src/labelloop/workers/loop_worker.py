@@ -38,6 +38,7 @@ from labelloop.annotate.suggest import suggest
 from labelloop.embed.base import Embedder
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.factory import MODEL_KIND, current_labelers
+from labelloop.registry.student import student_registration
 from labelloop.store.context import ProjectContext
 from labelloop.store.db import background_writer
 from labelloop.store.events import log_event
@@ -174,6 +175,7 @@ class LoopWorker:
                 retrain_every=self.retrain_every,
                 embedder=self._embedder,
                 llm=llm,
+                on_retrain=student_registration(self.ctx),
             )
         return self._loop
 
