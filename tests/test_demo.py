@@ -70,6 +70,14 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     assert versions and versions == sorted(set(versions))  # a new version per retrain
     # --retrain-every 20 retrains at 20 and 40 labels, not where a batch of 25 happens to end.
     assert [c["human_labels"] for c in checkpoints][:3] == [0, 20, 40]
+    # The lifecycle after the loop: trained, registered in MLflow, promoted, scored held out.
+    deployed = saved["deployed"]
+    assert "error" not in deployed, deployed
+    assert deployed["version"] == 1 and deployed["promoted"]
+    assert 0.5 < deployed["holdout_macro_f1"] <= 1.0
+    assert deployed["student_versions"] == len(versions)
+    assert "<h2>Deployed model</h2>" in report and "demo-student" in report
+    assert (out / "project" / "mlflow.db").is_file()
 
     from labelloop.demo.report import _audited
     from labelloop.demo.run import Checkpoint

@@ -164,6 +164,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 {_class_table(result, target)}
 {_rechecks_paragraph(result)}
 {_versions_table(result)}
+{_deployed_paragraph(result)}
 {_llm_paragraph(result)}
 {_bias_table(bias)}
 <p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
@@ -303,6 +304,32 @@ def _versions_table(result: DemoResult) -> str:
         "<th>held-out macro-F1 (human labels)</th><th>items given fresh suggestions</th>"
         "<th>labels sent for a recheck</th><th>retrain seconds</th></tr></thead><tbody>"
         f"{rows}</tbody></table>"
+    )
+
+
+def _deployed_paragraph(result: DemoResult) -> str:
+    """The lifecycle after the loop: the deployed model trained, registered and promoted."""
+    d = result.deployed
+    if not d:
+        return ""
+    if "error" in d:
+        return f"<h2>Deployed model</h2><p>Not trained: {html.escape(d['error'])}</p>"
+    cv = ", ".join(f"{k} {v:.3f}" for k, v in sorted(d["cv_scores"].items(), key=lambda kv: -kv[1]))
+    sizes = ", ".join(f"{k} {v:,}" for k, v in d["split_sizes"].items())
+    verdict = "promoted to champion" if d["promoted"] else "not promoted"
+    return (
+        "<h2>Deployed model</h2>"
+        f"<p>After the loop, <code>labelloop train</code> chose a model on the final labels by "
+        f"cross-validation ({html.escape(cv)}; macro-F1), evaluated it on the test split "
+        f"(human labels only: {sizes}) at macro-F1 {_num(d['test_macro_f1'])}, and registered "
+        f"it in MLflow as <code>{html.escape(d['name'])}</code> version {d['version']} "
+        f"(<code>{html.escape(d['tracking_uri'])}</code>); <code>labelloop promote</code>: "
+        f"{verdict} ({html.escape(d['reason'])}). The champion scores macro-F1 "
+        f"<b>{d['holdout_macro_f1']:.3f}</b> on the {d['holdout_items']:,} held-out items, "
+        "through the same predictor <code>labelloop serve-models</code> answers with. "
+        f"The loop's student is in the same registry: {d['student_versions']} versions of "
+        f"<code>{html.escape(d['name'])}-student</code>, one per retrain that trained. "
+        f"{d['seconds']:.0f} s.</p>"
     )
 
 

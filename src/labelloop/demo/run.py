@@ -85,6 +85,9 @@ class DemoResult:
     # Labels sent to a second person: sent, answered since, answers that changed the label;
     # and the human label actions they are a share of.
     rechecks: dict[str, int] = field(default_factory=dict)
+    # The deployed model trained on the loop's final labels, registered and promoted
+    # (``deploy_model``): its registry version, scores and the student's beside it.
+    deployed: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -284,12 +287,14 @@ def run_demo(
     console: Console | None = None,
     noise: float = 0.0,
     settings: dict[str, Any] | None = None,
+    deploy: bool = True,
 ) -> tuple[DemoResult, Project, FeedbackLoop]:
     """Run the loop; returns the result, the project and the loop (still usable).
 
     ``noise``: in a simulation, the share of answers where the simulated reviewer gives a
     wrong label (another label, at random), to measure what rechecks catch. ``settings``:
-    further project file sections (``{"metrics": {"calibration_share": 0.2}}``)."""
+    further project file sections (``{"metrics": {"calibration_share": 0.2}}``). ``deploy``:
+    in a simulation, end with the lifecycle (``deploy_model``)."""
     if not 0.0 <= noise < 1.0:
         raise LabelloopError(f"noise={noise}: expected a share in [0, 1)")
     console = console or Console()
@@ -445,7 +450,59 @@ def run_demo(
         **recheck_outcomes(p.db, p.id),
         "label_actions": human_label_count(p.db, p.id),
     }
+    if simulate and deploy:
+        with console.status("training, registering and promoting the deployed model..."):
+            result.deployed = deploy_model(p, test)
+        d = result.deployed
+        if "error" in d:
+            console.print(f"[yellow]deployed model:[/] {d['error']}")
+        else:
+            console.print(
+                f"Deployed model: {d['winner']} v{d['version']} "
+                f"({'champion' if d['promoted'] else 'not promoted'}: {d['reason']}); "
+                f"held-out macro-F1 {d['holdout_macro_f1']:.3f}"
+            )
     return result, p, loop
+
+
+def deploy_model(p: Project, test: pd.DataFrame, *, trials: int = 4) -> dict[str, Any]:
+    """The lifecycle after the loop: train the deployed model on the final labels (a short
+    tuning budget), register it in MLflow, promote it, and score the champion on the demo's
+    held-out items (never shown to the loop) through the same predictor the prediction app
+    serves. Errors are reported, not raised: the loop's result stands without them."""
+    from sklearn.metrics import f1_score
+
+    from labelloop.mlops.predictor import Predictor
+
+    started = time.perf_counter()
+    try:
+        trained = p.train(trials=trials, budget_seconds=60)
+        decision = p.promote(trained.registered_version)
+        champion = p.registry.by_alias("champion")
+        if champion is None:
+            raise LabelloopError("no champion after promotion")
+        answers = Predictor.load(champion.path).predict_frame(test["text"].tolist())
+    except LabelloopError as exc:
+        return {"error": str(exc)}
+    students = p.registry.versions(p.registry.student_name)
+    return {
+        "name": p.registry.name,
+        "version": champion.version,
+        "winner": trained.winner,
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "dataset_version": trained.dataset_version,
+        "split_sizes": trained.split_sizes,
+        "cv_scores": trained.cv_scores,
+        "test_macro_f1": trained.test_metrics.get("macro_f1"),
+        "holdout_macro_f1": float(
+            f1_score(test["label"].astype(str), answers["label"], average="macro")
+        ),
+        "holdout_items": len(test),
+        "student_versions": len(students),
+        "tracking_uri": p.registry.registry.tracking_uri,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def local_llm_for_demo(console: Console, max_calls: int) -> Any:
