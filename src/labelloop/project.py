@@ -50,6 +50,7 @@ from labelloop.labelers.llm.factory import project_llm_labeler
 from labelloop.mlops import TrainResult, evaluate_latest, snapshot
 from labelloop.mlops import train as train_model
 from labelloop.mlops.datasets import Dataset
+from labelloop.mlops.train import frame_splits, records_frame, train_frame
 from labelloop.registry.student import student_hook
 from labelloop.review.gold import gold_answers
 from labelloop.review.queue import ReviewQueue
@@ -61,6 +62,7 @@ from labelloop.sources.readers import (
     SqlReader,
     reader_for,
 )
+from labelloop.sources.rest import RestReader
 from labelloop.sources.validate import reason_kind
 from labelloop.store import reads
 from labelloop.store.context import ProjectContext
@@ -205,6 +207,13 @@ class Project:
     def ingest_sql(self, url: str, query: str, *, progress: Progress | None = None) -> IngestReport:
         """Ingest the rows of a SQL query against any SQLAlchemy URL."""
         return self.ingest(SqlReader(url, query), progress=progress)
+
+    def ingest_rest(
+        self, url: str, *, progress: Progress | None = None, **options: Any
+    ) -> IngestReport:
+        """Ingest the rows of a paginated JSON API (``sources.rest.RestReader``'s options:
+        items_key, page_param, cursor_param, token_env, max_pages)."""
+        return self.ingest(RestReader(url, **options), progress=progress)
 
     # -- reading -------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -486,6 +495,48 @@ class Project:
         trials, budget_seconds, candidates, features, folds, seed, progress); with
         ``register`` (default) log it to MLflow as a new version aliased ``challenger``."""
         result = train_model(self.ctx, **options)
+        if register:
+            mv = model_registry.register_trained(self.registry, result)
+            result.registered_version = mv.version
+        return result
+
+    def train_rows(
+        self,
+        rows: pd.DataFrame | Reader,
+        target: str,
+        *,
+        register: bool = True,
+        **options: Any,
+    ) -> TrainResult:
+        """Train the deployed model on rows that do not come from the store: a DataFrame, or
+        any ``Reader`` (a SQL query, a paginated REST API, a file); ``target`` is the column
+        to predict. Splits are stable by the hash of each row's values; the model goes to
+        ``models/<version>/`` and the registry like ``train``'s."""
+        frame = rows if isinstance(rows, pd.DataFrame) else records_frame(rows)
+        if target not in frame.columns:
+            raise LabelloopError(
+                f"no column {quoted(target)} to predict; the rows have "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+        frame = frame[frame[target].notna()]
+        if frame.empty:
+            raise LabelloopError(f"no row has a value in {quoted(target)}")
+        X = frame.drop(columns=[target]).reset_index(drop=True)
+        y = (
+            frame[target].astype(str)
+            if self.config.model.task == "classification"
+            else frame[target]
+        )
+        split, version = frame_splits(X, y.to_numpy(), self.config.model)
+        result = train_frame(
+            X,
+            y.to_numpy(),
+            split,
+            settings=self.config.model,
+            folder=self.folder / "models" / version,
+            version=version,
+            **options,
+        )
         if register:
             mv = model_registry.register_trained(self.registry, result)
             result.registered_version = mv.version

@@ -130,7 +130,8 @@ def ingest(
         str,
         typer.Argument(
             help="A .csv, .tsv, .jsonl or .parquet file (in an image project: a list of image "
-            "paths), a folder of images, or a SQLAlchemy URL with --query."
+            "paths), a folder of images, a SQLAlchemy URL with --query, or the http(s) URL of a "
+            "paginated JSON API."
         ),
     ],
     project: ProjectOpt = Path("."),
@@ -144,12 +145,33 @@ def ingest(
             "and a manifest's label column as its label, when in the taxonomy."
         ),
     ] = True,
+    items_key: Annotated[
+        str | None,
+        typer.Option(help="REST: the key holding a page's rows (default: items, data, ...)."),
+    ] = None,
+    page_param: Annotated[
+        str | None,
+        typer.Option(help="REST: page-number pagination by this query parameter (e.g. page)."),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(help="REST: the environment variable holding a bearer token."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Stream items in. Bad rows are quarantined with their reason; re-running adds nothing."""
     with _open(project) as p:
         labels = p.config.label_names
-        if query is not None:
+        if source.startswith(("http://", "https://")):
+            with progress_bar("ingest", not as_json) as progress:
+                report = p.ingest_rest(
+                    source,
+                    items_key=items_key,
+                    page_param=page_param,
+                    token_env=token_env,
+                    progress=progress,
+                )
+        elif query is not None:
             with progress_bar("ingest", not as_json) as progress:
                 report = p.ingest_sql(source, query, progress=progress)
         else:

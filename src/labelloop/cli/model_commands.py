@@ -37,22 +37,38 @@ def train(
     promote: Annotated[
         bool, typer.Option("--promote", help="Then promote it if it earns it (see promote).")
     ] = False,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            help="Train on these rows instead of the project's labels: a table file, a "
+            "SQLAlchemy URL with --query, or a paginated JSON API's URL (needs --target)."
+        ),
+    ] = None,
+    query: Annotated[str | None, typer.Option(help="With --rows URL: the SQL query.")] = None,
+    target: Annotated[str | None, typer.Option(help="With --rows: the column to predict.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The full result as JSON.")] = False,
 ) -> None:
     """Snapshot the final labels, select and tune the deployed model by cross-validation,
     evaluate it on the test split (human labels only), save models/<dataset version>/ and
     register it in MLflow as the challenger."""
+    if (rows is None) != (target is None):
+        raise typer.BadParameter("--rows and --target go together")
     p = _open(project)
     decision = None
+    options: dict[str, Any] = {
+        "register": register or promote,
+        "trials": trials,
+        "budget_seconds": budget_seconds,
+        "candidates": candidate,
+    }
     try:
         with progress_bar("train", enabled=not as_json) as progress:
-            result = p.train(
-                register=register or promote,
-                trials=trials,
-                budget_seconds=budget_seconds,
-                candidates=candidate,
-                progress=progress,
-            )
+            if rows is not None and target is not None:
+                result = p.train_rows(
+                    _rows_reader(rows, query), target, **options, progress=progress
+                )
+            else:
+                result = p.train(**options, progress=progress)
         if promote and result.registered_version is not None:
             decision = p.promote(result.registered_version)
     finally:
@@ -188,6 +204,17 @@ def _print_decision(d: dict[str, Any]) -> None:
         for k in keys:
             table.add_row(k, f"{d['challenger_metrics'][k]:.4f}", f"{d['champion_metrics'][k]:.4f}")
         console.print(table)
+
+
+def _rows_reader(source: str, query: str | None) -> Any:
+    from labelloop.sources.readers import SqlReader, reader_for
+    from labelloop.sources.rest import RestReader
+
+    if source.startswith(("http://", "https://")):
+        return RestReader(source)
+    if query is not None:
+        return SqlReader(source, query)
+    return reader_for(source)
 
 
 @friendly_errors

@@ -164,6 +164,23 @@ def frame_splits(
     return split, dataset_version(hashes, [str(v) for v in y])
 
 
+def records_frame(reader: Any, *, max_rows: int = 5_000_000) -> pd.DataFrame:
+    """The rows of any source ``Reader`` (a SQL query, a REST API, a file) as a DataFrame for
+    ``train_frame``; rows that could not be read are left out, and if every row is bad the
+    first reason is the error."""
+    rows, first_error = [], None
+    for record in reader.records():
+        if record.error is not None:
+            first_error = first_error or record.error
+            continue
+        rows.append(record.fields)
+        if len(rows) > max_rows:
+            raise LabelloopError(f"more than {max_rows:,} rows: train on a sample or a query")
+    if not rows:
+        raise LabelloopError(f"the source gave no rows{': ' + first_error if first_error else ''}")
+    return pd.DataFrame(rows)
+
+
 def train_frame(
     X: pd.DataFrame,
     y: Sequence[Any],
