@@ -542,6 +542,15 @@ class Project:
             result.registered_version = mv.version
         return result
 
+    def export_edge(self, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+        """Write an edge bundle of the champion (or ``version=N``) to ``out_dir``: int8 ONNX
+        embedder, the head as ONNX, tokenizer, labels, thresholds and a manifest with
+        checksums, for ``labelloop.edge.EdgeAnnotator`` on a device. Options: version,
+        min_confidence, thresholds, overwrite, progress. Returns the manifest."""
+        from labelloop.serve.edge_export import export_project_edge
+
+        return export_project_edge(self.ctx, out_dir, **options)
+
     @property
     def registry(self) -> model_registry.ProjectRegistry:
         """The project's model registry (MLflow; ``MLFLOW_TRACKING_URI`` or the project's

@@ -16,6 +16,7 @@ from rich.table import Table
 from labelloop.cli.bulk_commands import annotate
 from labelloop.cli.common import ProjectOpt, console, err_console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
+from labelloop.cli.edge_commands import register as register_edge_commands
 from labelloop.cli.loop_commands import retrain, worker
 from labelloop.cli.model_commands import register as register_model_commands
 from labelloop.cli.server_commands import serve
@@ -777,6 +778,7 @@ app.command()(worker)
 app.command()(annotate)
 app.command("stream-worker")(stream_worker)
 register_model_commands(app)
+register_edge_commands(app)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 

@@ -344,3 +344,28 @@ class PredictionRow(Base):
     output: Mapped[dict[str, Any]] = mapped_column(JSON)
     latency_ms: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EdgeResultRow(Base):
+    """One answer an edge device gave offline (``POST /api/edge/sync``), stored once per
+    (device, local result id) however often the device sends it; ``item_id``: the item a
+    low-confidence answer's text became, queued for people."""
+
+    __tablename__ = "edge_results"
+    __table_args__ = (
+        UniqueConstraint(
+            "project_id", "device_id", "result_id", name="uq_edge_results_device_result"
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(64))
+    result_id: Mapped[int] = mapped_column(BigInteger)
+    label: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(200))
+    needs_review: Mapped[bool] = mapped_column()
+    item_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("items.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

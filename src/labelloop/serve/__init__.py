@@ -1,0 +1,1 @@
+"""Serving the deployed model: the edge bundle's export (more to come)."""
