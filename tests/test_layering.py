@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "labelloop"
 LAYERS = [
     "edge",  # the on-device runtime: numpy, onnxruntime, tokenizers, sqlite3; no labelloop import
     "core",  # types, config, errors, probs, hashing
-    "routing active quality learn",  # the pure floors: arrays in, arrays out; import only core
+    "routing active quality learn monitor",  # the pure floors: arrays in, arrays out; import only core
     "store",  # tables, migrations, every SQL statement, the events outbox, ProjectContext
     "sources",  # readers, validation, ingest
     "embed",  # Embedder protocol, backends, the embedder factory
@@ -30,6 +30,7 @@ LAYERS = [
     "mlops",  # the deployed model: datasets, preparation, selection, evaluation (issue 14)
     "registry",  # MLflow tracking and registry: versions, aliases, promotion, history
     "serve",  # the prediction app (A/B, shadow), batch prediction, the edge bundle's export
+    "automate",  # monitoring checks, alerts and their delivery, policies and their runs
     "workers",  # the loop worker (outbox cursor, lease)
     "project",  # project.py, the notebook facade
     "api",  # thin: FastAPI app and pages

@@ -24,6 +24,7 @@ from labelloop.annotate.feedback import RetrainReport, retrain
 from labelloop.annotate.reviewers import gold_scores
 from labelloop.annotate.route import RouteReport, route
 from labelloop.annotate.suggest import SuggestReport, suggest
+from labelloop.automate import Automation
 from labelloop.core.config import (
     ALL_COLUMNS,
     PROJECT_FILE,
@@ -71,6 +72,7 @@ from labelloop.store.events import log_event
 from labelloop.store.items import next_for_review
 from labelloop.store.labels import add_human_label, set_final_labels
 from labelloop.store.loop_state import ModelVersion, model_versions
+from labelloop.store.monitoring import alert_history, automation_runs
 from labelloop.workers.loop_worker import loop_status
 
 
@@ -550,6 +552,21 @@ class Project:
         from labelloop.serve.edge_export import export_project_edge
 
         return export_project_edge(self.ctx, out_dir, **options)
+
+    # -- monitoring and automation (issue 15) ---------------------------------------------------
+    def automation(self, **options: Any) -> Automation:
+        """The project's automation: ``.check()`` measures, raises or resolves alerts and runs
+        the policies that are due (``labelloop automate`` repeats it)."""
+        return Automation(self.ctx, registry=self.registry, **options)
+
+    def alerts(self, *, open_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        """Alerts, newest first: rule, metric, severity, state, value, bound, message, times
+        and deliveries."""
+        return alert_history(self.db, self.id, open_only=open_only, limit=limit)
+
+    def automation_runs(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Automation runs, newest first: policies, trigger, actions, status, outcome."""
+        return automation_runs(self.db, self.id, limit)
 
     @property
     def registry(self) -> model_registry.ProjectRegistry:

@@ -12,7 +12,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from labelloop.api import routes_api, routes_edge, routes_models, routes_pages
+from labelloop.api import routes_api, routes_edge, routes_models, routes_monitor, routes_pages
 from labelloop.api.limits import BodyLimit, TrustedProxies, trimmed_errors
 from labelloop.api.security import Caller, admin
 from labelloop.auth.throttle import LoginThrottle
@@ -79,6 +79,7 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
     app.include_router(routes_api.router)
     app.include_router(routes_edge.router)
     app.include_router(routes_models.router)
+    app.include_router(routes_monitor.router)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from labelloop.cli.automate_commands import register as register_automate_commands
 from labelloop.cli.bulk_commands import annotate
 from labelloop.cli.common import ProjectOpt, console, err_console, friendly_errors, progress_bar
 from labelloop.cli.common import open_project as _open
@@ -779,6 +780,7 @@ app.command()(annotate)
 app.command("stream-worker")(stream_worker)
 register_model_commands(app)
 register_edge_commands(app)
+register_automate_commands(app)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
 

@@ -308,6 +308,104 @@ class ModelSettings(_Strict):
         return self
 
 
+# What the monitor measures on each check (labelloop automate): the names alert rules and
+# policies refer to.
+MONITOR_METRICS = {
+    "audited_precision": "share of the latest `monitoring.window` audited machine labels people confirmed",
+    "champion_accuracy": "the deployed champion's accuracy on the latest `window` human labels",
+    "embedding_drift_auc": "domain-classifier ROC AUC, latest `window` items against the reference",
+    "human_labels": "human label actions so far",
+    "queue_depth": "items waiting for a person",
+}
+
+
+class AlertRuleSpec(_Strict):
+    """An alert: ``metric`` above or below a bound for ``for_checks`` checks in a row."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+    for_checks: int = Field(default=1, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> AlertRuleSpec:
+        if self.metric not in MONITOR_METRICS:
+            raise ValueError(
+                f"alert {self.name!r}: unknown metric {self.metric!r} "
+                f"(one of {', '.join(sorted(MONITOR_METRICS))})"
+            )
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"alert {self.name!r}: give exactly one of above and below")
+        return self
+
+
+class WebhookSpec(_Strict):
+    """Where alerts (and their recovery notices) are POSTed as JSON. With ``secret_env`` the
+    body is signed: ``X-Labelloop-Signature: sha256=<HMAC of the body>``."""
+
+    url: str = Field(pattern=r"^https?://", max_length=2000)
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    tries: int = Field(default=3, ge=1, le=10)
+
+
+class MonitoringSettings(_Strict):
+    """What ``labelloop automate`` watches and whom it tells (issue 15)."""
+
+    alerts: list[AlertRuleSpec] = Field(default_factory=list)
+    webhooks: list[WebhookSpec] = Field(default_factory=list)
+    window: int = Field(default=200, ge=10, le=100_000)  # latest items / labels a check reads
+    reference_items: int = Field(default=2000, ge=50, le=1_000_000)  # drift reference size
+    # An item the drift classifier gives this probability of being recent is "drifted".
+    drift_item_probability: float = Field(default=0.7, gt=0.5, lt=1.0)
+
+
+AutomationAction = Literal["prioritize_drift", "retrain_student", "train", "promote", "rollback"]
+# The order actions run in when several policies fire at once (each runs once).
+ACTION_ORDER: tuple[str, ...] = (
+    "prioritize_drift",
+    "retrain_student",
+    "train",
+    "promote",
+    "rollback",
+)
+
+
+class PolicySpec(_Strict):
+    """A trigger and the actions it runs. Triggers: ``schedule`` (every ``every_minutes``),
+    ``labels`` (every ``labels`` new human labels), ``alert`` (while the alert named ``alert``
+    is open, or any alert when unnamed; once per opening), ``quality_drop``
+    (``audited_precision`` below ``quality_below``, again only after new human labels)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    trigger: Literal["schedule", "labels", "alert", "quality_drop"]
+    every_minutes: float | None = Field(default=None, gt=0, le=525_600)
+    labels: int | None = Field(default=None, ge=1)
+    alert: str | None = None
+    quality_below: float | None = Field(default=None, gt=0, le=1)
+    actions: list[AutomationAction] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _trigger_has_its_setting(self) -> PolicySpec:
+        needed = {"schedule": "every_minutes", "labels": "labels", "quality_drop": "quality_below"}
+        key = needed.get(self.trigger)
+        if key is not None and getattr(self, key) is None:
+            raise ValueError(f"policy {self.name!r}: a {self.trigger} trigger needs {key}")
+        return self
+
+
+class AutomationSettings(_Strict):
+    """Policies ``labelloop automate`` runs; runs of one project never overlap."""
+
+    policies: list[PolicySpec] = Field(default_factory=list)
+    check_seconds: float = Field(default=60.0, ge=1, le=86_400)  # between checks
+    run_timeout_seconds: float = Field(default=3600.0, ge=10, le=86_400)  # the run's lease
+    drift_boost: float = Field(default=5.0, gt=0, le=1000)  # priority added to drifted items
+
+
 class ProjectConfig(_Strict):
     """A project: its name, what the items are, the taxonomy, the targets and the store."""
 
@@ -334,6 +432,8 @@ class ProjectConfig(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    automation: AutomationSettings = Field(default_factory=AutomationSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
     storage: str = "sqlite:///labelloop.db"
 

@@ -278,7 +278,7 @@ def rollback(
     if champion is None:
         raise RegistryError("there is no champion to roll back")
     if version is None:
-        version = _replaced_by(reg, champion.version)
+        version = replaced_by(reg, champion.version)
         if version is None:
             raise RegistryError(
                 f"champion v{champion.version} replaced no earlier version; name one (--version)"
@@ -301,7 +301,7 @@ def rollback(
     return reg.get(target.version)
 
 
-def _replaced_by(reg: ProjectRegistry, version: int) -> int | None:
+def replaced_by(reg: ProjectRegistry, version: int) -> int | None:
     """The version that was champion before ``version`` last became champion."""
     for row in reg.history():
         if row["alias"] == CHAMPION and row["version"] == version:

@@ -369,3 +369,46 @@ class EdgeResultRow(Base):
         BigInteger, ForeignKey("items.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRow(Base):
+    """A monitoring alert: opened when its rule's metric crosses the bound, updated (never
+    duplicated) while it stays open, resolved with a recovery notice when it no longer does.
+    ``deliveries``: where it was sent and how that went."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_project_state", "project_id", "state"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(100))
+    metric: Mapped[str] = mapped_column(String(100))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # open, resolved
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bound: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deliveries: Mapped[list[Any]] = mapped_column(JSON)
+
+
+class AutomationRunRow(Base):
+    """One automation run: the policies that fired, the actions run once each in order, how
+    each went (``outcome``) and the run's status (running, succeeded, failed)."""
+
+    __tablename__ = "automation_runs"
+    __table_args__ = (Index("ix_automation_runs_project", "project_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    policies: Mapped[list[Any]] = mapped_column(JSON)
+    trigger: Mapped[str] = mapped_column(Text)
+    actions: Mapped[list[Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    human_labels: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -1,0 +1,114 @@
+"""The monitor's metrics for one check, read from the store, the registry and the items'
+embeddings (``core.config.MONITOR_METRICS`` names them). Only the metrics some alert rule or
+policy uses are computed: the drift metric embeds up to ``monitoring.reference_items`` items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from labelloop.core.config import PolicySpec
+from labelloop.embed.factory import project_embedder
+from labelloop.store.context import ProjectContext
+from labelloop.store.monitoring import contents_by_id, latest_human_labeled, queue_depth
+from labelloop.store.reads import audit_results, human_label_count
+
+CHEAP = ("human_labels", "queue_depth", "audited_precision")
+
+
+def needed_metrics(ctx: ProjectContext, policies: Iterable[PolicySpec] | None = None) -> set[str]:
+    cfg = ctx.config
+    names = {r.metric for r in cfg.monitoring.alerts} | set(CHEAP)
+    for p in policies if policies is not None else cfg.automation.policies:
+        if "rollback" in p.actions:
+            names.add("champion_accuracy")
+    return names
+
+
+def audited_precision(ctx: ProjectContext) -> float | None:
+    """The share of the latest ``window`` answered audits where people confirmed the machine."""
+    audits = audit_results(ctx.db, ctx.id, ctx.config.task)
+    if audits.empty:
+        return None
+    recent = audits.sort_values("item_id").tail(ctx.config.monitoring.window)
+    return float(recent["correct"].mean())
+
+
+def champion_accuracy(ctx: ProjectContext, registry: Any = None) -> float | None:
+    """The deployed champion's accuracy on the latest ``window`` human labels (None without a
+    champion or labels). Labels it trained on count too: a falling value still says the world
+    moved away from it."""
+    from labelloop.mlops.predictor import Predictor
+    from labelloop.registry import open_registry
+
+    reg = registry or open_registry(ctx)
+    champion = reg.by_alias("champion")
+    if champion is None:
+        return None
+    rows = latest_human_labeled(ctx.db, ctx.id, ctx.config.monitoring.window)
+    if not rows:
+        return None
+    predictor = Predictor.load(champion.path, embedder=_embedder_for(ctx, champion.path))
+    answers = predictor.predict_frame(_inputs(ctx, [c for _, c, _ in rows]))
+    truth = np.array([label for _, _, label in rows])
+    return float((answers["label"].to_numpy() == truth).mean())
+
+
+def _embedder_for(ctx: ProjectContext, path: Any) -> Any:
+    # The project's cached embedder when the model was trained on the project's embeddings.
+    return None if ctx.config.modality == "tabular" else project_embedder(ctx)
+
+
+def _inputs(ctx: ProjectContext, contents: list[str]) -> Any:
+    if ctx.config.modality != "tabular":
+        return contents
+    import pandas as pd
+
+    from labelloop.embed.tabular import parse_row
+
+    return pd.DataFrame([parse_row(c) for c in contents])
+
+
+def drift_vectors(ctx: ProjectContext) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
+    """(reference vectors: the first ``reference_items`` items, current vectors: the newest
+    ``window``, the current items' ids), or None while there are too few items to compare."""
+    mon = ctx.config.monitoring
+    reference = contents_by_id(ctx.db, ctx.id, newest=False, limit=mon.reference_items)
+    current = contents_by_id(ctx.db, ctx.id, newest=True, limit=mon.window)
+    ref_ids = {i for i, _ in reference}
+    current = [(i, c) for i, c in current if i not in ref_ids]
+    if len(current) < 10 or len(reference) < 10:
+        return None
+    embedder = project_embedder(ctx)
+    ref = np.asarray(embedder.embed([c for _, c in reference]), dtype=np.float32)
+    cur = np.asarray(embedder.embed([c for _, c in current]), dtype=np.float32)
+    return ref, cur, [i for i, _ in current]
+
+
+def embedding_drift_auc(ctx: ProjectContext) -> float | None:
+    from labelloop.monitor.drift import embedding_drift
+
+    vectors = drift_vectors(ctx)
+    if vectors is None:
+        return None
+    ref, cur, _ = vectors
+    return float(embedding_drift(ref, cur).auc)
+
+
+def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[str, float | None]:
+    """The metrics in ``names`` now; a metric that cannot be measured yet is None."""
+    values: dict[str, float | None] = {}
+    if "human_labels" in names:
+        values["human_labels"] = float(human_label_count(ctx.db, ctx.id))
+    if "queue_depth" in names:
+        values["queue_depth"] = float(queue_depth(ctx.db, ctx.id))
+    if "audited_precision" in names:
+        values["audited_precision"] = audited_precision(ctx)
+    if "champion_accuracy" in names:
+        values["champion_accuracy"] = champion_accuracy(ctx, registry)
+    if "embedding_drift_auc" in names:
+        values["embedding_drift_auc"] = embedding_drift_auc(ctx)
+    return values
