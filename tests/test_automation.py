@@ -377,3 +377,27 @@ def test_cli_and_rest(tmp_path: Path) -> None:
         assert client.get("/api/alerts").status_code == 401
     finally:
         p.close()
+
+
+def test_config_names_what_is_wrong() -> None:
+    from labelloop.core.config import ProjectConfig
+
+    base = {"name": "x", "labels": [{"name": "a"}, {"name": "b"}]}
+    with pytest.raises(ValueError, match="waits for alert 'nope'"):
+        ProjectConfig(
+            **base,
+            automation={
+                "policies": [
+                    {"name": "p", "trigger": "alert", "alert": "nope", "actions": ["train"]}
+                ]
+            },
+        )
+    with pytest.raises(ValueError, match="unknown metric"):
+        ProjectConfig(**base, monitoring={"alerts": [{"name": "q", "metric": "vibes", "below": 1}]})
+    with pytest.raises(ValueError, match="exactly one of above and below"):
+        ProjectConfig(**base, monitoring={"alerts": [{"name": "q", "metric": "queue_depth"}]})
+    with pytest.raises(ValueError, match="needs labels"):
+        ProjectConfig(
+            **base,
+            automation={"policies": [{"name": "p", "trigger": "labels", "actions": ["train"]}]},
+        )

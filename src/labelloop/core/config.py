@@ -469,6 +469,19 @@ class ProjectConfig(_Strict):
             seen.add(name)
         return self
 
+    @model_validator(mode="after")
+    def _policies_name_known_alerts(self) -> ProjectConfig:
+        rules = [r.name for r in self.monitoring.alerts]
+        if len(set(rules)) != len(rules):
+            raise ValueError("monitoring.alerts: two rules share a name")
+        for policy in self.automation.policies:
+            if policy.trigger == "alert" and policy.alert is not None and policy.alert not in rules:
+                raise ValueError(
+                    f"automation policy {policy.name!r} waits for alert {policy.alert!r}, which "
+                    f"monitoring.alerts does not define ({', '.join(rules) or 'none'})"
+                )
+        return self
+
     @property
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
