@@ -375,6 +375,11 @@ def test_cli_and_rest(tmp_path: Path) -> None:
         checked = client.post("/api/automation/check", headers=admin).json()
         assert checked["fired"] == [] and checked["opened"] == []  # still open, nothing due
         assert client.get("/api/alerts").status_code == 401
+        page = client.get("/monitoring", headers=reviewer)
+        assert page.status_code == 200
+        html = page.text
+        assert "backlog" in html and "queue_depth" in html and "<svg" in html
+        assert "train, promote" in html  # the run, with its actions
     finally:
         p.close()
 
@@ -401,3 +406,17 @@ def test_config_names_what_is_wrong() -> None:
             **base,
             automation={"policies": [{"name": "p", "trigger": "labels", "actions": ["train"]}]},
         )
+
+
+def test_audited_precision_windows_have_honest_intervals() -> None:
+    from labelloop.api.monitoring_page import audited_precision_windows, line_chart_svg
+
+    outcomes = [True] * 25 + [True, False] * 10 + [True] * 5
+    windows = audited_precision_windows(outcomes)
+    assert [w["n"] for w in windows] == [25, 25]
+    assert windows[0]["value"] == 1.0 and windows[0]["low"] < 0.9
+    assert windows[0]["high"] == pytest.approx(1.0)
+    assert windows[1]["value"] == pytest.approx(15 / 25)
+    assert windows[1]["low"] < 0.6 < windows[1]["high"]
+    svg = str(line_chart_svg(windows, title="t", zero_to_one=True))
+    assert svg.count("<circle") == 2 and "<polygon" in svg

@@ -246,6 +246,17 @@ def dashboard_page(request: Request, caller: Annotated[Caller, Depends(viewer)])
     )
 
 
+@router.get("/monitoring", response_class=HTMLResponse)
+def monitoring_page(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> HTMLResponse:
+    from labelloop.api.monitoring_page import monitoring_numbers
+
+    return templates.TemplateResponse(
+        request,
+        "monitoring.html",
+        {"caller": caller, "m": monitoring_numbers(project_of(request))},
+    )
+
+
 @router.get("/openapi.json")
 def openapi_document(request: Request, caller: Annotated[Caller, Depends(viewer)]) -> Response:
     """The OpenAPI document of the REST API (for any logged-in user or token)."""

@@ -35,6 +35,7 @@ from labelloop.store.monitoring import (
     open_alert,
     open_alerts,
     record_deliveries,
+    record_values,
     resolve_alert,
     start_run,
     touch_alert,
@@ -111,6 +112,7 @@ class Automation:
         report.values = signal_source.collect(
             ctx, names, self.registry if "champion_accuracy" in names else None
         )
+        record_values(ctx.db, ctx.id, report.values)
         self._alerts(report)
         states = {
             name: PolicyState(run["started_at"], run["human_labels"])

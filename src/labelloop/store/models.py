@@ -412,3 +412,17 @@ class AutomationRunRow(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MetricValueRow(Base):
+    """One measurement of a monitored metric by an automation check (the charts over time)."""
+
+    __tablename__ = "metric_values"
+    __table_args__ = (
+        Index("ix_metric_values_project_metric", "project_id", "metric", "measured_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

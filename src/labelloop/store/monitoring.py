@@ -16,6 +16,7 @@ from labelloop.store.models import (
     HumanLabelRow,
     ItemRow,
     ItemState,
+    MetricValueRow,
     utcnow,
 )
 
@@ -276,4 +277,39 @@ def items_in_state(db: Database, project_id: int, ids: list[int], state: str) ->
                     )
                 )
             ]
+    return out
+
+
+# -- metric values over time ---------------------------------------------------------------
+
+
+def record_values(db: Database, project_id: int, values: dict[str, float | None]) -> None:
+    now = utcnow()
+    rows = [
+        {"project_id": project_id, "metric": k, "value": v, "measured_at": now}
+        for k, v in values.items()
+    ]
+    if rows:
+        with db.engine.begin() as conn:
+            conn.execute(insert(MetricValueRow), rows)
+
+
+def metric_history(
+    db: Database, project_id: int, limit_per_metric: int = 500
+) -> dict[str, list[tuple[datetime, float | None]]]:
+    """Metric -> its latest ``limit_per_metric`` (time, value), oldest first."""
+    t = MetricValueRow.__table__
+    out: dict[str, list[tuple[datetime, float | None]]] = {}
+    with db.engine.connect() as conn:
+        names = conn.execute(
+            select(t.c.metric).where(t.c.project_id == project_id).distinct()
+        ).scalars()
+        for name in list(names):
+            rows = conn.execute(
+                select(t.c.measured_at, t.c.value)
+                .where(t.c.project_id == project_id, t.c.metric == name)
+                .order_by(t.c.measured_at.desc())
+                .limit(limit_per_metric)
+            ).all()
+            out[name] = [(r[0], r[1]) for r in reversed(rows)]
     return out

@@ -1,4 +1,4 @@
-"""Monitoring alerts (open and resolved) and automation runs
+"""Monitoring alerts (open and resolved), automation runs, metric values over time
 
 Revision ID: 0009
 Revises: 0008
@@ -64,9 +64,27 @@ def upgrade() -> None:
         sa.Column("seconds", sa.Float(), nullable=True),
     )
     op.create_index("ix_automation_runs_project", "automation_runs", ["project_id", "id"])
+    op.create_table(
+        "metric_values",
+        sa.Column("id", _BIG_ID, primary_key=True, autoincrement=True),
+        sa.Column(
+            "project_id",
+            sa.Integer(),
+            sa.ForeignKey("projects.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("metric", sa.String(100), nullable=False),
+        sa.Column("value", sa.Float(), nullable=True),
+        sa.Column("measured_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index(
+        "ix_metric_values_project_metric", "metric_values", ["project_id", "metric", "measured_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_metric_values_project_metric", table_name="metric_values")
+    op.drop_table("metric_values")
     op.drop_index("ix_automation_runs_project", table_name="automation_runs")
     op.drop_table("automation_runs")
     op.drop_index("ix_alerts_project_state", table_name="alerts")
