@@ -380,6 +380,17 @@ def test_cli_and_rest(tmp_path: Path) -> None:
         html = page.text
         assert "backlog" in html and "queue_depth" in html and "<svg" in html
         assert "train, promote" in html  # the run, with its actions
+        # Request ids and the Prometheus metrics of the app (issue 15, item 3).
+        tagged = client.get("/api/alerts", headers={**reviewer, "X-Request-ID": "trace-42"})
+        assert tagged.headers["X-Request-ID"] == "trace-42"
+        fresh = client.get("/api/alerts", headers={**reviewer, "X-Request-ID": "bad id!"})
+        assert len(fresh.headers["X-Request-ID"]) == 32  # not the caller's malformed one
+        metrics = client.get("/metrics", headers=admin).text
+        assert 'labelloop_items{project="watch",state="queued"} 20.0' in metrics
+        assert 'labelloop_model_version{alias="champion",model="watch",project="watch"} 1.0' in metrics
+        assert 'labelloop_monitor_value{metric="queue_depth",project="watch"} 20.0' in metrics
+        assert 'route="/api/alerts",status="200"' in metrics
+        assert client.get("/metrics", headers=reviewer).status_code == 403
     finally:
         p.close()
 

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from labelloop.api import routes_api, routes_edge, routes_models, routes_monitor, routes_pages
 from labelloop.api.limits import BodyLimit, TrustedProxies, trimmed_errors
+from labelloop.api.observability import instrument, refresh_project_gauges
 from labelloop.api.security import Caller, admin
 from labelloop.auth.throttle import LoginThrottle
 from labelloop.core.errors import LabelError, LabelloopError
@@ -129,6 +130,7 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    instrument(app)  # request ids, counts and latency (outside the headers middleware)
     if settings.trusted_proxies:  # the outermost layer: every other one sees the real client
         app.add_middleware(TrustedProxies, proxies=settings.trusted_proxies)
     _ops_routes(app, project)
@@ -153,4 +155,8 @@ def _ops_routes(app: FastAPI, project: Project) -> None:
     def metrics(caller: Annotated[Caller, Depends(admin)]) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        try:
+            refresh_project_gauges(project)
+        except Exception as exc:  # noqa: BLE001 - a scrape still answers with the rest
+            logging.getLogger("labelloop.api").warning("project gauges: %s", exc)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -23,6 +23,7 @@ from typing import Any
 
 from labelloop.automate import signals as signal_source
 from labelloop.automate.actions import ACTIONS, Action
+from labelloop.automate.metrics import observe_check
 from labelloop.automate.notify import deliver
 from labelloop.automate.rules import PolicyState, Signals, evaluate_alerts, plan
 from labelloop.registry import ProjectRegistry, open_registry
@@ -104,6 +105,14 @@ class Automation:
             self._check(report, now or utcnow())
         finally:
             release_lease(ctx.db, ctx.id, LEASE, self.holder, token)
+        observe_check(
+            ctx.config.name,
+            report.values,
+            len(report.opened),
+            len(report.resolved),
+            len(open_alerts(ctx.db, ctx.id)),
+            report.status,
+        )
         return report
 
     def _check(self, report: CheckReport, now: datetime) -> None:

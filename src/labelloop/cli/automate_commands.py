@@ -27,6 +27,10 @@ def automate(
     as_json: Annotated[
         bool, typer.Option("--json", help="With --once: the report as JSON.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
+    ] = None,
 ) -> None:
     """Watch the project: measure its metrics, open and resolve alerts (sent to the log and
     the webhooks in monitoring:), and run the automation: policies that are due. Runs never
@@ -44,6 +48,10 @@ def automate(
                 raise typer.Exit(1)
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
         stopping: list[bool] = []
 
         def stop(*_: Any) -> None:
