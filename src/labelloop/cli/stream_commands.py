@@ -124,3 +124,54 @@ def _health(project: Path, redis_url: str, stream: str, group: str, max_lag: int
     out = stream_health(redis_url, stream, group, store=store, max_lag=max_lag)
     typer.echo(json.dumps(out, default=str))
     raise typer.Exit(0 if out["healthy"] else 1)
+
+
+@friendly_errors
+def webhook_relay(
+    url: Annotated[str, typer.Argument(help="The webhook: decisions are POSTed here as JSON.")],
+    redis_url: Annotated[
+        str, typer.Option("--redis", help="Redis URL.")
+    ] = "redis://127.0.0.1:6379/0",
+    stream: Annotated[str, typer.Option(help="The decisions stream the workers publish to.")] = (
+        "labelloop:decisions"
+    ),
+    group: Annotated[str, typer.Option(help="The relays' consumer group.")] = "webhooks",
+    secret_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the HMAC secret (signs each body)."),
+    ] = None,
+    tries: Annotated[int, typer.Option(min=1, max=20, help="POSTs per delivery attempt.")] = 3,
+    max_tries: Annotated[
+        int, typer.Option(min=1, max=100, help="Failed attempts before dead-lettering.")
+    ] = 5,
+    claim_idle_ms: Annotated[
+        int, typer.Option(help="Retry (or take over) entries pending this long.")
+    ] = 60_000,
+    until_idle: Annotated[bool, typer.Option(help="Exit when nothing is left to send.")] = False,
+) -> None:
+    """Send every decision of the stream to a webhook, at least once (receivers deduplicate
+    by X-Labelloop-Key): signed with HMAC-SHA256 when --secret-env is set, retried with
+    backoff, dead-lettered to <stream>:webhook-dead after --max-tries failed attempts."""
+    import os
+    import signal
+
+    from labelloop.workers.stream import RedisStreamSource, redis_client
+    from labelloop.workers.webhook_relay import WebhookRelay
+
+    secret = None
+    if secret_env:
+        secret = os.environ.get(secret_env)
+        if not secret:
+            raise typer.BadParameter(f"environment variable {secret_env} is not set")
+    source = RedisStreamSource(
+        redis_client(redis_url),
+        stream,
+        group,
+        claim_idle_ms=claim_idle_ms,
+        max_tries=max_tries,
+        dead_letter=f"{stream}:webhook-dead",
+    )
+    relay = WebhookRelay(source, url, secret=secret, tries=tries)
+    signal.signal(signal.SIGTERM, lambda *_: relay.stop())
+    report = relay.run(until_idle=until_idle)
+    console.print_json(json.dumps(report.as_dict()))
