@@ -429,3 +429,34 @@ def _sms_project(folder: Path, labels: dict[str, str]) -> Any:
         # Thresholds fit on every human label (no random calibration sample to wait for).
         metrics={"calibration_share": 0.0, "calibration_min": 0},
     )
+
+
+def test_a_later_human_label_on_a_streamed_item_is_published_once(make_project) -> None:
+    from labelloop.workers.label_publisher import LabelPublisher
+
+    p = make_project()
+    source, sink = InProcessSource(), InProcessSink()
+    for i, text in enumerate(_texts(8)):
+        source.put({"external_id": f"x{i}", "text": text})
+    publisher = LabelPublisher(p.ctx, sink)
+    w = StreamWorker(p.ctx, source, sink, batch_size=4, after_batch=publisher.step)
+    w.run(until_idle=True)
+    assert len(sink.decisions) == 8 and publisher.published == 0
+    items = p.items().sort_values("id")
+    first = int(items["id"].iloc[0])
+    label = p.config.label_names[0]
+    p.label(first, [label], annotator="ana")  # a person, after the machines' decision
+    assert publisher.step() == 1
+    assert publisher.step() == 0  # the cursor moved: nothing twice
+    human = [d for d in sink.decisions if d["decision"] == "human"]
+    assert human == [
+        {
+            "decision": "human",
+            "item_id": first,
+            "external_id": "x0",
+            "labels": [label],
+            "annotator": "ana",
+        }
+    ]
+    # A fresh publisher (another process) starting from the same cursor publishes nothing new.
+    assert LabelPublisher(p.ctx, sink).step() == 0

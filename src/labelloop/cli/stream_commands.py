@@ -58,6 +58,10 @@ def stream_worker(
     max_lag: Annotated[
         int | None, typer.Option(help="With --health: unhealthy when the lag exceeds this.")
     ] = None,
+    publish_labels: Annotated[
+        bool,
+        typer.Option(help="Also publish people's later labels on streamed items (once each)."),
+    ] = True,
 ) -> None:
     """Decide items from a Redis Stream (consumer group) in micro-batches and publish one
     decision per item to OUT_STREAM. Many workers may share a stream; SIGTERM finishes and
@@ -85,12 +89,19 @@ def stream_worker(
         client, stream, group, claim_idle_ms=claim_idle_ms, max_tries=max_tries
     )
     with _open(project) as p:
+        sink = RedisStreamSink(client, out_stream)
+        publisher = None
+        if publish_labels:
+            from labelloop.workers.label_publisher import LabelPublisher
+
+            publisher = LabelPublisher(p.ctx, sink, name=f"label-publisher:{out_stream}")
         w = StreamWorker(
             p.ctx,
             source,
-            RedisStreamSink(client, out_stream),
+            sink,
             batch_size=batch_size,
             max_wait_ms=max_wait_ms,
+            after_batch=publisher.step if publisher is not None else None,
         )
         if not as_json:
             console.print(

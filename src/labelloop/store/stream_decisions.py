@@ -167,3 +167,22 @@ def count_decisions(conn: Connection, project_id: int) -> int:
     table = StreamDecisionRow.__table__
     stmt = select(func.count()).select_from(table).where(table.c.project_id == project_id)
     return int(conn.execute(stmt).scalar_one())
+
+
+def decided_external_ids(
+    db: Any, project_id: int, item_ids: Sequence[int]
+) -> dict[int, str | None]:
+    """Item id -> its external id, for the items a stream worker decided (others absent)."""
+    t = StreamDecisionRow.__table__
+    out: dict[int, str | None] = {}
+    with db.engine.connect() as conn:
+        for start in range(0, len(item_ids), _CHUNK):
+            chunk = [int(i) for i in item_ids[start : start + _CHUNK]]
+            for item_id, external_id in conn.execute(
+                select(t.c.item_id, t.c.external_id).where(
+                    t.c.project_id == project_id, t.c.item_id.in_(chunk)
+                )
+            ):
+                if external_id is not None or int(item_id) not in out:
+                    out[int(item_id)] = external_id
+    return out

@@ -457,6 +457,7 @@ class StreamWorker:
         name: str | None = None,
         before_labeling: Callable[[list[Entry]], None] | None = None,
         before_publish: Callable[[list[Entry]], None] | None = None,
+        after_batch: Callable[[], Any] | None = None,
     ) -> None:
         if ctx.config.modality == Modality.image:
             raise LabelloopError(
@@ -475,6 +476,7 @@ class StreamWorker:
         self.name = name or f"stream-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.before_labeling = before_labeling
         self.before_publish = before_publish
+        self.after_batch = after_batch  # between batches, idle or not (LabelPublisher.step)
         self.builder = ItemBuilder(ctx.config)
         self.report = StreamReport()
         self._stop = threading.Event()
@@ -505,7 +507,9 @@ class StreamWorker:
                 metrics.observe_stage("read", time.perf_counter() - read_started, self._seconds)
                 self.process(entries)
                 done += 1
-            elif until_idle and self.source.idle():
+            if self.after_batch is not None:
+                self.after_batch()
+            if not entries and until_idle and self.source.idle():
                 break
         self.report.seconds += time.perf_counter() - started
         return self.report
