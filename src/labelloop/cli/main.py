@@ -21,7 +21,7 @@ from labelloop.cli.edge_commands import register as register_edge_commands
 from labelloop.cli.loop_commands import retrain, worker
 from labelloop.cli.model_commands import register as register_model_commands
 from labelloop.cli.server_commands import serve
-from labelloop.cli.stream_commands import stream_worker, webhook_relay
+from labelloop.cli.stream_commands import stream_worker, watch, webhook_relay
 from labelloop.cli.user_commands import user_app
 from labelloop.core.errors import LabelloopError
 
@@ -779,6 +779,7 @@ app.command()(worker)
 app.command()(annotate)
 app.command("stream-worker")(stream_worker)
 app.command("webhook-relay")(webhook_relay)
+app.command()(watch)
 register_model_commands(app)
 register_edge_commands(app)
 register_automate_commands(app)

@@ -186,3 +186,29 @@ def webhook_relay(
     signal.signal(signal.SIGTERM, lambda *_: relay.stop())
     report = relay.run(until_idle=until_idle)
     console.print_json(json.dumps(report.as_dict()))
+
+
+@friendly_errors
+def watch(
+    folder: Annotated[Path, typer.Argument(help="The folder files are dropped into.")],
+    project: ProjectOpt = Path("."),
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
+    polls: Annotated[int | None, typer.Option(min=1, help="Stop after this many looks.")] = None,
+) -> None:
+    """Ingest table files (CSV, TSV, JSONL, Parquet) dropped into FOLDER once they stop
+    changing, then move them to FOLDER/done (FOLDER/failed with the error when unreadable).
+    The loop worker or the stream workers decide the new items. SIGTERM stops it."""
+    import signal
+
+    from labelloop.workers.folder_watch import FolderWatcher
+
+    with _open(project) as p:
+        watcher = FolderWatcher(folder, p.ingest)
+        signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+        console.print(f"watching {folder} every {interval:g} s for project {p.config.name}")
+        r = watcher.run(interval=interval, polls=polls)
+    console.print(
+        f"{len(r.files)} files ingested ({r.items_added:,} new items, {r.quarantined:,} rows "
+        f"quarantined), {len(r.failed)} failed",
+        highlight=False,
+    )
