@@ -20,6 +20,7 @@ from labelloop.cli.common import open_project as _open
 from labelloop.cli.edge_commands import register as register_edge_commands
 from labelloop.cli.loop_commands import retrain, worker
 from labelloop.cli.model_commands import register as register_model_commands
+from labelloop.cli.serve_commands import register as register_serve_commands
 from labelloop.cli.server_commands import serve
 from labelloop.cli.stream_commands import stream_worker, watch, webhook_relay
 from labelloop.cli.user_commands import user_app
@@ -782,6 +783,7 @@ app.command("webhook-relay")(webhook_relay)
 app.command()(watch)
 register_model_commands(app)
 register_edge_commands(app)
+register_serve_commands(app)
 register_automate_commands(app)
 app.add_typer(user_app, name="user", help="Manage users and API tokens of the review app.")
 
