@@ -272,6 +272,14 @@ def test_only_predict_tokens_pass_and_probes_need_none(
         models_now = client.get("/models").json()
         assert models_now["champion"]["version"] == 1
         assert models_now["challenger"]["version"] == 2
+        # Prometheus metrics of the prediction app (issue 15, item 3), behind the same token.
+        tagged = client.post("/predict", json={"input": row}, headers={"X-Request-ID": "t-1"})
+        assert tagged.headers["X-Request-ID"] == "t-1"
+        metrics = client.get("/metrics").text
+        assert 'app="predict",method="POST",route="/predict",status="200"' in metrics
+        assert "labelloop_predictions_total{" in metrics and 'variant="champion"' in metrics
+        bare = httpx.get(f"{str(client.base_url).rstrip('/')}/metrics")
+        assert bare.status_code == 401
 
 
 def test_ready_waits_for_a_champion_and_reload_follows_the_alias(

@@ -130,7 +130,7 @@ def create_app(project: Project, login_throttle: LoginThrottle | None = None) ->
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    instrument(app)  # request ids, counts and latency (outside the headers middleware)
+    instrument(app, "review")  # request ids, counts and latency (outside the headers middleware)
     if settings.trusted_proxies:  # the outermost layer: every other one sees the real client
         app.add_middleware(TrustedProxies, proxies=settings.trusted_proxies)
     _ops_routes(app, project)

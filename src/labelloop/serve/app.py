@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from labelloop.auth import AuthError, User, check_token
 from labelloop.core.config import ServingSettings
 from labelloop.core.errors import LabelloopError
+from labelloop.serve.http_metrics import PREDICTIONS, instrument
 from labelloop.serve.inputs import InputError, Rows, check_rows, csv_rows, mlflow_rows, predict_rows
 from labelloop.serve.recorder import Answer, Recorder
 from labelloop.serve.service import (
@@ -252,6 +253,7 @@ def create_predict_app(
             raise InputError(f"the model cannot score these rows: {exc}") from None
         request_id = uuid.uuid4().hex
         outputs = records(frame, loaded.predictor.classes)
+        PREDICTIONS.labels(loaded.name, str(loaded.version), variant).inc(len(rows))
         recorder.submit(
             Answer(request_id, rows, loaded.name, loaded.version, variant, True, outputs, ms)
         )
@@ -354,6 +356,13 @@ def create_predict_app(
         await started()
         return models_body()
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(user: User = Depends(caller)) -> Response:  # noqa: B008
+        """Prometheus metrics of this process: requests, latency, predictions by variant."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/reload")
     async def reload(user: User = Depends(caller)) -> dict[str, Any]:  # noqa: B008
         if not user.can("admin"):
@@ -367,4 +376,5 @@ def create_predict_app(
 
     limit = max_body_bytes or ctx.config.api.max_body_bytes
     app.add_middleware(BodyLimit, limit=limit)
+    instrument(app, "predict")
     return app
