@@ -202,6 +202,36 @@ def test_cli_and_rest(project: Project) -> None:
     assert history[0]["actor"] == "boss" and history[1]["reason"] == "forced: canary ok"
     wrong = client.post("/api/models/train", json={"candidates": ["nope"]}, headers=admin)
     assert wrong.status_code == 422
+    # The champion as an edge bundle over REST (skl2onnx: the edge extra).
+    pytest.importorskip("skl2onnx")
+    assert client.get("/api/models/edge-bundle", headers=reviewer).status_code == 403
+    bundle = client.get("/api/models/edge-bundle", headers=admin)
+    assert bundle.status_code == 200, bundle.text
+    assert bundle.headers["content-type"] == "application/zip"
+    import io
+    import zipfile
+
+    names = zipfile.ZipFile(io.BytesIO(bundle.content)).namelist()
+    assert "manifest.json" in names and "head.onnx" in names
+
+
+def test_predict_from_python(project: Project, tmp_path: Path) -> None:
+    from labelloop.mlops.predictor import Predictor
+
+    p = project
+    p.train(candidates=["logistic"])
+    with pytest.raises(RegistryError, match="no version with alias 'champion'"):
+        p.predict([{"x": 1}])
+    p.promote()
+    rows = pd.read_csv(p.folder.parent / "rows.csv").drop(columns="row_id").head(30)
+    answers = p.predict(rows)
+    direct = Predictor.load(p.registry.by_alias(CHAMPION).path).predict_frame(rows)
+    assert answers.equals(direct) and len(answers) == 30
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    summary = p.predict_file(tmp_path / "in.csv", tmp_path / "out.parquet")
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out["label"]) == list(direct["label"]) and "mean_radius" in out
+    assert summary.rows == 30
 
 
 def test_the_loop_student_is_registered_in_the_same_registry(tmp_path: Path) -> None:

@@ -544,6 +544,48 @@ class Project:
             result.registered_version = mv.version
         return result
 
+    def _registered(self, alias: str | None, version: int | None) -> model_registry.ModelVersion:
+        if version is not None:
+            return self.registry.get(version)
+        found = self.registry.by_alias(alias or model_registry.CHAMPION)
+        if found is None:
+            raise model_registry.RegistryError(
+                f"model {self.registry.name!r} has no version with alias "
+                f"{alias or model_registry.CHAMPION!r} (labelloop train, then promote)"
+            )
+        return found
+
+    def predict(
+        self,
+        rows: pd.DataFrame | Sequence[Any],
+        *,
+        alias: str | None = None,
+        version: int | None = None,
+    ) -> pd.DataFrame:
+        """The registered model's answers (default: the champion) for rows: a DataFrame of
+        table columns or texts, or a list of strings; one row out per row in, with label,
+        confidence and p_<label> (value for regression). What ``/predict`` answers."""
+        from labelloop.mlops.predictor import Predictor
+
+        return Predictor.load(self._registered(alias, version).path).predict_frame(rows)
+
+    def predict_file(
+        self,
+        input_path: str | Path,
+        output_path: str | Path,
+        *,
+        alias: str | None = None,
+        version: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Batch prediction over a CSV, JSONL or Parquet file in constant memory (``labelloop
+        predict``); options: batch_size, probabilities, progress. Returns the summary."""
+        from labelloop.mlops.predictor import Predictor
+        from labelloop.serve.batch import predict_file
+
+        predictor = Predictor.load(self._registered(alias, version).path)
+        return predict_file(predictor, input_path, output_path, **options)
+
     def export_edge(self, out_dir: str | Path, **options: Any) -> dict[str, Any]:
         """Write an edge bundle of the champion (or ``version=N``) to ``out_dir``: int8 ONNX
         embedder, the head as ONNX, tokenizer, labels, thresholds and a manifest with

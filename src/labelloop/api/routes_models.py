@@ -4,10 +4,15 @@ registry's versions and history, promote and roll back. Thin over ``Project``; t
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
 from labelloop.api.security import Caller, admin, project_of, viewer
 from labelloop.project import Project
@@ -142,6 +147,38 @@ def promote(body: PromoteIn, project: ProjectDep, caller: Admin) -> dict[str, An
         body.version, force=body.force, reason=body.reason, actor=caller.user.username
     )
     return decision.as_dict()
+
+
+@router.get(
+    "/edge-bundle",
+    summary="The champion (or a version) as an edge bundle, zipped (admin)",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {}}}},
+)
+def edge_bundle(
+    project: ProjectDep,
+    _: Admin,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.9,
+) -> FileResponse:
+    """``labelloop export-edge`` over HTTP: the bundle is built in a temporary folder, zipped,
+    sent, and both are deleted after the response."""
+    tmp = Path(tempfile.mkdtemp(prefix="labelloop-edge-"))
+    try:
+        manifest = project.export_edge(
+            tmp / "bundle", version=version, min_confidence=min_confidence
+        )
+        archive = shutil.make_archive(str(tmp / "edge-bundle"), "zip", tmp / "bundle")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    name = f"{project.registry.name}-v{manifest['model_version']}-edge.zip"
+    return FileResponse(
+        archive,
+        media_type="application/zip",
+        filename=name,
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
 
 
 @router.post("/rollback", response_model=VersionOut, summary="Roll the champion back (admin)")
