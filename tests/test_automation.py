@@ -387,7 +387,9 @@ def test_cli_and_rest(tmp_path: Path) -> None:
         assert len(fresh.headers["X-Request-ID"]) == 32  # not the caller's malformed one
         metrics = client.get("/metrics", headers=admin).text
         assert 'labelloop_items{project="watch",state="queued"} 20.0' in metrics
-        assert 'labelloop_model_version{alias="champion",model="watch",project="watch"} 1.0' in metrics
+        assert (
+            'labelloop_model_version{alias="champion",model="watch",project="watch"} 1.0' in metrics
+        )
         assert 'labelloop_monitor_value{metric="queue_depth",project="watch"} 20.0' in metrics
         assert 'route="/api/alerts",status="200"' in metrics
         assert client.get("/metrics", headers=reviewer).status_code == 403
@@ -431,3 +433,37 @@ def test_audited_precision_windows_have_honest_intervals() -> None:
     assert windows[1]["low"] < 0.6 < windows[1]["high"]
     svg = str(line_chart_svg(windows, title="t", zero_to_one=True))
     assert svg.count("<circle") == 2 and "<polygon" in svg
+
+
+def test_table_feature_drift_names_the_shifted_column(tmp_path: Path) -> None:
+    from labelloop.automate.signals import feature_drift
+
+    X, _, names, _ = _injected()
+    X = X.fillna(X.median())
+    late = X.iloc[400:].copy()
+    late["mean_radius"] = late["mean_radius"] * 1.8  # the world moved on this one column
+    p = Project.init(
+        tmp_path / "p",
+        name="tables",
+        labels=names,
+        modality="tabular",
+        content_fields=["*"],
+        storage=f"sqlite:///{tmp_path / 's.db'}",
+        monitoring={"reference_items": 400, "window": 150},
+    )
+    try:
+        X.iloc[:400].to_csv(tmp_path / "early.csv", index=False)
+        late.to_csv(tmp_path / "late.csv", index=False)
+        p.ingest(tmp_path / "early.csv")
+        steady = feature_drift(p.ctx)  # the newest rows are still the reference's kind
+        assert steady["drift:mean_radius"] < 1.0
+        p.ingest(tmp_path / "late.csv")
+        values = feature_drift(p.ctx)
+        assert values["drift:mean_radius"] > 1.0
+        ratios = {k: v for k, v in values.items() if k.startswith("drift:")}
+        assert max(ratios, key=ratios.get) == "drift:mean_radius"
+        # mean_radius, and at most one borderline other (the late rows are other patients).
+        assert values["feature_drift_share"] <= 0.2
+        assert (p.folder / "monitoring" / "reference-profile.json").is_file()  # kept, reused
+    finally:
+        p.close()

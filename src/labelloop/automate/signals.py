@@ -22,6 +22,8 @@ CHEAP = ("human_labels", "queue_depth", "audited_precision")
 def needed_metrics(ctx: ProjectContext, policies: Iterable[PolicySpec] | None = None) -> set[str]:
     cfg = ctx.config
     names = {r.metric for r in cfg.monitoring.alerts} | set(CHEAP)
+    if cfg.modality == "tabular":
+        names.add("feature_drift_share")  # and each column's drift:<name>, for the charts
     for p in policies if policies is not None else cfg.automation.policies:
         if "rollback" in p.actions:
             names.add("champion_accuracy")
@@ -98,6 +100,69 @@ def embedding_drift_auc(ctx: ProjectContext) -> float | None:
     return float(embedding_drift(ref, cur).auc)
 
 
+def reference_profile(ctx: ProjectContext) -> Any:
+    """A table project's reference profile (``monitor.drift``) of its first
+    ``monitoring.reference_items`` rows: computed once, then read from
+    ``<project>/monitoring/reference-profile.json`` (delete the file to take a new reference)."""
+    import pandas as pd
+
+    from labelloop.embed.tabular import parse_row
+    from labelloop.monitor.drift import ReferenceProfile, profile_reference
+
+    path = ctx.folder / "monitoring" / "reference-profile.json"
+    if path.is_file():
+        return ReferenceProfile.from_json(path.read_text(encoding="utf-8"))
+    rows = contents_by_id(ctx.db, ctx.id, newest=False, limit=ctx.config.monitoring.reference_items)
+    if len(rows) < 50:
+        return None
+    profile = profile_reference(_typed(pd.DataFrame([parse_row(c) for _, c in rows]), ctx))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profile.to_json(), encoding="utf-8")
+    return profile
+
+
+def _typed(frame: Any, ctx: ProjectContext) -> Any:
+    """Stored rows hold text: a column becomes numbers when 90% of its values parse (as the
+    project's featurizer decides), unless ``column_kinds`` says category."""
+    import pandas as pd
+
+    for name in frame.columns:
+        if ctx.config.column_kinds.get(str(name)) == "category":
+            continue
+        parsed = pd.to_numeric(frame[name], errors="coerce")
+        present = frame[name].notna().sum()
+        if present and parsed.notna().sum() >= 0.9 * present:
+            frame[name] = parsed
+    return frame
+
+
+def feature_drift(ctx: ProjectContext) -> dict[str, float | None]:
+    """Per column of a table project, its drift statistic over its threshold (above 1:
+    drifted) on the newest ``window`` rows, and the share of columns that drifted."""
+    import pandas as pd
+
+    from labelloop.embed.tabular import parse_row
+    from labelloop.monitor.drift import check_drift
+
+    if ctx.config.modality != "tabular":
+        return {}
+    profile = reference_profile(ctx)
+    current = contents_by_id(ctx.db, ctx.id, newest=True, limit=ctx.config.monitoring.window)
+    if profile is None or len(current) < 10:
+        return {"feature_drift_share": None}
+    frame = pd.DataFrame([parse_row(c) for _, c in current])
+    numbers = [name for name, col in profile.columns.items() if col.kind == "num"]
+    for name in numbers:
+        if name in frame:
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    report = check_drift(profile, frame)
+    out: dict[str, float | None] = {"feature_drift_share": float(report.drifted_share)}
+    for col in report.columns:
+        ratio = col.statistic / col.threshold if col.threshold > 0 else None
+        out[f"drift:{col.column}"] = None if ratio is None else float(ratio)
+    return out
+
+
 def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[str, float | None]:
     """The metrics in ``names`` now; a metric that cannot be measured yet is None."""
     values: dict[str, float | None] = {}
@@ -111,4 +176,6 @@ def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[
         values["champion_accuracy"] = champion_accuracy(ctx, registry)
     if "embedding_drift_auc" in names:
         values["embedding_drift_auc"] = embedding_drift_auc(ctx)
+    if "feature_drift_share" in names:
+        values.update(feature_drift(ctx))
     return values
