@@ -274,7 +274,7 @@ def test_only_predict_tokens_pass_and_probes_need_none(
         assert models_now["challenger"]["version"] == 2
         # Prometheus metrics of the prediction app (issue 15, item 3), behind the same token.
         tagged = client.post("/predict", json={"input": row}, headers={"X-Request-ID": "t-1"})
-        assert tagged.headers["X-Request-ID"] == "t-1"
+        assert tagged.headers["X-Request-ID"] == "t-1" == tagged.json()["request_id"]
         metrics = client.get("/metrics").text
         assert 'app="predict",method="POST",route="/predict",status="200"' in metrics
         assert "labelloop_predictions_total{" in metrics and 'variant="champion"' in metrics

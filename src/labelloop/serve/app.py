@@ -239,7 +239,7 @@ def create_predict_app(
             )
         return CHAMPION, champion
 
-    async def answer(rows: Rows, key: str | None) -> Scored:
+    async def answer(rows: Rows, key: str | None, request_id: str | None = None) -> Scored:
         """Score ``rows`` with the variant the key lands on; queue the log and the shadow."""
         await started()
         variant, loaded = serving_model(choose_variant(key, serving.challenger_share))
@@ -251,7 +251,9 @@ def create_predict_app(
                 frame, ms = await run_in_threadpool(timed_predict, loaded, rows)
         except (LabelloopError, ValueError, TypeError, KeyError) as exc:
             raise InputError(f"the model cannot score these rows: {exc}") from None
-        request_id = uuid.uuid4().hex
+        # The request's id from the metrics middleware (the caller's X-Request-ID, if any):
+        # one id in the answer, the header, the access log and the prediction log.
+        request_id = request_id or uuid.uuid4().hex
         outputs = records(frame, loaded.predictor.classes)
         PREDICTIONS.labels(loaded.name, str(loaded.version), variant).inc(len(rows))
         recorder.submit(
@@ -300,9 +302,15 @@ def create_predict_app(
         return JSONResponse(body, status_code=200 if champion is not None else 503)
 
     @app.post("/predict")
-    async def predict(body: PredictRequest, user: User = Depends(caller)) -> JSONResponse:  # noqa: B008
+    async def predict(
+        body: PredictRequest,
+        request: Request,
+        user: User = Depends(caller),  # noqa: B008
+    ) -> JSONResponse:
         payload = body.model_dump(include=body.model_fields_set - {"key"})
-        done = await answer(predict_rows(payload), body.key)
+        done = await answer(
+            predict_rows(payload), body.key, getattr(request.state, "request_id", None)
+        )
         return JSONResponse(
             {
                 "request_id": done.request_id,
@@ -334,7 +342,9 @@ def create_predict_app(
                 "send application/json (MLflow's dataframe_split, dataframe_records, "
                 "instances or inputs) or text/csv",
             )
-        done = await answer(rows, request.headers.get("x-variant-key"))
+        done = await answer(
+            rows, request.headers.get("x-variant-key"), getattr(request.state, "request_id", None)
+        )
         return JSONResponse(
             {"predictions": done.frame.to_dict(orient="records")}, headers=done.headers()
         )
