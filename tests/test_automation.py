@@ -467,3 +467,58 @@ def test_table_feature_drift_names_the_shifted_column(tmp_path: Path) -> None:
         assert (p.folder / "monitoring" / "reference-profile.json").is_file()  # kept, reused
     finally:
         p.close()
+
+
+def test_audit_change_and_the_confidence_estimate(tmp_path: Path) -> None:
+    from labelloop.automate.signals import audit_change, estimated_precision
+    from labelloop.store.labels import set_final_labels
+
+    p, ids, truth = _table_project(tmp_path, monitoring={"window": 100})
+    try:
+        assert audit_change(p.ctx) is None and estimated_precision(p.ctx) is None
+        other = dict(zip(p.config.label_names, p.config.label_names[::-1], strict=True))
+        # 300 audits the machine got right, then 100 with 40% wrong: a change in the window.
+        with p.db.engine.begin() as conn:
+            for i, t in zip(ids[:400], truth[:400], strict=True):
+                log_event(conn, p.id, "audit", {"machine_label": t, "confidence": 0.95}, i)
+        for k, (i, t) in enumerate(zip(ids[:400], truth[:400], strict=True)):
+            p.label(i, [other[t] if k >= 300 and k % 5 < 2 else t], annotator="ana")
+        assert audit_change(p.ctx) == 1.0
+        # Machine labels at confidence 0.9: what their precision should be if calibrated.
+        with p.db.engine.begin() as conn:
+            set_final_labels(
+                conn,
+                [
+                    {
+                        "project_id": p.id,
+                        "item_id": i,
+                        "labels": [t],
+                        "source_kind": "machine",
+                        "source_name": "ensemble",
+                        "source_version": "v1",
+                        "confidence": 0.9,
+                    }
+                    for i, t in zip(ids[400:500], truth[400:500], strict=True)
+                ],
+            )
+        assert estimated_precision(p.ctx) == pytest.approx(0.9)
+    finally:
+        p.close()
+
+
+def test_steady_audits_signal_no_change(tmp_path: Path) -> None:
+    from labelloop.automate.signals import audit_change
+
+    p, ids, truth = _table_project(tmp_path, monitoring={"window": 100})
+    try:
+        other = dict(zip(p.config.label_names, p.config.label_names[::-1], strict=True))
+        with p.db.engine.begin() as conn:
+            for i, t in zip(ids[:400], truth[:400], strict=True):
+                log_event(conn, p.id, "audit", {"machine_label": t, "confidence": 0.95}, i)
+        rng = np.random.default_rng(3)
+        wrong = rng.random(400) < 0.05  # the same 5% error rate throughout
+        for k, (i, t) in enumerate(zip(ids[:400], truth[:400], strict=True)):
+            p.label(i, [other[t] if wrong[k] else t], annotator="ana")
+        assert audit_change(p.ctx) == 0.0
+    finally:
+        p.close()

@@ -16,7 +16,7 @@ from labelloop.store.context import ProjectContext
 from labelloop.store.monitoring import contents_by_id, latest_human_labeled, queue_depth
 from labelloop.store.reads import audit_results, human_label_count
 
-CHEAP = ("human_labels", "queue_depth", "audited_precision")
+CHEAP = ("human_labels", "queue_depth", "audited_precision", "estimated_precision", "audit_change")
 
 
 def needed_metrics(ctx: ProjectContext, policies: Iterable[PolicySpec] | None = None) -> set[str]:
@@ -37,6 +37,33 @@ def audited_precision(ctx: ProjectContext) -> float | None:
         return None
     recent = audits.sort_values("item_id").tail(ctx.config.monitoring.window)
     return float(recent["correct"].mean())
+
+
+def audit_change(ctx: ProjectContext) -> float | None:
+    """1.0 when ADWIN, run over every answered audit in order (1 = the machine was wrong),
+    signalled a change among the latest ``window`` audits; 0.0 when not; None without audits."""
+    from labelloop.monitor.detectors import ADWIN, detect_changes
+
+    audits = audit_results(ctx.db, ctx.id, ctx.config.task)
+    if audits.empty:
+        return None
+    errors = (~audits.sort_values("item_id")["correct"].astype(bool)).astype(float).to_numpy()
+    changes = detect_changes(errors, ADWIN())
+    recent = len(errors) - ctx.config.monitoring.window
+    return 1.0 if any(i >= recent for i in changes) else 0.0
+
+
+def estimated_precision(ctx: ProjectContext) -> float | None:
+    """Confidence-based performance estimation: the mean (calibrated) confidence of the
+    latest ``window`` machine labels, what their precision should be if the calibration
+    holds; shown beside the audited precision, which checks it."""
+    from labelloop.monitor.detectors import estimate_accuracy
+    from labelloop.store.monitoring import latest_machine_confidences
+
+    confidences = latest_machine_confidences(ctx.db, ctx.id, ctx.config.monitoring.window)
+    if not confidences:
+        return None
+    return estimate_accuracy(confidences).estimate
 
 
 def champion_accuracy(ctx: ProjectContext, registry: Any = None) -> float | None:
@@ -172,6 +199,10 @@ def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[
         values["queue_depth"] = float(queue_depth(ctx.db, ctx.id))
     if "audited_precision" in names:
         values["audited_precision"] = audited_precision(ctx)
+    if "estimated_precision" in names:
+        values["estimated_precision"] = estimated_precision(ctx)
+    if "audit_change" in names:
+        values["audit_change"] = audit_change(ctx)
     if "champion_accuracy" in names:
         values["champion_accuracy"] = champion_accuracy(ctx, registry)
     if "embedding_drift_auc" in names:

@@ -312,6 +312,8 @@ class ModelSettings(_Strict):
 # policies refer to.
 MONITOR_METRICS = {
     "audited_precision": "share of the latest `monitoring.window` audited machine labels people confirmed",
+    "estimated_precision": "mean calibrated confidence of the latest `window` machine labels (CBPE)",
+    "audit_change": "1 when ADWIN over the audit outcomes signalled a change in the latest `window`",
     "champion_accuracy": "the deployed champion's accuracy on the latest `window` human labels",
     "embedding_drift_auc": "domain-classifier ROC AUC, latest `window` items against the reference",
     "feature_drift_share": "table projects: share of columns whose drift test fires, latest `window` rows",

@@ -313,3 +313,20 @@ def metric_history(
             ).all()
             out[name] = [(r[0], r[1]) for r in reversed(rows)]
     return out
+
+
+def latest_machine_confidences(db: Database, project_id: int, limit: int) -> list[float]:
+    """The confidences of the ``limit`` newest machine labels (final labels by a machine)."""
+    f = FinalLabelRow.__table__
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(f.c.confidence)
+            .where(
+                f.c.project_id == project_id,
+                f.c.source_kind == "machine",
+                f.c.confidence.is_not(None),
+            )
+            .order_by(f.c.decided_at.desc())
+            .limit(limit)
+        ).scalars()
+        return [float(c) for c in rows]
