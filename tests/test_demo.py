@@ -78,6 +78,12 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     assert deployed["student_versions"] == len(versions)
     assert "<h2>Deployed model</h2>" in report and "demo-student" in report
     assert (out / "project" / "mlflow.db").is_file()
+    # One monitoring check: the confidence-based estimate beside the audits, held-out drift.
+    monitoring = saved["monitoring"]
+    assert "error" not in monitoring, monitoring
+    assert set(monitoring["values"]) >= {"audited_precision", "estimated_precision"}
+    assert monitoring["holdout_drift"]["drifted"] is False  # held-out items: the same data
+    assert "<h2>Monitoring</h2>" in report
 
     from labelloop.demo.report import _audited
     from labelloop.demo.run import Checkpoint

@@ -165,6 +165,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 {_rechecks_paragraph(result)}
 {_versions_table(result)}
 {_deployed_paragraph(result)}
+{_monitoring_paragraph(result)}
 {_llm_paragraph(result)}
 {_bias_table(bias)}
 <p>Macro-F1 is measured on the held-out items. "Random sampling" trains the same student on the same
@@ -331,6 +332,48 @@ def _deployed_paragraph(result: DemoResult) -> str:
         f"<code>{html.escape(d['name'])}-student</code>, one per retrain that trained. "
         f"{d['seconds']:.0f} s.</p>"
     )
+
+
+def _monitoring_paragraph(result: DemoResult) -> str:
+    """One monitoring check at the end: what the automation watches, and two checks of it."""
+    m = result.monitoring
+    if not m:
+        return ""
+    if "error" in m:
+        return f"<h2>Monitoring</h2><p>Not measured: {html.escape(m['error'])}</p>"
+    v = m["values"]
+    parts = [
+        "<h2>Monitoring</h2><p>One check of what <code>labelloop automate</code> watches "
+        "(alerts and policies in the project file; charts on <code>/monitoring</code>): "
+        f"audited precision {_pct(v.get('audited_precision'))}, "
+        f"the confidence-based estimate of machine precision {_pct(v.get('estimated_precision'))}"
+    ]
+    if m.get("machine_precision_true") is not None:
+        est = v.get("estimated_precision")
+        gap = (
+            ""
+            if est is None
+            else f" (estimate off by {abs(est - m['machine_precision_true']):.1%})"
+        )
+        parts.append(
+            f", against the dataset's labels {_pct(m['machine_precision_true'])} on "
+            f"{m['machine_labels']:,} machine labels{gap}"
+        )
+    change = v.get("audit_change")
+    parts.append(
+        "; a change in the audit outcomes: "
+        + ("none measured yet" if change is None else ("yes" if change else "no"))
+        + f"; the champion's accuracy on the latest human labels {_pct(v.get('champion_accuracy'))}."
+    )
+    d = m.get("holdout_drift")
+    if d:
+        verdict = "drift" if d["drifted"] else "no drift"
+        parts.append(
+            f" Embedding drift of the held-out items against the pool (the same data, so it "
+            f"should not fire): domain-classifier AUC {d['auc']:.3f} against a threshold of "
+            f"{d['threshold']:.3f}: {verdict}."
+        )
+    return "".join(parts) + "</p>"
 
 
 def _llm_paragraph(result: DemoResult) -> str:

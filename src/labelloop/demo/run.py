@@ -88,6 +88,9 @@ class DemoResult:
     # The deployed model trained on the loop's final labels, registered and promoted
     # (``deploy_model``): its registry version, scores and the student's beside it.
     deployed: dict[str, Any] = field(default_factory=dict)
+    # One monitoring check at the end (``monitor_snapshot``): the metrics the automation
+    # watches, the confidence-based estimate against the audits, held-out drift.
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -453,6 +456,8 @@ def run_demo(
     if simulate and deploy:
         with console.status("training, registering and promoting the deployed model..."):
             result.deployed = deploy_model(p, test)
+        with console.status("one monitoring check..."):
+            result.monitoring = monitor_snapshot(p, test, gold)
         d = result.deployed
         if "error" in d:
             console.print(f"[yellow]deployed model:[/] {d['error']}")
@@ -463,6 +468,44 @@ def run_demo(
                 f"held-out macro-F1 {d['holdout_macro_f1']:.3f}"
             )
     return result, p, loop
+
+
+def monitor_snapshot(p: Project, test: pd.DataFrame, gold: dict[str, str]) -> dict[str, Any]:
+    """What ``labelloop automate`` would measure now, plus two checks only a simulation can
+    make: the confidence-based estimate of machine precision against the audited precision
+    and the dataset's own labels, and embedding drift of the held-out items against the pool
+    (the same distribution: it should not fire)."""
+    from labelloop.automate.signals import collect
+    from labelloop.embed.factory import project_embedder
+    from labelloop.monitor.drift import embedding_drift
+
+    names = {"audited_precision", "estimated_precision", "audit_change", "champion_accuracy"}
+    try:
+        values = collect(p.ctx, names)
+    except LabelloopError as exc:
+        return {"error": str(exc)}
+    out: dict[str, Any] = {"values": values}
+    fl = p.final_labels()
+    machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
+    if len(machine):
+        truth = [gold.get(c) for c in machine["content"]]
+        given = [ls[0] if len(ls) else None for ls in machine["labels"]]
+        out["machine_precision_true"] = float(
+            np.mean([t == g for t, g in zip(truth, given, strict=True)])
+        )
+        out["machine_labels"] = int(len(machine))
+    embedder = project_embedder(p.ctx)
+    pool = p.items().sort_values("id")["content"].head(2000).tolist()
+    drift = embedding_drift(
+        np.asarray(embedder.embed(pool), dtype=np.float32),
+        np.asarray(embedder.embed(test["text"].tolist()), dtype=np.float32),
+    )
+    out["holdout_drift"] = {
+        "auc": drift.auc,
+        "threshold": drift.auc_threshold,
+        "drifted": drift.drifted,
+    }
+    return out
 
 
 def deploy_model(p: Project, test: pd.DataFrame, *, trials: int = 4) -> dict[str, Any]:
