@@ -522,3 +522,19 @@ def test_steady_audits_signal_no_change(tmp_path: Path) -> None:
         assert audit_change(p.ctx) == 0.0
     finally:
         p.close()
+
+
+def test_the_loop_worker_exports_its_metrics(tmp_path: Path) -> None:
+    from prometheus_client import generate_latest
+
+    from labelloop.workers.loop_worker import LoopWorker
+
+    p, ids, truth = _table_project(tmp_path)
+    try:
+        report = LoopWorker(p.ctx, name="w1").step()
+        assert report.suggested > 0
+        text = generate_latest().decode()
+        assert 'labelloop_items{project="watch",state=' in text
+        assert 'labelloop_loop_steps_total{kind="suggest_route"}' in text
+    finally:
+        p.close()

@@ -9,10 +9,10 @@ from typing import Any
 from prometheus_client import Gauge
 
 from labelloop.serve.http_metrics import instrument
+from labelloop.workers.metrics import observe_items
 
 __all__ = ["instrument", "refresh_project_gauges"]
 
-ITEMS = Gauge("labelloop_items", "Items per state.", ["project", "state"])
 CHAMPION = Gauge(
     "labelloop_model_version",
     "The registered version an alias points at.",
@@ -23,12 +23,7 @@ CHAMPION = Gauge(
 def refresh_project_gauges(project: Any) -> None:
     """Items per state, and the versions the registry's aliases point at (only when the
     project has a registry already: a scrape never creates one)."""
-    from labelloop.store.items import counts_by_state
-
-    with project.db.engine.connect() as conn:
-        states = counts_by_state(conn, project.id)
-    for state, n in states.items():
-        ITEMS.labels(project.config.name, state).set(n)
+    observe_items(project.db, project.id, project.config.name)
     if project._registry is None and not (project.folder / "mlflow.db").exists():
         return
     reg = project.registry

@@ -31,6 +31,7 @@ def automate(
         int | None,
         typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port."),
     ] = None,
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines to stderr.")] = False,
 ) -> None:
     """Watch the project: measure its metrics, open and resolve alerts (sent to the log and
     the webhooks in monitoring:), and run the automation: policies that are due. Runs never
@@ -47,7 +48,12 @@ def automate(
             if report.status == "failed":
                 raise typer.Exit(1)
             return
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if log_json:
+            from labelloop.workers.metrics import configure_json_logging
+
+            configure_json_logging()
+        else:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

@@ -69,6 +69,10 @@ def worker(
             "healthy, 1 otherwise.",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+    ] = None,
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines to stderr.")] = False,
 ) -> None:
     """Run the project's loop without the app: suggest and route new items, retrain every
     loop.retrain_every labels. Several may run on one PostgreSQL project; one works at a time.
@@ -77,6 +81,7 @@ def worker(
 
     if health:
         _health(project)
+    _operations(metrics_port, log_json)
 
     with _open(project) as p:
         stop = threading.Event()
@@ -111,6 +116,18 @@ def worker(
             w.run(stop)
         except KeyboardInterrupt:
             stop.set()
+
+
+def _operations(metrics_port: int | None, log_json: bool) -> None:
+    """``--metrics-port`` and ``--log-json``, shared by the long-running commands."""
+    if log_json:
+        from labelloop.workers.metrics import configure_json_logging
+
+        configure_json_logging()
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
 
 
 def _health(project: Path) -> None:

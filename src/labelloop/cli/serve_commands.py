@@ -23,6 +23,9 @@ def serve_models(
         float,
         typer.Option(help="How often to ask the registry where the aliases point; 0: never."),
     ] = 5.0,
+    log_json: Annotated[
+        bool, typer.Option(help="Log JSON lines to stderr (one per request, with its id).")
+    ] = False,
 ) -> None:
     """Serve the registered champion (and challenger, by model.serving) over HTTP: /predict,
     MLflow's /invocations, /models, /health, /ready. Needs a token of scope predict
@@ -32,6 +35,10 @@ def serve_models(
     from labelloop.serve.app import create_predict_app
     from labelloop.store.context import ProjectContext
 
+    if log_json:
+        from labelloop.workers.metrics import configure_json_logging
+
+        configure_json_logging()
     ctx = ProjectContext.open(project)
     try:
         shown = f"[{host}]" if ":" in host else host

@@ -34,6 +34,9 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="The app alone, without the loop worker.")
     ] = False,
+    log_json: Annotated[
+        bool, typer.Option(help="Log JSON lines to stderr (one per request, with its id).")
+    ] = False,
 ) -> None:
     """Run the review web app, the REST API and the project's loop worker (new items are
     suggested and routed, people's labels retrain the models); Ctrl-C stops it."""
@@ -43,6 +46,10 @@ def serve(
     from labelloop.auth import has_active_admin
     from labelloop.workers.process import start_worker_process, stop_worker_process
 
+    if log_json:
+        from labelloop.workers.metrics import configure_json_logging
+
+        configure_json_logging()
     p = _open(project)
     try:
         if not has_active_admin(p.db):

@@ -83,6 +83,22 @@ def default_worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def _observe_step(ctx: ProjectContext, report: Any) -> None:
+    """Prometheus: what the step did, the retrain's seconds, items per state. A metric never
+    stops the worker."""
+    from labelloop.workers import metrics
+
+    try:
+        if report.retrain is not None:
+            metrics.LOOP_STEPS.labels("retrain").inc()
+            metrics.RETRAIN_SECONDS.observe(report.retrain.seconds)
+        elif report.suggested or report.routed or getattr(report, "updated", 0):
+            metrics.LOOP_STEPS.labels("suggest_route").inc()
+        metrics.observe_items(ctx.db, ctx.id, ctx.config.name)
+    except Exception as exc:  # noqa: BLE001
+        logging.getLogger("labelloop.loop").warning("loop metrics: %s", exc)
+
+
 @dataclass
 class StepReport:
     """What one worker step did."""
@@ -212,6 +228,7 @@ class LoopWorker:
         finally:
             release_lease(self.ctx.db, self.ctx.id, LEASE, self.name, token)
         report.seconds = time.perf_counter() - started
+        _observe_step(self.ctx, report)
         if self.on_step is not None:
             self.on_step(report)
         return report

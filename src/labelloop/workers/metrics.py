@@ -38,6 +38,28 @@ DECISIONS = Counter(
 )
 DEAD_LETTERS = Counter("labelloop_stream_dead_letters", "Entries set aside (dead-lettered).")
 
+# The project's items per state (refreshed by the loop worker's steps and by the review app's
+# /metrics on each scrape) and the loop worker's own work.
+ITEMS = Gauge("labelloop_items", "Items per state.", ["project", "state"])
+LOOP_STEPS = Counter(
+    "labelloop_loop_steps", "Loop worker steps that did something, by kind.", ["kind"]
+)
+RETRAIN_SECONDS = Histogram(
+    "labelloop_retrain_seconds",
+    "Seconds per retrain of the loop worker.",
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+
+
+def observe_items(db: Any, project_id: int, project: str) -> None:
+    """Set ``labelloop_items{project, state}`` from the store (one grouped count)."""
+    from labelloop.store.items import counts_by_state
+
+    with db.engine.connect() as conn:
+        states = counts_by_state(conn, project_id)
+    for state, n in states.items():
+        ITEMS.labels(project, state).set(n)
+
 
 @contextmanager
 def stage(name: str, seconds: dict[str, float] | None = None) -> Iterator[None]:
