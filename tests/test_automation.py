@@ -538,3 +538,36 @@ def test_the_loop_worker_exports_its_metrics(tmp_path: Path) -> None:
         assert 'labelloop_loop_steps_total{kind="suggest_route"}' in text
     finally:
         p.close()
+
+
+def test_retraining_handed_to_a_labels_policy(tmp_path: Path) -> None:
+    """loop.retrain_by: automation: the loop worker suggests and routes but does not retrain;
+    "retrain every N labels" is a labels policy like any other."""
+    from labelloop.workers.loop_worker import LoopWorker
+
+    p, ids, truth = _table_project(
+        tmp_path,
+        loop={"retrain_every": 50, "retrain_by": "automation"},
+        automation={
+            "policies": [
+                {
+                    "name": "every-50",
+                    "trigger": "labels",
+                    "labels": 50,
+                    "actions": ["retrain_student"],
+                }
+            ]
+        },
+    )
+    try:
+        worker = LoopWorker(p.ctx, name="w1")
+        worker.step()
+        for i, t in zip(ids[:60], truth[:60], strict=True):
+            p.label(i, [t], annotator="ana")
+        assert worker.step().retrain is None  # 60 labels: the loop leaves it to the policy
+        run = Automation(p.ctx).check()
+        assert run.fired == ["every-50"] and run.status == "succeeded"
+        assert run.outcome["retrain_student"]["n_labels"] == 60
+        assert Automation(p.ctx).check().fired == []  # not again until 50 more labels
+    finally:
+        p.close()

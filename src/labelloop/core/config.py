@@ -202,6 +202,10 @@ class LoopSettings(_Strict):
     """The feedback loop as a service (``labelloop serve`` / ``labelloop worker``)."""
 
     retrain_every: int = Field(default=50, ge=1)  # new human labels between full retrains
+    # Who retrains: the loop worker every retrain_every labels ("loop"), or only the
+    # automation's policies ("automation": a labels policy with retrain_student is then the
+    # same rule as one policy among the others; the loop worker still suggests and routes).
+    retrain_by: Literal["loop", "automation"] = "loop"
     update_every: int = Field(default=10, ge=0)  # incremental re-score between them (0: off)
     select_every: int = Field(default=4, ge=0)  # compare student kinds every k retrains (0: off)
     poll_seconds: float = Field(default=1.0, gt=0, le=3600)  # how often a worker reads the outbox

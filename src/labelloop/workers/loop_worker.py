@@ -245,14 +245,19 @@ class LoopWorker:
         self._last_safety_check = now
         return self._work_due()
 
+    @property
+    def retrains(self) -> bool:
+        """False when ``loop.retrain_by`` hands retraining to the automation's policies."""
+        return self.ctx.config.loop.retrain_by == "loop"
+
     def _work_due(self) -> bool:
-        return bool(items_in(self.ctx.db, self.ctx.id, (ItemState.new,), limit=1)) or retrain_due(
-            self.ctx, self.retrain_every
-        )
+        if items_in(self.ctx.db, self.ctx.id, (ItemState.new,), limit=1):
+            return True
+        return self.retrains and retrain_due(self.ctx, self.retrain_every)
 
     def _work(self, report: StepReport) -> None:
         loop = self.loop
-        if retrain_due(self.ctx, self.retrain_every):
+        if self.retrains and retrain_due(self.ctx, self.retrain_every):
             # A retrain also suggests and routes new items with the new models.
             report.retrain = loop.retrain()
             report.suggested = report.retrain.suggested
