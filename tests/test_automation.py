@@ -571,3 +571,41 @@ def test_retraining_handed_to_a_labels_policy(tmp_path: Path) -> None:
         assert Automation(p.ctx).check().fired == []  # not again until 50 more labels
     finally:
         p.close()
+
+
+def test_prediction_drift_of_the_served_labels(tmp_path: Path) -> None:
+    from labelloop.automate.signals import prediction_drift
+    from labelloop.store.predictions import insert_predictions
+
+    p, _, _ = _table_project(tmp_path, monitoring={"reference_items": 300, "window": 100})
+    try:
+
+        def served(labels: list[str]) -> None:
+            insert_predictions(
+                p.db,
+                [
+                    {
+                        "project_id": p.id,
+                        "request_id": f"r{k}",
+                        "input_ref": f"h{k}",
+                        "model_name": "watch",
+                        "model_version": 1,
+                        "variant": "champion",
+                        "served": True,
+                        "output": {"label": label, "confidence": 0.9},
+                        "latency_ms": 1.0,
+                        "created_at": utcnow(),
+                    }
+                    for k, label in enumerate(labels)
+                ],
+            )
+
+        rng = np.random.default_rng(0)
+        served(list(rng.choice(["benign", "malignant"], 300, p=[0.65, 0.35])))
+        assert prediction_drift(p.ctx) is not None
+        served(list(rng.choice(["benign", "malignant"], 100, p=[0.65, 0.35])))
+        assert prediction_drift(p.ctx) < 1.0  # the same mix
+        served(list(rng.choice(["benign", "malignant"], 100, p=[0.15, 0.85])))
+        assert prediction_drift(p.ctx) > 1.0  # the model now answers mostly "malignant"
+    finally:
+        p.close()

@@ -22,8 +22,11 @@ CHEAP = ("human_labels", "queue_depth", "audited_precision", "estimated_precisio
 def needed_metrics(ctx: ProjectContext, policies: Iterable[PolicySpec] | None = None) -> set[str]:
     cfg = ctx.config
     names = {r.metric for r in cfg.monitoring.alerts} | set(CHEAP)
+    names.add("prediction_drift")
     if cfg.modality == "tabular":
         names.add("feature_drift_share")  # and each column's drift:<name>, for the charts
+    else:
+        names.add("embedding_drift_auc")  # the project's embeddings are cached: cheap
     for p in policies if policies is not None else cfg.automation.policies:
         if "rollback" in p.actions:
             names.add("champion_accuracy")
@@ -190,6 +193,26 @@ def feature_drift(ctx: ProjectContext) -> dict[str, float | None]:
     return out
 
 
+def prediction_drift(ctx: ProjectContext) -> float | None:
+    """Drift of the labels the prediction app returned: the newest ``window`` against the
+    first ``reference_items`` (statistic over threshold; above 1 drifted). None until both
+    hold 50 and do not overlap."""
+    from labelloop.monitor.drift import prediction_drift as drift_of
+    from labelloop.store.predictions import served_labels
+
+    mon = ctx.config.monitoring
+    current = served_labels(ctx.db, ctx.id, newest=True, limit=mon.window)
+    # The oldest rows not in the current window: fetch reference + window, keep what is older.
+    oldest = served_labels(ctx.db, ctx.id, newest=False, limit=mon.reference_items + mon.window)
+    if len(oldest) < mon.reference_items + mon.window:
+        oldest = oldest[: max(len(oldest) - len(current), 0)]
+    reference = oldest[: mon.reference_items]
+    if len(current) < 50 or len(reference) < 50:
+        return None
+    col = drift_of(reference, current)
+    return float(col.statistic / col.threshold) if col.threshold > 0 else None
+
+
 def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[str, float | None]:
     """The metrics in ``names`` now; a metric that cannot be measured yet is None."""
     values: dict[str, float | None] = {}
@@ -209,4 +232,6 @@ def collect(ctx: ProjectContext, names: set[str], registry: Any = None) -> dict[
         values["embedding_drift_auc"] = embedding_drift_auc(ctx)
     if "feature_drift_share" in names:
         values.update(feature_drift(ctx))
+    if "prediction_drift" in names:
+        values["prediction_drift"] = prediction_drift(ctx)
     return values

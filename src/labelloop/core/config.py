@@ -321,6 +321,7 @@ MONITOR_METRICS = {
     "champion_accuracy": "the deployed champion's accuracy on the latest `window` human labels",
     "embedding_drift_auc": "domain-classifier ROC AUC, latest `window` items against the reference",
     "feature_drift_share": "table projects: share of columns whose drift test fires, latest `window` rows",
+    "prediction_drift": "served labels, latest `window` against the first: statistic over threshold",
     "human_labels": "human label actions so far",
     "queue_depth": "items waiting for a person",
 }

@@ -80,3 +80,19 @@ def counts_by_variant(
         q = q.where(t.c.created_at >= since)
     with db.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def served_labels(db: Database, project_id: int, *, newest: bool, limit: int) -> list[str]:
+    """The labels the prediction app returned (served rows only), the oldest or the newest
+    ``limit``, oldest first."""
+    t = PredictionRow.__table__
+    order = t.c.id.desc() if newest else t.c.id
+    with db.engine.connect() as conn:
+        outputs = conn.execute(
+            select(t.c.output)
+            .where(t.c.project_id == project_id, t.c.served.is_(True))
+            .order_by(order)
+            .limit(limit)
+        ).scalars()
+        labels = [o.get("label") for o in outputs if isinstance(o, dict) and o.get("label")]
+    return labels[::-1] if newest else labels
