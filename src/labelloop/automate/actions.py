@@ -11,7 +11,8 @@ run and stops the actions after it.
 * ``promote``: the challenger replaces the champion only if it earns it (``registry.promote``);
   a refusal is an outcome, not a failure.
 * ``rollback``: the champion goes back to the version it replaced when that one is
-  significantly more accurate on the latest human labels (McNemar, ``model.promotion_alpha``).
+  significantly more accurate on the latest held-out human labels (validation and test
+  splits, never trained on; McNemar, ``model.promotion_alpha``).
 """
 
 from __future__ import annotations
@@ -127,7 +128,6 @@ def rollback(ctx: ProjectContext, reg: ProjectRegistry) -> dict[str, Any]:
     from labelloop.registry import CHAMPION
     from labelloop.registry import rollback as rollback_version
     from labelloop.registry.lifecycle import replaced_by
-    from labelloop.store.monitoring import latest_human_labeled
 
     champion = reg.by_alias(CHAMPION)
     if champion is None:
@@ -135,10 +135,11 @@ def rollback(ctx: ProjectContext, reg: ProjectRegistry) -> dict[str, Any]:
     previous = replaced_by(reg, champion.version)
     if previous is None:
         return {"summary": f"champion v{champion.version} replaced nothing", "rolled_back": False}
-    rows = latest_human_labeled(ctx.db, ctx.id, ctx.config.monitoring.window)
+    from labelloop.automate.signals import _embedder_for, _inputs, held_out_recent
+
+    rows = held_out_recent(ctx)
     if not rows:
-        return {"summary": "no human labels to compare on", "rolled_back": False}
-    from labelloop.automate.signals import _embedder_for, _inputs
+        return {"summary": "no held-out human labels to compare on", "rolled_back": False}
 
     inputs = _inputs(ctx, [c for _, c, _ in rows])
     truth = np.array([label for _, _, label in rows])

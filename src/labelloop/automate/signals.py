@@ -69,10 +69,27 @@ def estimated_precision(ctx: ProjectContext) -> float | None:
     return estimate_accuracy(confidences).estimate
 
 
+def held_out_recent(ctx: ProjectContext) -> list[tuple[int, str, str]]:
+    """(item id, content, label) of the latest ``window`` human labels in the deployed model's
+    validation and test splits (items never move split, so no version trained on them)."""
+    from labelloop.mlops.datasets import assign_split
+
+    cfg, window = ctx.config.model, ctx.config.monitoring.window
+    rows = latest_human_labeled(ctx.db, ctx.id, window * 5)
+    held = [
+        (i, c, label)
+        for i, c, label, h in rows
+        if assign_split(
+            h, "human", test_share=cfg.test_share, validation_share=cfg.validation_share
+        )
+        != "train"
+    ]
+    return held[:window]
+
+
 def champion_accuracy(ctx: ProjectContext, registry: Any = None) -> float | None:
-    """The deployed champion's accuracy on the latest ``window`` human labels (None without a
-    champion or labels). Labels it trained on count too: a falling value still says the world
-    moved away from it."""
+    """The deployed champion's accuracy on the latest human labels it never trained on
+    (``held_out_recent``); None without a champion or such labels."""
     from labelloop.mlops.predictor import Predictor
     from labelloop.registry import open_registry
 
@@ -80,7 +97,7 @@ def champion_accuracy(ctx: ProjectContext, registry: Any = None) -> float | None
     champion = reg.by_alias("champion")
     if champion is None:
         return None
-    rows = latest_human_labeled(ctx.db, ctx.id, ctx.config.monitoring.window)
+    rows = held_out_recent(ctx)
     if not rows:
         return None
     predictor = Predictor.load(champion.path, embedder=_embedder_for(ctx, champion.path))

@@ -212,9 +212,11 @@ def queue_depth(db: Database, project_id: int) -> int:
         )
 
 
-def latest_human_labeled(db: Database, project_id: int, limit: int) -> list[tuple[int, str, str]]:
-    """(item id, content, final label) of the ``limit`` items people labeled last (single
-    labels), newest first."""
+def latest_human_labeled(
+    db: Database, project_id: int, limit: int
+) -> list[tuple[int, str, str, str]]:
+    """(item id, content, final label, content hash) of the ``limit`` items people labeled
+    last (single labels), newest first."""
     f, i = FinalLabelRow.__table__, ItemRow.__table__
     h = HumanLabelRow.__table__
     last = (
@@ -225,14 +227,14 @@ def latest_human_labeled(db: Database, project_id: int, limit: int) -> list[tupl
     )
     with db.engine.connect() as conn:
         rows = conn.execute(
-            select(i.c.id, i.c.content, f.c.labels)
+            select(i.c.id, i.c.content, f.c.labels, i.c.content_hash)
             .join(f, f.c.item_id == i.c.id)
             .join(last, last.c.item_id == i.c.id)
             .where(i.c.project_id == project_id, f.c.source_kind == "human")
             .order_by(last.c.at.desc())
             .limit(limit)
         ).all()
-    return [(int(r[0]), r[1], r[2][0]) for r in rows if r[2] and len(r[2]) == 1]
+    return [(int(r[0]), r[1], r[2][0], r[3]) for r in rows if r[2] and len(r[2]) == 1]
 
 
 def contents_by_id(
