@@ -460,3 +460,45 @@ def test_a_later_human_label_on_a_streamed_item_is_published_once(make_project) 
     ]
     # A fresh publisher (another process) starting from the same cursor publishes nothing new.
     assert LabelPublisher(p.ctx, sink).step() == 0
+
+
+def test_post_items_pushes_back_while_the_workers_are_behind(
+    tmp_path: Path, redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stream settings from the project file; above stream.max_lag entries waiting for the
+    workers' group, POST /api/items answers 429 with Retry-After and takes nothing."""
+    from fastapi.testclient import TestClient
+
+    from labelloop.api import create_app
+    from labelloop.auth import create_token, create_user
+    from labelloop.project import Project
+
+    monkeypatch.delenv("LABELLOOP_ITEMS_REDIS", raising=False)
+    monkeypatch.delenv("LABELLOOP_ITEMS_STREAM", raising=False)
+    stream, group, out = _names(redis)
+    p = Project.init(
+        tmp_path / "proj",
+        name="pressure",
+        labels=["ham", "spam"],
+        storage=f"sqlite:///{tmp_path / 'store.db'}",
+        stream={"redis_url": REDIS_URL, "items_stream": stream, "group": group, "max_lag": 5},
+    )
+    try:
+        create_user(p.db, "boss", "admin", "correct horse")
+        admin = {"Authorization": f"Bearer {create_token(p.db, 'boss')}"}
+        RedisStreamSource(redis, stream, group)  # the workers' group exists, nothing read yet
+        with TestClient(create_app(p)) as client:
+            batch = [{"external_id": f"e{i}", "fields": {"text": f"hello {i}"}} for i in range(6)]
+            first = client.post("/api/items", json=batch, headers=admin)
+            assert first.status_code == 200 and first.json()["streamed"] == 6
+            late = {"external_id": "late", "fields": {"text": "one more"}}
+            pushed = client.post("/api/items", json=late, headers=admin)
+            assert pushed.status_code == 429 and pushed.headers["retry-after"] == "1"
+            assert "6 entries behind" in pushed.json()["detail"]
+            assert p.status()["items"] == 6  # nothing taken
+            StreamWorker(
+                p.ctx, RedisStreamSource(redis, stream, group), RedisStreamSink(redis, out)
+            ).run(until_idle=True)
+            assert client.post("/api/items", json=late, headers=admin).status_code == 200
+    finally:
+        p.close()

@@ -430,9 +430,12 @@ def post_items(
     project: ProjectDep,
     _: Admin,
 ) -> dict[str, Any]:
-    """Items enter the project (content-hash dedup). With ``LABELLOOP_ITEMS_REDIS`` set (a
-    Redis URL) each is also put once on the stream workers' input stream
-    (``LABELLOOP_ITEMS_STREAM``, default ``labelloop:items``)."""
+    """Items enter the project (content-hash dedup). With a Redis URL (``stream.redis_url``
+    in the project file, or ``LABELLOOP_ITEMS_REDIS``) each is also put once on the stream
+    workers' input stream (``stream.items_stream``, or ``LABELLOOP_ITEMS_STREAM``); while the
+    workers' group is more than ``stream.max_lag`` entries behind, the answer is 429 with
+    ``Retry-After`` (backpressure) and nothing is taken."""
+    from labelloop.workers.metrics import group_lag
     from labelloop.workers.stream import RedisStreamFeed, redis_client, submit_items
 
     items = body if isinstance(body, list) else [body]
@@ -441,10 +444,21 @@ def post_items(
             422, f"{len(items)} items: send 1 to {schemas.MAX_ITEMS_PER_REQUEST} per request"
         )
     feed = None
-    url = os.environ.get("LABELLOOP_ITEMS_REDIS")
+    settings = project.config.stream
+    url = os.environ.get("LABELLOOP_ITEMS_REDIS") or settings.redis_url
     if url:
-        stream = os.environ.get("LABELLOOP_ITEMS_STREAM", "labelloop:items")
-        feed = RedisStreamFeed(redis_client(url), stream)
+        stream = os.environ.get("LABELLOOP_ITEMS_STREAM") or settings.items_stream
+        client = redis_client(url)
+        if settings.max_lag is not None:
+            lag = group_lag(client, stream, settings.group) if client.exists(stream) else None
+            if lag is not None and lag > settings.max_lag:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"the stream workers are {lag:,} entries behind (stream.max_lag "
+                    f"{settings.max_lag:,}); retry later",
+                    headers={"Retry-After": "1"},
+                )
+        feed = RedisStreamFeed(client, stream)
     pairs = [(i.external_id, dict(i.fields)) for i in items]
     return submit_items(project.ctx, pairs, feed=feed).as_dict()
 

@@ -19,19 +19,35 @@ from labelloop.cli.common import open_project as _open
 def stream_worker(
     project: ProjectOpt = Path("."),
     redis_url: Annotated[
-        str, typer.Option("--redis", help="Redis URL.")
-    ] = "redis://127.0.0.1:6379/0",
-    stream: Annotated[str, typer.Option(help="Input stream (entries: external_id + content).")] = (
-        "labelloop:items"
-    ),
-    group: Annotated[str, typer.Option(help="Consumer group shared by the workers.")] = (
-        "labelloop"
-    ),
-    out_stream: Annotated[str, typer.Option(help="Output stream of decisions.")] = (
-        "labelloop:decisions"
-    ),
-    batch_size: Annotated[int, typer.Option(help="Entries per micro-batch at most.")] = 64,
-    max_wait_ms: Annotated[int, typer.Option(help="Longest wait to fill a micro-batch.")] = 200,
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Redis URL (default: LABELLOOP_ITEMS_REDIS, stream.redis_url, else "
+            "redis://127.0.0.1:6379/0).",
+        ),
+    ] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(
+            help="Input stream (entries: external_id + content; default stream.items_stream)."
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="Consumer group shared by the workers (default stream.group)."),
+    ] = None,
+    out_stream: Annotated[
+        str | None,
+        typer.Option(help="Output stream of decisions (default stream.decisions_stream)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Entries per micro-batch at most (default stream.batch_size)."),
+    ] = None,
+    max_wait_ms: Annotated[
+        int | None,
+        typer.Option(help="Longest wait to fill a micro-batch (default stream.max_wait_ms)."),
+    ] = None,
     claim_idle_ms: Annotated[
         int, typer.Option(help="Claim another consumer's entries pending this long.")
     ] = 60_000,
@@ -66,6 +82,9 @@ def stream_worker(
     """Decide items from a Redis Stream (consumer group) in micro-batches and publish one
     decision per item to OUT_STREAM. Many workers may share a stream; SIGTERM finishes and
     acknowledges the current batch, then exits."""
+    import os
+
+    from labelloop.core.config import load_project_config
     from labelloop.workers.stream import (
         RedisStreamSink,
         RedisStreamSource,
@@ -74,6 +93,18 @@ def stream_worker(
         stop_on_sigterm,
     )
 
+    settings = load_project_config(project).stream
+    redis_url = (
+        redis_url
+        or os.environ.get("LABELLOOP_ITEMS_REDIS")
+        or settings.redis_url
+        or "redis://127.0.0.1:6379/0"
+    )
+    stream = stream or os.environ.get("LABELLOOP_ITEMS_STREAM") or settings.items_stream
+    group = group or settings.group
+    out_stream = out_stream or settings.decisions_stream
+    batch_size = batch_size or settings.batch_size
+    max_wait_ms = max_wait_ms or settings.max_wait_ms
     if health:
         _health(project, redis_url, stream, group, max_lag)
     if log_json:

@@ -263,6 +263,22 @@ class LabelStudioSettings(_Strict):
         return v
 
 
+class StreamSettings(_Strict):
+    """The stream workers' Redis streams (``labelloop stream-worker``, ``POST /api/items``).
+    The environment overrides the URL (``LABELLOOP_ITEMS_REDIS``, so a password need not live
+    in the file) and the input stream (``LABELLOOP_ITEMS_STREAM``)."""
+
+    redis_url: str | None = Field(default=None, pattern=r"^rediss?://", max_length=2000)
+    items_stream: str = Field(default="labelloop:items", min_length=1, max_length=200)
+    group: str = Field(default="labelloop", min_length=1, max_length=200)
+    decisions_stream: str = Field(default="labelloop:decisions", min_length=1, max_length=200)
+    batch_size: int = Field(default=64, ge=1, le=10_000)
+    max_wait_ms: int = Field(default=200, ge=1, le=60_000)
+    # Backpressure: POST /api/items answers 429 while the workers' group has more entries
+    # waiting or pending than this (None: never).
+    max_lag: int | None = Field(default=100_000, ge=1)
+
+
 class ServingSettings(_Strict):
     """How the prediction app (``labelloop serve-models``) splits traffic between the
     registered ``champion`` and ``challenger``."""
@@ -440,6 +456,7 @@ class ProjectConfig(_Strict):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     label_studio: LabelStudioSettings = Field(default_factory=LabelStudioSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     # SQLAlchemy URL. A relative SQLite path is relative to the project folder.
