@@ -502,3 +502,42 @@ def test_post_items_pushes_back_while_the_workers_are_behind(
             assert client.post("/api/items", json=late, headers=admin).status_code == 200
     finally:
         p.close()
+
+
+def test_image_entries_run_through_the_stream_inside_the_import_folders(
+    make_project, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from labelloop.core.errors import LabelloopError
+
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = []
+    for k, colour in enumerate(["red", "blue", "green", "red", "blue"]):
+        path = images / f"{k}.png"
+        Image.new("RGB", (8 + k, 8), colour).save(path)
+        paths.append(path)
+    (images / "notes.png").write_text("not an image")
+    outside = tmp_path / "secret.png"
+    Image.new("RGB", (8, 8), "black").save(outside)
+    with pytest.raises(LabelloopError, match="ingest.import_dirs"):
+        StreamWorker(make_project(modality="image").ctx, InProcessSource(), InProcessSink())
+    p = make_project(modality="image", ingest={"import_dirs": [str(images)]})
+    source, sink = InProcessSource(), InProcessSink()
+    for k, path in enumerate(paths):
+        source.put({"external_id": f"img{k}", "path": str(path)})
+    source.put({"external_id": "climb", "path": str(images / ".." / "secret.png")})
+    source.put({"external_id": "abs", "path": str(outside)})
+    source.put({"external_id": "broken", "path": str(images / "notes.png")})
+    source.put({"external_id": "none"})
+    w = StreamWorker(p.ctx, source, sink, batch_size=4)
+    w.run(until_idle=True)
+    assert sorted(d["external_id"] for d in sink.decisions) == [f"img{k}" for k in range(5)]
+    reasons = {e.fields["external_id"]: why for e, why in source.dead}
+    assert "outside ingest.import_dirs" in reasons["climb"]
+    assert "outside ingest.import_dirs" in reasons["abs"]
+    assert "unreadable image" in reasons["broken"]
+    assert "no image path" in reasons["none"]
+    items = p.items()
+    assert len(items) == 5 and set(items["content"]) == {str(x.resolve()) for x in paths}

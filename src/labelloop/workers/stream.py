@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -459,10 +460,12 @@ class StreamWorker:
         before_publish: Callable[[list[Entry]], None] | None = None,
         after_batch: Callable[[], Any] | None = None,
     ) -> None:
-        if ctx.config.modality == Modality.image:
+        self.image = ctx.config.modality == Modality.image
+        self.image_roots = [(ctx.folder / d).resolve() for d in ctx.config.ingest.import_dirs]
+        if self.image and not self.image_roots:
             raise LabelloopError(
-                f"project {ctx.config.name!r}: stream workers take text and table items; "
-                "image items come in through ingest"
+                f"project {ctx.config.name!r}: image entries name files, which a stream worker "
+                "reads only inside ingest.import_dirs; set it in the project file"
             )
         if batch_size < 1 or max_wait_ms < 1:
             raise LabelloopError(
@@ -575,8 +578,12 @@ class StreamWorker:
             external = fields.pop(EXTERNAL_ID, None)
             if external is None and self.ctx.config.id_field:
                 external = fields.get(self.ctx.config.id_field)
-            rec = RawRecord(e.position, fields=fields)
             try:
+                rec = (
+                    self._image_record(e, fields)
+                    if self.image
+                    else RawRecord(e.position, fields=fields)
+                )
                 _, digest, _, _ = self.builder(rec)
             except RowRejected as exc:
                 self.source.set_aside(e, f"rejected: {exc}")
@@ -588,6 +595,28 @@ class StreamWorker:
             out.hashes.append(digest)
             out.externals.append(external)
         return out
+
+    def _image_record(self, e: Entry, fields: dict[str, str]) -> RawRecord:
+        """An image entry's file (``path``, or a column the bulk labeler knows) read as
+        ingest reads one; a path outside ``ingest.import_dirs`` (after resolving ``..`` and
+        links) or an unreadable file is a RowRejected, so the entry is set aside."""
+        from labelloop.sources.readers import read_image_file
+        from labelloop.workers.bulk import IMAGE_PATH_COLUMNS
+
+        given = next((fields[c] for c in IMAGE_PATH_COLUMNS if fields.get(c)), None)
+        if not given:
+            raise RowRejected("missing content: no image path")
+        try:
+            real = Path(given).expanduser().resolve()
+        except (OSError, ValueError):
+            raise RowRejected("unreadable image path") from None
+        if not any(real.is_relative_to(root) for root in self.image_roots):
+            raise RowRejected("image path outside ingest.import_dirs")
+        rec = read_image_file(real, str(real), e.position, self.ctx.config.ingest.max_image_bytes)
+        if rec.error is not None:
+            raise RowRejected(rec.error)
+        rec.fields = {**fields, **rec.fields}
+        return rec
 
     def _label(self, prepared: _Prepared) -> pd.DataFrame:
         with metrics.stage("label", self._seconds):
