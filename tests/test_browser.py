@@ -128,3 +128,49 @@ def test_review_three_items_by_keyboard(project) -> None:
     assert set(fl["source_name"]) == {"rita"} and len(fl) == 4
     spent = human_actions(p.db, p.id)["time_spent_ms"]
     assert spent.notna().all() and (spent >= 0).all()
+
+
+def test_the_monitoring_page_draws_alerts_runs_and_charts(project) -> None:
+    """/monitoring in the browser: reached from the nav, its charts are inline SVG (no script
+    the CSP would block), open alerts and runs are listed, nothing logs an error."""
+    from labelloop.automate import Automation
+
+    p, ids = project
+    # An alert rule the queue breaches (4 queued > 1) and one automation check.
+    p.config.monitoring.alerts.append(
+        type(p.config.monitoring)
+        .model_fields["alerts"]
+        .annotation.__args__[0](name="backlog", metric="queue_depth", above=1)
+    )
+    report = Automation(p.ctx).check()
+    assert report.opened == ["backlog"]
+    expect = playwright_api.expect
+    with running(create_app(p)) as url, playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            failed: list[str] = []
+            page.on(
+                "response",
+                lambda r: (
+                    failed.append(r.url)
+                    if r.status >= 400 and not r.url.endswith("/favicon.ico")
+                    else None
+                ),
+            )
+            page.goto(f"{url}/login")
+            page.fill("input[name=username]", "rita")
+            page.fill("input[name=password]", "s3cret-pass")
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"{url}/**")
+            page.click("nav >> text=Monitoring")
+            page.wait_for_url(f"{url}/monitoring")
+            expect(page.locator("#alerts")).to_contain_text("backlog")
+            expect(page.locator("#metric-queue_depth svg.chart")).to_have_count(1)
+            expect(page.locator("#quality")).to_contain_text("Audited precision")
+            assert failed == []  # every resource the page asked for answered
+            assert [e for e in errors if "favicon" not in e and "404" not in e] == []
+        finally:
+            browser.close()
