@@ -84,7 +84,8 @@ def stream_worker(
     acknowledges the current batch, then exits."""
     import os
 
-    from labelloop.core.config import load_project_config
+    from labelloop.core.config import StreamSettings, load_project_config
+    from labelloop.core.errors import LabelloopError
     from labelloop.workers.stream import (
         RedisStreamSink,
         RedisStreamSource,
@@ -93,7 +94,12 @@ def stream_worker(
         stop_on_sigterm,
     )
 
-    settings = load_project_config(project).stream
+    try:
+        settings = load_project_config(project).stream
+    except LabelloopError:
+        if not health:
+            raise
+        settings = StreamSettings()  # --health reports the missing project as its store
     redis_url = (
         redis_url
         or os.environ.get("LABELLOOP_ITEMS_REDIS")
