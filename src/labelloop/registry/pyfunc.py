@@ -12,11 +12,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 with warnings.catch_warnings():
-    # MLflow warns about its own type hints on import, and suggests type hints on predict
-    # when the class is made; it would turn them into an input schema, and a labelloop model
-    # takes texts or table rows.
+    # MLflow warns about its own type hints on import.
     warnings.simplefilter("ignore", UserWarning)
     import mlflow.pyfunc
+
+with warnings.catch_warnings():
+    # It suggests type hints on predict when the class is made; it would turn them into an
+    # input schema, and a labelloop model takes texts or table rows. MLflow checks inside its
+    # own catch_warnings with a "once" filter, which beats any filter set here, so the
+    # warning's display is what is switched off (catch_warnings restores it after).
+    warnings.showwarning = lambda *args, **kwargs: None
 
     class LabelloopModel(mlflow.pyfunc.PythonModel):
         """Loads ``artifacts/model.joblib`` (pipeline, featurizer settings) once per process."""
