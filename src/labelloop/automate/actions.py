@@ -135,17 +135,17 @@ def rollback(ctx: ProjectContext, reg: ProjectRegistry) -> dict[str, Any]:
     previous = replaced_by(reg, champion.version)
     if previous is None:
         return {"summary": f"champion v{champion.version} replaced nothing", "rolled_back": False}
-    from labelloop.automate.signals import _embedder_for, _inputs, held_out_recent
+    from labelloop.automate.signals import held_out_recent, model_inputs, stored_embedder
 
     rows = held_out_recent(ctx)
     if not rows:
         return {"summary": "no held-out human labels to compare on", "rolled_back": False}
 
-    inputs = _inputs(ctx, [c for _, c, _ in rows])
+    inputs = model_inputs(ctx, [c for _, c, _ in rows])
     truth = np.array([label for _, _, label in rows])
     right = {}
     for mv in (champion, reg.get(previous)):
-        answers = Predictor.load(mv.path, _embedder_for(ctx, mv.path)).predict_frame(inputs)
+        answers = Predictor.load(mv.path, stored_embedder(ctx)).predict_frame(inputs)
         right[mv.version] = answers["label"].to_numpy() == truth
     test = mcnemar_exact(right[champion.version], right[previous])
     accuracy = {f"v{v}": float(r.mean()) for v, r in right.items()}

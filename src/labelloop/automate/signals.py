@@ -100,18 +100,20 @@ def champion_accuracy(ctx: ProjectContext, registry: Any = None) -> float | None
     rows = held_out_recent(ctx)
     if not rows:
         return None
-    predictor = Predictor.load(champion.path, embedder=_embedder_for(ctx, champion.path))
-    answers = predictor.predict_frame(_inputs(ctx, [c for _, c, _ in rows]))
+    predictor = Predictor.load(champion.path, embedder=stored_embedder(ctx))
+    answers = predictor.predict_frame(model_inputs(ctx, [c for _, c, _ in rows]))
     truth = np.array([label for _, _, label in rows])
     return float((answers["label"].to_numpy() == truth).mean())
 
 
-def _embedder_for(ctx: ProjectContext, path: Any) -> Any:
-    # The project's cached embedder when the model was trained on the project's embeddings.
+def stored_embedder(ctx: ProjectContext) -> Any:
+    """The project's embedder with the store's cache (what a deployed text or image model of
+    this project was trained on); None for tables, whose model takes the rows' columns."""
     return None if ctx.config.modality == "tabular" else project_embedder(ctx)
 
 
-def _inputs(ctx: ProjectContext, contents: list[str]) -> Any:
+def model_inputs(ctx: ProjectContext, contents: list[str]) -> Any:
+    """Stored contents as a deployed model's input: texts, or a table's rows as a frame."""
     if ctx.config.modality != "tabular":
         return contents
     import pandas as pd
