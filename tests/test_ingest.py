@@ -196,3 +196,22 @@ def test_dataframe_round_trip_of_status(make_project, tmp_path: Path) -> None:
     p.ingest(write_csv(tmp_path / "a.csv", GOOD_ROWS))
     s = p.status()
     assert s["items"] == 3 and s["states"]["new"] == 3 and s["quarantined"] == 0
+
+
+def test_a_light_ingest_counts_what_it_wrote(make_project, tmp_path: Path) -> None:
+    """The stream workers' light ingest: no full counts, the same report for a lone ingest."""
+    from labelloop.sources.ingest import ingest
+    from labelloop.sources.readers import reader_for
+
+    p = make_project(labels=["a", "b"])
+    try:
+        csv = tmp_path / "rows.csv"
+        csv.write_text("text\none\ntwo\none\nthree\n")
+        light = ingest(p.db, p.id, p.config, reader_for(csv), light=True)
+        assert (light.items_added, light.duplicates, light.quarantined) == (3, 1, 0)
+        again = ingest(p.db, p.id, p.config, reader_for(csv), light=True)
+        assert (again.items_added, again.duplicates, again.already_ingested) == (0, 0, 4)
+        full = ingest(p.db, p.id, p.config, reader_for(csv))
+        assert (full.items_added, full.duplicates, full.already_ingested) == (0, 0, 4)
+    finally:
+        p.close()

@@ -117,8 +117,14 @@ def ingest(
     progress: Progress | None = None,
     chunk_size: int | None = None,
     import_labels: bool = True,
+    light: bool = False,
 ) -> IngestReport:
     """Read every record of ``reader`` into the project; return a report.
+
+    ``light`` (the stream workers' small batches, many a second): the report's counts are
+    the rows this ingest's inserts wrote (their row counts) rather than the project's items
+    counted before and after (two full counts per call), and PostgreSQL's planner statistics
+    are not refreshed.
 
     ``progress(rows_seen, None)`` is called after each chunk. A record's ``label`` (an image's
     class folder, a manifest's label column) is imported as the item's label when
@@ -144,9 +150,12 @@ def ingest(
     label_source = str(getattr(reader, "label_source", None) or "import")
     labels_seen = 0
 
-    with db.engine.connect() as conn:
-        items_before = count_rows(conn, ItemRow.__table__, project_id)
-        sightings_before = count_rows(conn, ItemSourceRow.__table__, project_id)
+    items_before = sightings_before = 0
+    items_written = sightings_written = 0
+    if not light:
+        with db.engine.connect() as conn:
+            items_before = count_rows(conn, ItemRow.__table__, project_id)
+            sightings_before = count_rows(conn, ItemSourceRow.__table__, project_id)
 
     rows_seen = 0
     try:
@@ -199,10 +208,12 @@ def ingest(
                             )
                         elif first != (source, position):  # an exact duplicate: link it
                             sightings.append((project_id, source, position, h, ext_id, meta_json))
-                    insert_items(conn, items, sightings)
+                    added, linked = insert_items(conn, items, sightings)
                     insert_quarantine(conn, bad)
                     write_imported_labels(conn, project_id, labels, label_source, label_counts)
-                if chunks_done == 0:
+                items_written += added
+                sightings_written += linked
+                if chunks_done == 0 and not light:
                     refresh_planner_stats(db)
                 chunks_done += 1
                 if bad and qpath is not None:
@@ -226,10 +237,13 @@ def ingest(
             qfile.close()
 
     with db.engine.begin() as conn:
-        items_after = count_rows(conn, ItemRow.__table__, project_id)
-        sightings_after = count_rows(conn, ItemSourceRow.__table__, project_id)
-        report.items_added = items_after - items_before
-        report.duplicates = sightings_after - sightings_before
+        if light:
+            report.items_added, report.duplicates = items_written, sightings_written
+        else:
+            items_after = count_rows(conn, ItemRow.__table__, project_id)
+            sightings_after = count_rows(conn, ItemSourceRow.__table__, project_id)
+            report.items_added = items_after - items_before
+            report.duplicates = sightings_after - sightings_before
         report.already_ingested = report.rows_read - report.items_added - report.duplicates
         report.quarantine_reasons = dict(reasons)
         report.quarantine_file = str(qpath) if qfile is not None else None

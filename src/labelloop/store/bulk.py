@@ -22,8 +22,9 @@ def insert_ignore_rows(
     conflict: Sequence[str],
     *,
     likely_new: bool = False,
-) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order) into ``table``, skipping conflicts.
+) -> int:
+    """Insert ``rows`` (tuples in ``columns`` order) into ``table``, skipping conflicts;
+    how many were inserted.
 
     ``likely_new``: the caller has checked that the rows are not there yet. On PostgreSQL
     they are then copied straight into the table inside a savepoint; if another writer got
@@ -31,21 +32,22 @@ def insert_ignore_rows(
     staging path runs instead, so the result is the same either way.
     """
     if not rows:
-        return
+        return 0
     cols = ", ".join(columns)
     on_conflict = f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     dialect = conn.dialect.name
     if dialect == "sqlite":
         marks = ", ".join("?" for _ in columns)
-        conn.exec_driver_sql(
+        result = conn.exec_driver_sql(
             f"INSERT INTO {table} ({cols}) VALUES ({marks}) {on_conflict}", list(rows)
         )
+        return int(result.rowcount)  # sqlite3's executemany: the rows it changed
     elif dialect == "postgresql":
         stage = f"_stage_{table}"
         raw = conn.connection.dbapi_connection
         assert raw is not None
         if likely_new and _copy_directly(raw, table, cols, rows):
-            return
+            return len(rows)
         with raw.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {stage}")
             cur.execute(
@@ -55,6 +57,7 @@ def insert_ignore_rows(
                 for row in rows:
                     copy.write_row(row)
             cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} {on_conflict}")
+            return int(cur.rowcount)
     else:
         raise NotImplementedError(f"labelloop supports SQLite and PostgreSQL, not {dialect}")
 

@@ -32,8 +32,9 @@ def insert_items(
     conn: Connection,
     items: Sequence[tuple[Any, ...]],
     sightings: Sequence[tuple[Any, ...]],
-) -> None:
-    """Insert new items and the extra sightings of exact duplicates, skipping conflicts.
+) -> tuple[int, int]:
+    """Insert new items and the extra sightings of exact duplicates, skipping conflicts;
+    (items inserted, sightings inserted).
 
     ``items`` are tuples of (project_id, content_hash, content, media_path, meta_json, source,
     position); ``sightings`` tuples follow ``SIGHTING_COLUMNS`` with meta as a JSON string.
@@ -42,7 +43,7 @@ def insert_items(
     now = datetime_param(conn, ItemRow.__table__.c.created_at, utcnow())
     tail = (ItemState.new, 0.0, now)
     # The caller looked the hashes up first, so these rows are most likely new.
-    insert_ignore_rows(
+    added = insert_ignore_rows(
         conn,
         "items",
         ITEM_COLUMNS,
@@ -50,9 +51,10 @@ def insert_items(
         ["project_id", "content_hash"],
         likely_new=True,
     )
-    insert_ignore_rows(
+    linked = insert_ignore_rows(
         conn, "item_sources", SIGHTING_COLUMNS, sightings, ["project_id", "source", "position"]
     )
+    return added, linked
 
 
 def first_sightings(

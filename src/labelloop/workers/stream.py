@@ -635,7 +635,13 @@ class StreamWorker:
 
         ctx, rule = self.ctx, self._rule
         with metrics.stage("ingest", self._seconds):
-            ingest(ctx.db, ctx.id, ctx.config, _EntryReader(self.source.name, prepared.records))
+            ingest(
+                ctx.db,
+                ctx.id,
+                ctx.config,
+                _EntryReader(self.source.name, prepared.records),
+                light=True,
+            )
             ids = item_ids_by_hash(ctx.db, ctx.id, prepared.hashes)
         version = rule.model_version or ""
         rows: list[dict[str, Any]] = []
@@ -813,7 +819,7 @@ def submit_items(
     accepted = [b for b in built if pinned.get(b[0]) == b[2]]
     records = [RawRecord(_position(source, e), fields=dict(c)) for e, c, _ in accepted if e in new]
     if records:
-        ingest(ctx.db, ctx.id, ctx.config, _EntryReader(source, records))
+        ingest(ctx.db, ctx.id, ctx.config, _EntryReader(source, records), light=True)
     ids = item_ids_by_hash(ctx.db, ctx.id, [h for _, _, h in accepted])
     for external, content, digest in built:
         row: dict[str, Any] = {"external_id": external, "item_id": ids.get(digest)}
