@@ -48,6 +48,12 @@ def stream_worker(
         int | None,
         typer.Option(help="Longest wait to fill a micro-batch (default stream.max_wait_ms)."),
     ] = None,
+    linger_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="Once a batch has entries, wait this long for more (default stream.linger_ms)."
+        ),
+    ] = None,
     claim_idle_ms: Annotated[
         int, typer.Option(help="Claim another consumer's entries pending this long.")
     ] = 60_000,
@@ -111,6 +117,7 @@ def stream_worker(
     out_stream = out_stream or settings.decisions_stream
     batch_size = batch_size or settings.batch_size
     max_wait_ms = max_wait_ms or settings.max_wait_ms
+    linger_ms = linger_ms or settings.linger_ms
     if health:
         _health(project, redis_url, stream, group, max_lag)
     if log_json:
@@ -138,6 +145,7 @@ def stream_worker(
             sink,
             batch_size=batch_size,
             max_wait_ms=max_wait_ms,
+            linger_ms=linger_ms,
             after_batch=publisher.step if publisher is not None else None,
         )
         if not as_json:

@@ -455,6 +455,7 @@ class StreamWorker:
         *,
         batch_size: int = 64,
         max_wait_ms: int = 200,
+        linger_ms: int = 1,
         name: str | None = None,
         before_labeling: Callable[[list[Entry]], None] | None = None,
         before_publish: Callable[[list[Entry]], None] | None = None,
@@ -476,6 +477,7 @@ class StreamWorker:
         self.sink = sink
         self.batch_size = batch_size
         self.max_wait_ms = max_wait_ms
+        self.linger_ms = max(1, int(linger_ms))
         self.name = name or f"stream-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.before_labeling = before_labeling
         self.before_publish = before_publish
@@ -518,15 +520,20 @@ class StreamWorker:
         return self.report
 
     def _gather(self) -> list[Entry]:
-        """One micro-batch: ``batch_size`` entries or ``max_wait_ms``, whichever first."""
+        """One micro-batch: ``batch_size`` entries, or what arrived by ``max_wait_ms``, or,
+        once the batch has entries, what else is waiting within ``linger_ms``, whichever comes
+        first. Under light load a batch closes as soon as the stream is momentarily empty (a
+        waiting item is not held back to fill it); under heavy load each read returns many
+        entries at once, so batches grow with the backlog and throughput with them."""
         deadline = time.monotonic() + self.max_wait_ms / 1000
         out: list[Entry] = []
         while len(out) < self.batch_size and not self.stopping:
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0:
                 break
+            wait = left if not out else min(left, self.linger_ms)
             # Claims only on the first read: the entries of this batch are pending too.
-            got = self.source.read(self.batch_size - len(out), left, claim=not out)
+            got = self.source.read(self.batch_size - len(out), wait, claim=not out)
             if not got and out:
                 break
             out.extend(got)
