@@ -117,7 +117,7 @@ def stream_worker(
     out_stream = out_stream or settings.decisions_stream
     batch_size = batch_size or settings.batch_size
     max_wait_ms = max_wait_ms or settings.max_wait_ms
-    linger_ms = linger_ms or settings.linger_ms
+    linger_ms = settings.linger_ms if linger_ms is None else linger_ms
     if health:
         _health(project, redis_url, stream, group, max_lag)
     if log_json:

@@ -274,8 +274,9 @@ class StreamSettings(_Strict):
     decisions_stream: str = Field(default="labelloop:decisions", min_length=1, max_length=200)
     batch_size: int = Field(default=64, ge=1, le=10_000)
     max_wait_ms: int = Field(default=200, ge=1, le=60_000)
-    # Once a batch has entries, how long it waits for more before it closes.
-    linger_ms: int = Field(default=1, ge=1, le=60_000)
+    # Once a batch has entries, how long it waits for more before it closes (0: it takes what
+    # is waiting at that moment and closes).
+    linger_ms: int = Field(default=0, ge=0, le=60_000)
     # Backpressure: POST /api/items answers 429 while the workers' group has more entries
     # waiting or pending than this (None: never).
     max_lag: int | None = Field(default=100_000, ge=1)

@@ -157,8 +157,14 @@ class RedisStreamSource:
             entries = self._claim(count)
             if entries:
                 return entries
+        # block_ms 0: no BLOCK at all, only what is waiting now (Redis checks a BLOCK's
+        # timeout on its clock ticks, so even BLOCK 1 waits for the next entry, up to ~10 ms).
         got = self.client.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=count, block=max(1, block_ms)
+            self.group,
+            self.consumer,
+            {self.stream: ">"},
+            count=count,
+            block=block_ms if block_ms > 0 else None,
         )
         return self._entries(got[0][1]) if got else []
 
@@ -334,7 +340,8 @@ class InProcessSource:
                 return idle
         out: list[Entry] = []
         try:
-            out.append(self.queue.get(timeout=max(block_ms, 1) / 1000))
+            if block_ms > 0:
+                out.append(self.queue.get(timeout=block_ms / 1000))
             while len(out) < count:
                 out.append(self.queue.get_nowait())
         except queue.Empty:
@@ -455,7 +462,7 @@ class StreamWorker:
         *,
         batch_size: int = 64,
         max_wait_ms: int = 200,
-        linger_ms: int = 1,
+        linger_ms: int = 0,
         name: str | None = None,
         before_labeling: Callable[[list[Entry]], None] | None = None,
         before_publish: Callable[[list[Entry]], None] | None = None,
@@ -477,7 +484,7 @@ class StreamWorker:
         self.sink = sink
         self.batch_size = batch_size
         self.max_wait_ms = max_wait_ms
-        self.linger_ms = max(1, int(linger_ms))
+        self.linger_ms = max(0, int(linger_ms))
         self.name = name or f"stream-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.before_labeling = before_labeling
         self.before_publish = before_publish
@@ -531,7 +538,7 @@ class StreamWorker:
             left = int((deadline - time.monotonic()) * 1000)
             if left <= 0:
                 break
-            wait = left if not out else min(left, self.linger_ms)
+            wait = left if not out else min(left, self.linger_ms)  # 0: only what waits now
             # Claims only on the first read: the entries of this batch are pending too.
             got = self.source.read(self.batch_size - len(out), wait, claim=not out)
             if not got and out:
