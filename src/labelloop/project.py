@@ -544,17 +544,6 @@ class Project:
             result.registered_version = mv.version
         return result
 
-    def _registered(self, alias: str | None, version: int | None) -> model_registry.ModelVersion:
-        if version is not None:
-            return self.registry.get(version)
-        found = self.registry.by_alias(alias or model_registry.CHAMPION)
-        if found is None:
-            raise model_registry.RegistryError(
-                f"model {self.registry.name!r} has no version with alias "
-                f"{alias or model_registry.CHAMPION!r} (labelloop train, then promote)"
-            )
-        return found
-
     def predict(
         self,
         rows: pd.DataFrame | Sequence[Any],
@@ -567,7 +556,9 @@ class Project:
         confidence and p_<label> (value for regression). What ``/predict`` answers."""
         from labelloop.mlops.predictor import Predictor
 
-        return Predictor.load(self._registered(alias, version).path).predict_frame(rows)
+        return Predictor.load(
+            self.registry.resolve(version=version, alias=alias).path
+        ).predict_frame(rows)
 
     def predict_file(
         self,
@@ -583,7 +574,7 @@ class Project:
         from labelloop.mlops.predictor import Predictor
         from labelloop.serve.batch import predict_file
 
-        predictor = Predictor.load(self._registered(alias, version).path)
+        predictor = Predictor.load(self.registry.resolve(version=version, alias=alias).path)
         return predict_file(predictor, input_path, output_path, **options)
 
     def export_edge(self, out_dir: str | Path, **options: Any) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Automation:
             lambda event: deliver(event, ctx.config.monitoring.webhooks)
         )
         self.streaks: dict[str, int] = {}
+        self.open_now = 0  # open alerts after the last check (for the metrics)
 
     @property
     def registry(self) -> ProjectRegistry:
@@ -110,7 +111,7 @@ class Automation:
             report.values,
             len(report.opened),
             len(report.resolved),
-            len(open_alerts(ctx.db, ctx.id)),
+            self.open_now,
             report.status,
         )
         return report
@@ -138,6 +139,7 @@ class Automation:
     def _alerts(self, report: CheckReport) -> None:
         ctx = self.ctx
         current = open_alerts(ctx.db, ctx.id)
+        self.open_now = len(current)
         changes, self.streaks = evaluate_alerts(
             ctx.config.monitoring.alerts, report.values, set(current), self.streaks
         )
@@ -160,11 +162,13 @@ class Automation:
                     message=change.message,
                 )
                 report.opened.append(rule.name)
+                self.open_now += 1
                 event = "alert.opened"
             else:
                 alert_id = current[rule.name]["id"]
                 resolve_alert(ctx.db, alert_id, change.value)
                 report.resolved.append(rule.name)
+                self.open_now -= 1
                 event = "alert.resolved"
             payload = {
                 "event": event,

@@ -171,17 +171,15 @@ def reference_profile(ctx: ProjectContext) -> Any:
 
 
 def _typed(frame: Any, ctx: ProjectContext) -> Any:
-    """Stored rows hold text: a column becomes numbers when 90% of its values parse (as the
-    project's featurizer decides), unless ``column_kinds`` says category."""
+    """Stored rows hold text: the columns the training preparation calls numbers
+    (``mlops.prepare.infer_kinds``, ``column_kinds`` first) become numbers."""
     import pandas as pd
 
-    for name in frame.columns:
-        if ctx.config.column_kinds.get(str(name)) == "category":
-            continue
-        parsed = pd.to_numeric(frame[name], errors="coerce")
-        present = frame[name].notna().sum()
-        if present and parsed.notna().sum() >= 0.9 * present:
-            frame[name] = parsed
+    from labelloop.mlops.prepare import infer_kinds
+
+    for name, kind in infer_kinds(frame, ctx.config.column_kinds).items():
+        if kind == "number":
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
     return frame
 
 

@@ -48,6 +48,19 @@ class ProjectRegistry:
     def get(self, version: int, name: str | None = None) -> ModelVersion:
         return self.registry.get(name or self.name, version)
 
+    def resolve(self, *, version: int | None = None, alias: str | None = None) -> ModelVersion:
+        """The registered ``version``, or the one ``alias`` (default ``champion``) points at;
+        RegistryError when no version holds the alias."""
+        if version is not None:
+            return self.get(version)
+        found = self.by_alias(alias or CHAMPION)
+        if found is None:
+            raise RegistryError(
+                f"model {self.name!r} has no version with alias {alias or CHAMPION!r} "
+                "(labelloop train, then promote)"
+            )
+        return found
+
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         return self.registry.versions(name or self.name)
 

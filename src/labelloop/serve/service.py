@@ -96,18 +96,9 @@ def registry_version(
     ctx: ProjectContext, *, alias: str | None = None, version: int | None = None
 ) -> VersionLike:
     """The registered version ``version``, or the one ``alias`` points at (default champion)."""
-    from labelloop.core.errors import LabelloopError
     from labelloop.registry import open_registry
 
-    registry = open_registry(ctx)
-    if version is not None:
-        return registry.get(version)
-    found = registry.by_alias(alias or CHAMPION)
-    if found is None:
-        raise LabelloopError(
-            f"model {registry.name!r} has no version with alias {alias or CHAMPION!r}"
-        )
-    return found
+    return open_registry(ctx).resolve(version=version, alias=alias)
 
 
 class ModelService:
