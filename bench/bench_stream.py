@@ -47,12 +47,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _stores import fresh_store  # bench/_stores.py
 
 from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.project import Project
@@ -85,35 +84,6 @@ def _load() -> float:
 
 
 # -- the store and the project -----------------------------------------------------------------
-@contextmanager
-def fresh_store(storage: str, work: Path) -> Iterator[str]:
-    """A SQLite file under ``work`` for ``sqlite``; for a PostgreSQL server URL a fresh
-    database on it, dropped at the end."""
-    if not storage.startswith("postgresql"):
-        yield f"sqlite:///{work / 'store.db'}" if storage == "sqlite" else storage
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"labelloop_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(storage, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(storage).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 def build_project(folder: Path, storage_url: str) -> tuple[Project, list[str]]:
     """An SMS project with 120 human labels (as ``bench_bulk.py``), and the other texts."""
     df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
