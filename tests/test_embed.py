@@ -75,15 +75,32 @@ def test_length_sorting_keeps_the_callers_order(minilm: MiniLMEmbedder) -> None:
 
 def test_batches_pad_to_their_longest_item_and_truncate_at_256(minilm: MiniLMEmbedder) -> None:
     texts = ["yes", "no", "a somewhat longer sentence with more tokens in it", "word " * 1000]
+    # Padding three short texts to 256 tokens costs more than a second run: even with no
+    # token budget the long text runs alone, and the 12-token one apart from "yes" and "no".
     unlimited = MiniLMEmbedder(max_batch_tokens=10**6)
     shapes = [inputs["input_ids"].shape for _, inputs in unlimited.batches(texts)]
-    assert shapes == [(4, 256)]
-    # within the default token budget (512) the 256-token text goes in a batch of its own
+    assert shapes == [(2, 3), (1, 12), (1, 256)]
     shapes = [inputs["input_ids"].shape for _, inputs in minilm.batches(texts)]
-    assert shapes == [(3, 12), (1, 256)]
+    assert shapes == [(2, 3), (1, 12), (1, 256)]
     (rows, inputs), *_ = MiniLMEmbedder(batch_size=2).batches(texts)
     assert sorted(rows.tolist()) == [0, 1]
     assert inputs["input_ids"].shape == (2, 3)  # [CLS] word [SEP], not the file's fixed 128
+
+
+def test_least_padding_spans_cut_where_padding_costs_more_than_a_run() -> None:
+    from labelloop.embed.onnx_minilm import least_padding_spans
+
+    # equal lengths: one run is cheapest
+    assert least_padding_spans([20] * 10, (0, 10), overhead=16) == [(0, 10)]
+    # nine short and one long: 10 x 100 = 1016 in one run; 9 x 10 + 16 + 100 + 16 = 222 in two
+    assert least_padding_spans([10] * 9 + [100], (0, 10), overhead=16) == [(0, 9), (9, 10)]
+    # only the given span is cut, and its offsets are kept
+    assert least_padding_spans([1, 10, 10, 100, 5], (1, 4), overhead=16) == [(1, 3), (3, 4)]
+    assert least_padding_spans([7], (0, 1)) == [(0, 1)]
+    # a huge overhead never cuts; a tiny one cuts wherever lengths differ
+    lengths = [3, 5, 8, 8, 40]
+    assert least_padding_spans(lengths, (0, 5), overhead=10**6) == [(0, 5)]
+    assert least_padding_spans(lengths, (0, 5), overhead=1) == [(0, 1), (1, 2), (2, 4), (4, 5)]
 
 
 def test_batch_spans_respect_rows_and_the_token_budget() -> None:

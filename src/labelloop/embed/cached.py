@@ -28,6 +28,38 @@ class InMemoryEmbeddingCache:
             self.vectors[(model_id, h)] = np.array(vector, dtype=np.float32)
 
 
+class WriteBehindCache:
+    """An EmbeddingCache that reads through ``cache`` but keeps new vectors until ``take()``,
+    so their owner can write them in a transaction it commits anyway (a stream worker's batch:
+    one commit instead of two, ``workers.stream``). Vectors taken and never written are only
+    computed again later."""
+
+    def __init__(self, cache: EmbeddingCache) -> None:
+        self.cache = cache
+        self.pending: dict[str, dict[str, np.ndarray]] = {}  # model id -> hash -> vector
+
+    def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        mine = self.pending.get(model_id, {})
+        found = {h: mine[h] for h in hashes if h in mine}
+        rest = [h for h in hashes if h not in found]
+        return {**found, **self.cache.get_many(model_id, rest)} if rest else found
+
+    def put_many(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        if len(hashes) != len(vectors):
+            raise ValueError(f"{len(hashes)} hashes for {len(vectors)} vectors")
+        self.pending.setdefault(model_id, {}).update(zip(hashes, vectors, strict=True))
+
+    def take(self) -> list[tuple[str, list[str], np.ndarray]]:
+        """(model id, hashes, vectors) of what was put since the last take; then forgets it."""
+        out = [
+            (model_id, list(kept), np.asarray(list(kept.values()), dtype=np.float32))
+            for model_id, kept in self.pending.items()
+            if kept
+        ]
+        self.pending = {}
+        return out
+
+
 class CachedEmbedder:
     """An Embedder that asks ``cache`` first and embeds only contents it has not seen.
 

@@ -80,13 +80,13 @@ from labelloop.store.interop import (
     answer_keys,
     final_labels_of,
     insert_human_labels,
-    item_ids_by_hash,
     item_ids_by_media_path,
     mark_suggested,
     reading,
     suggestion_keys,
     writing,
 )
+from labelloop.store.item_lookup import item_ids_by_hash
 from labelloop.store.items import insert_quarantine
 from labelloop.store.labels import add_suggestions, set_final_labels
 from labelloop.store.models import utcnow

@@ -7,9 +7,10 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labelloop.core.config import ProjectConfig
 from labelloop.core.progress import Progress
@@ -28,6 +29,9 @@ from labelloop.store.items import (
     refresh_planner_stats,
 )
 from labelloop.store.models import ItemRow, ItemSourceRow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 @dataclass
@@ -118,13 +122,16 @@ def ingest(
     chunk_size: int | None = None,
     import_labels: bool = True,
     light: bool = False,
+    connection: Connection | None = None,
 ) -> IngestReport:
     """Read every record of ``reader`` into the project; return a report.
 
     ``light`` (the stream workers' small batches, many a second): the report's counts are
     the rows this ingest's inserts wrote (their row counts) rather than the project's items
     counted before and after (two full counts per call), and PostgreSQL's planner statistics
-    are not refreshed.
+    are not refreshed. A light ingest may run inside the caller's transaction
+    (``connection``): a stream worker then writes a batch's items and its decisions with one
+    commit, where each commit costs a WAL flush (4 ms on this machine's PostgreSQL).
 
     ``progress(rows_seen, None)`` is called after each chunk. A record's ``label`` (an image's
     class folder, a manifest's label column) is imported as the item's label when
@@ -134,8 +141,14 @@ def ingest(
     records its first sighting (source, position), and each exact duplicate seen elsewhere is
     linked to it as an ``item_sources`` row; so running the same ingest twice adds nothing.
     """
+    if connection is not None and not light:
+        raise ValueError("ingest(connection=...) is for light ingests only")
     started = time.perf_counter()
     source = reader.source_id
+
+    def transaction() -> AbstractContextManager[Connection]:
+        return nullcontext(connection) if connection is not None else db.engine.begin()
+
     check_columns(config, reader.columns(), source)
     check_video_source(config, getattr(reader, "video_files", ()))
     report = IngestReport(source=source)
@@ -197,7 +210,7 @@ def ingest(
                         parsed = parse_label(rec.label) if import_labels else None
                         if parsed is not None:
                             labels[h] = parsed
-                with db.engine.begin() as conn:
+                with transaction() as conn:
                     seen = first_sightings(conn, project_id, [g[0] for g in good])
                     for h, content, media_path, meta_json, position, ext_id in good:
                         first = seen.get(h)
@@ -236,7 +249,7 @@ def ingest(
         if qfile is not None:
             qfile.close()
 
-    with db.engine.begin() as conn:
+    with transaction() as conn:
         if light:
             report.items_added, report.duplicates = items_written, sightings_written
         else:

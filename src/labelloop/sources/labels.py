@@ -19,8 +19,8 @@ from labelloop.store.interop import (
     final_labels_of,
     human_labels_by_action,
     insert_human_labels,
-    item_ids_by_hash,
 )
+from labelloop.store.item_lookup import item_ids_by_hash
 from labelloop.store.labels import set_final_labels
 from labelloop.store.models import utcnow
 

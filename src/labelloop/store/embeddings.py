@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from labelloop.store.db import Database
 from labelloop.store.dialect import insert_ignore
 from labelloop.store.models import EmbeddingRow
 
 _LOOKUP_CHUNK = 900  # below SQLite's bound-parameter limit
+
+
+def put_embeddings(
+    conn: Connection, model_id: str, hashes: Sequence[str], vectors: np.ndarray
+) -> None:
+    """Store ``vectors`` of ``hashes`` in the caller's transaction; vectors kept already stay."""
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    if len(hashes) != len(vectors):
+        raise ValueError(f"{len(hashes)} hashes but {len(vectors)} vectors")
+    rows = [
+        {"model_id": model_id, "content_hash": h, "dim": int(v.shape[0]), "vector": v.tobytes()}
+        for h, v in zip(hashes, vectors, strict=True)
+    ]
+    if rows:
+        conn.execute(
+            insert_ignore(conn, EmbeddingRow.__table__, ["model_id", "content_hash"]), rows
+        )
 
 
 class StoreEmbeddingCache:
@@ -36,19 +53,9 @@ class StoreEmbeddingCache:
         return found
 
     def put_many(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype="<f4")
-        if len(hashes) != len(vectors):
-            raise ValueError(f"{len(hashes)} hashes but {len(vectors)} vectors")
-        rows = [
-            {"model_id": model_id, "content_hash": h, "dim": int(v.shape[0]), "vector": v.tobytes()}
-            for h, v in zip(hashes, vectors, strict=True)
-        ]
-        if not rows:
-            return
-        with self.db.engine.begin() as conn:
-            conn.execute(
-                insert_ignore(conn, EmbeddingRow.__table__, ["model_id", "content_hash"]), rows
-            )
+        if len(hashes):
+            with self.db.engine.begin() as conn:
+                put_embeddings(conn, model_id, hashes, vectors)
 
     def load_all(self, model_id: str) -> tuple[list[str], np.ndarray]:
         """Every stored vector of ``model_id``: (content hashes, float32 matrix)."""

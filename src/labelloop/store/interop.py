@@ -298,20 +298,6 @@ def latest_human_labels(
 # -- Label Studio import ---------------------------------------------------------------------
 
 
-def item_ids_by_hash(conn: Connection, project_id: int, hashes: set[str]) -> dict[str, int]:
-    """The id of each stored item of the project among ``hashes`` (content hashes)."""
-    t = ItemRow.__table__
-    found: dict[str, int] = {}
-    for batch in batches(sorted(hashes)):
-        rows = conn.execute(
-            select(t.c.content_hash, t.c.id).where(
-                t.c.project_id == project_id, t.c.content_hash.in_(batch)
-            )
-        )
-        found.update({h: i for h, i in rows})
-    return found
-
-
 def human_labels_by_action(
     conn: Connection, item_ids: set[int], action: str
 ) -> set[tuple[int, str, tuple[str, ...]]]:

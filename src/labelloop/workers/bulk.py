@@ -591,7 +591,8 @@ def store_results(
 
     ingest(ctx.db, ctx.id, ctx.config, reader_for(input), quarantine_dir=ctx.quarantine_dir)
     good = results[results["content_hash"].notna()].drop_duplicates("content_hash")
-    found = item_ids_by_hash(ctx.db, ctx.id, list(good["content_hash"]), state=ItemState.new)
+    with ctx.db.engine.connect() as conn:
+        found = item_ids_by_hash(conn, ctx.id, good["content_hash"], state=ItemState.new)
     good = good[good["content_hash"].isin(found)]
     if good.empty:
         return 0

@@ -50,6 +50,7 @@ import pandas as pd
 from labelloop.core.config import Modality
 from labelloop.core.errors import LabelloopError
 from labelloop.core.types import Item
+from labelloop.embed.cached import CachedEmbedder, InMemoryEmbeddingCache, WriteBehindCache
 from labelloop.sources.records import RawRecord
 from labelloop.sources.validate import ItemBuilder, RowRejected
 from labelloop.store.context import ProjectContext
@@ -494,6 +495,7 @@ class StreamWorker:
         self._stop = threading.Event()
         self._rule: Any = None
         self._labeler: Any = None
+        self._embedding_writes = WriteBehindCache(InMemoryEmbeddingCache())
         self._seconds: dict[str, float] = {}  # this batch's seconds per stage (its log line)
         self._decisions: dict[str, int] = {}  # this batch's decisions by kind
 
@@ -639,6 +641,7 @@ class StreamWorker:
 
     def _commit(self, prepared: _Prepared, result: pd.DataFrame) -> None:
         from labelloop.sources.ingest import ingest
+        from labelloop.store.embeddings import put_embeddings
         from labelloop.store.item_lookup import item_ids_by_hash
         from labelloop.store.labels import add_suggestions, set_final_labels
         from labelloop.store.stream_decisions import (
@@ -648,40 +651,26 @@ class StreamWorker:
         )
 
         ctx, rule = self.ctx, self._rule
-        with metrics.stage("ingest", self._seconds):
+        version = rule.model_version or ""
+        names = rule.label_names
+        # One transaction, so one commit (a WAL flush on PostgreSQL) a batch: the items, the
+        # embeddings computed for them, the decisions, suggestions and machine labels.
+        with ctx.db.engine.begin() as conn:
+            started = time.perf_counter()
             ingest(
                 ctx.db,
                 ctx.id,
                 ctx.config,
                 _EntryReader(self.source.name, prepared.records),
                 light=True,
+                connection=conn,
             )
-            ids = item_ids_by_hash(ctx.db, ctx.id, prepared.hashes)
-        version = rule.model_version or ""
-        rows: list[dict[str, Any]] = []
-        seen: set[int] = set()
-        for k, h in enumerate(prepared.hashes):
-            item_id = ids[h]
-            if item_id in seen:  # the same content twice in a batch: one item, one decision
-                continue
-            seen.add(item_id)
-            r = result.iloc[k]
-            rows.append(
-                {
-                    "item_id": item_id,
-                    "model_version": version,
-                    "model_version_id": rule.model_version_id,
-                    "external_id": prepared.externals[k],
-                    "decision": str(r["decision"]),
-                    "label": None if pd.isna(r["label"]) else str(r["label"]),
-                    "confidence": None if pd.isna(r["confidence"]) else float(r["confidence"]),
-                    "reason": str(r["reason"]),
-                    "_k": k,
-                    "_audit": bool(r["audit"]),
-                }
-            )
-        names = rule.label_names
-        with metrics.stage("store", self._seconds), ctx.db.engine.begin() as conn:
+            ids = item_ids_by_hash(conn, ctx.id, prepared.hashes)
+            ingested = time.perf_counter()
+            metrics.observe_stage("ingest", ingested - started, self._seconds)
+            rows = self._decision_rows(prepared, result, ids)
+            for model_id, hashes, vectors in self._embedding_writes.take():
+                put_embeddings(conn, model_id, hashes, vectors)
             new = record_decisions(conn, ctx.id, rows)
             moved = claim_new_items(conn, sorted(new))  # new -> suggested, only if still new
             fresh = [r for r in rows if r["item_id"] in moved]
@@ -712,6 +701,7 @@ class StreamWorker:
                     ],
                 )
             stored = decisions_for(conn, ctx.id, [r["item_id"] for r in rows], version)
+        metrics.observe_stage("store", time.perf_counter() - ingested, self._seconds)
         self.report.decided += len(new)
         for r in rows:
             if r["item_id"] in new:
@@ -728,6 +718,38 @@ class StreamWorker:
                 else:
                     self.report.already_published += 1
             self.source.ack([e.id for e in prepared.entries])
+
+    def _decision_rows(
+        self, prepared: _Prepared, result: pd.DataFrame, ids: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        """One decision row per distinct item of the batch (the same content twice in a batch
+        is one item with one decision); ``_k`` is its first entry's row in ``result``."""
+        rule = self._rule
+        rows: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        labels, confidences = result["label"].to_numpy(object), result["confidence"].to_numpy()
+        decisions, reasons, audits = result["decision"], result["reason"], result["audit"]
+        for k, h in enumerate(prepared.hashes):
+            item_id = ids[h]
+            if item_id in seen:
+                continue
+            seen.add(item_id)
+            label, confidence = labels[k], confidences[k]
+            rows.append(
+                {
+                    "item_id": item_id,
+                    "model_version": rule.model_version or "",
+                    "model_version_id": rule.model_version_id,
+                    "external_id": prepared.externals[k],
+                    "decision": str(decisions.iat[k]),
+                    "label": None if pd.isna(label) else str(label),
+                    "confidence": None if pd.isna(confidence) else float(confidence),
+                    "reason": str(reasons.iat[k]),
+                    "_k": k,
+                    "_audit": bool(audits.iat[k]),
+                }
+            )
+        return rows
 
     # -- the rule ----------------------------------------------------------------------------
     def _refresh_rule(self) -> bool:
@@ -748,8 +770,13 @@ class StreamWorker:
 
         self._labeler = BlockLabeler(self._rule)
         # Unlike a bulk run's pool, embed through the store's cache: the loop's route then
-        # finds these items' vectors, and a redelivered batch is not embedded again.
-        self._labeler.embedder = project_embedder(self.ctx)
+        # finds these items' vectors, and a redelivered batch is not embedded again. New
+        # vectors are written with the batch's decisions (``_commit``), in its transaction.
+        embedder = project_embedder(self.ctx)
+        if isinstance(embedder, CachedEmbedder):
+            self._embedding_writes = WriteBehindCache(embedder.cache)
+            embedder.cache = self._embedding_writes
+        self._labeler.embedder = embedder
         self.report.model_version = self._rule.model_version
         return True
 
@@ -828,13 +855,16 @@ def submit_items(
             report.items.append({"external_id": external, "status": "rejected", "reason": str(exc)})
             continue
         built.append((external, content, digest))
-    with ctx.db.engine.begin() as conn:
+    with ctx.db.engine.begin() as conn:  # one commit: the ids pinned and their items
         new, pinned = claim_external_ids(conn, ctx.id, [(e, h) for e, _, h in built])
-    accepted = [b for b in built if pinned.get(b[0]) == b[2]]
-    records = [RawRecord(_position(source, e), fields=dict(c)) for e, c, _ in accepted if e in new]
-    if records:
-        ingest(ctx.db, ctx.id, ctx.config, _EntryReader(source, records), light=True)
-    ids = item_ids_by_hash(ctx.db, ctx.id, [h for _, _, h in accepted])
+        accepted = [b for b in built if pinned.get(b[0]) == b[2]]
+        records = [
+            RawRecord(_position(source, e), fields=dict(c)) for e, c, _ in accepted if e in new
+        ]
+        if records:
+            reader = _EntryReader(source, records)
+            ingest(ctx.db, ctx.id, ctx.config, reader, light=True, connection=conn)
+        ids = item_ids_by_hash(conn, ctx.id, [h for _, _, h in accepted])
     for external, content, digest in built:
         row: dict[str, Any] = {"external_id": external, "item_id": ids.get(digest)}
         if pinned.get(external) != digest:
