@@ -190,13 +190,12 @@ class BlockLabeler:
             _, pooled, _ = self.labelers.probs(vectors)
             probs[ok] = pooled
         decided = decide(self.rule, probs[ok], [h for h in hashes if h is not None])
-        out = pd.DataFrame(
-            {
-                "row": np.arange(first_row, first_row + len(rows), dtype=np.int64),
-                "external_id": pd.array(externals, dtype="string"),
-                "content_hash": pd.array(hashes, dtype="string"),
-            }
-        )
+        columns: dict[str, Any] = {
+            "row": np.arange(first_row, first_row + len(rows), dtype=np.int64),
+            "external_id": pd.array(externals, dtype="string"),
+            "content_hash": pd.array(hashes, dtype="string"),
+        }
+        dtypes = {"label": "string", "confidence": "float64", "decision": "string"}
         for column in ("label", "confidence", "decision", "audit", "reason"):
             filler: Any = {"label": None, "confidence": np.nan, "audit": False}.get(column, None)
             values = np.full(len(rows), filler, dtype=object)
@@ -204,15 +203,18 @@ class BlockLabeler:
             values[~ok] = filler if column != "decision" else "review"
             if column == "reason":
                 values[~ok] = [f"rejected: {r}" for r in rejected if r]
-            out[column] = values
-        out["confidence"] = out["confidence"].astype("float64")
-        out["audit"] = out["audit"].astype(bool)
-        out["label"] = out["label"].astype("string")
-        out["decision"] = out["decision"].astype("string")
-        out["reason"] = out["reason"].astype("string")
+            columns[column] = (
+                values.astype(bool)
+                if column == "audit"
+                else pd.array(values, dtype=dtypes.get(column, "string"))
+            )
         for j, name in enumerate(names):
-            out[f"p_{name}"] = probs[:, j]
-        out["model_version_id"] = pd.array([self.rule.model_version_id] * len(rows), dtype="Int64")
+            columns[f"p_{name}"] = probs[:, j]
+        columns["model_version_id"] = pd.array(
+            [self.rule.model_version_id] * len(rows), dtype="Int64"
+        )
+        # One construction: a column set one by one cost ~0.3 ms each, most of a 1-row block.
+        out = pd.DataFrame(columns)
         return out
 
 
