@@ -541,3 +541,39 @@ def test_image_entries_run_through_the_stream_inside_the_import_folders(
     assert "no image path" in reasons["none"]
     items = p.items()
     assert len(items) == 5 and set(items["content"]) == {str(x.resolve()) for x in paths}
+
+
+def test_a_video_entry_becomes_one_decided_item_per_sampled_frame(
+    make_project, tmp_path: Path
+) -> None:
+    from test_video import BLUE, RED, make_clip
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = make_clip(videos / "clip.mp4", [RED] * 20 + [BLUE] * 20)  # 4 s at 10 fps
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    p = make_project(
+        modality="image",
+        labels=["red", "blue"],
+        ingest={"import_dirs": [str(videos)]},
+        video={"every_seconds": 1.0},
+    )
+    source, sink = InProcessSource(), InProcessSink()
+    source.put({"external_id": "cam1", "path": str(clip)})
+    source.put({"external_id": "bad", "path": str(videos / "broken.mp4")})
+    source.put({"external_id": "gone", "path": str(videos / "missing.mp4")})
+    w = StreamWorker(p.ctx, source, sink, batch_size=8)
+    w.run(until_idle=True)
+    assert sorted(d["external_id"] for d in sink.decisions) == [
+        f"cam1#frame={k}" for k in (0, 10, 20, 30)
+    ]
+    reasons = {e.fields["external_id"]: why for e, why in source.dead}
+    assert "unreadable video" in reasons["bad"] and "unreadable video" in reasons["gone"]
+    items = p.items()
+    assert len(items) == 4
+    assert all(Path(m).is_file() for m in items["media_path"])  # the frames, as PNGs
+    # the same entry again (a redelivery) adds no item and publishes nothing new
+    source.put({"external_id": "cam1", "path": str(clip)})
+    StreamWorker(p.ctx, source, sink, batch_size=8).run(until_idle=True)
+    assert len(p.items()) == 4 and len(sink.decisions) == 4
+    p.close()

@@ -439,12 +439,18 @@ class _Prepared:
         self.hashes: list[str] = []
         self.externals: list[str | None] = []
 
-    def one(self, k: int) -> _Prepared:
+    def entry_ids(self) -> list[str]:
+        return list(dict.fromkeys(e.id for e in self.entries))
+
+    def of_entry(self, entry_id: str) -> _Prepared:
+        """The records of one entry (one, or a video's frames)."""
         out = _Prepared()
-        out.entries = [self.entries[k]]
-        out.records = [self.records[k]]
-        out.hashes = [self.hashes[k]]
-        out.externals = [self.externals[k]]
+        for k, e in enumerate(self.entries):
+            if e.id == entry_id:
+                out.entries.append(e)
+                out.records.append(self.records[k])
+                out.hashes.append(self.hashes[k])
+                out.externals.append(self.externals[k])
         return out
 
 
@@ -569,12 +575,13 @@ class StreamWorker:
                 self.before_labeling(prepared.entries)
             frame = self._label(prepared)
         except Exception as exc:  # a labeler raised: find the entries that make it raise
-            if len(prepared.entries) == 1 or not isolate:
-                for entry in prepared.entries:
-                    self._failed(entry, exc)
+            ids = prepared.entry_ids()
+            if len(ids) == 1 or not isolate:
+                for entry_id in ids:
+                    self._failed(prepared.of_entry(entry_id).entries[0], exc)
                 return
-            for k in range(len(prepared.entries)):
-                self._decide(prepared.one(k), isolate=False)
+            for entry_id in ids:
+                self._decide(prepared.of_entry(entry_id), isolate=False)
             return
         self._commit(prepared, frame)
 
@@ -595,28 +602,35 @@ class StreamWorker:
             if external is None and self.ctx.config.id_field:
                 external = fields.get(self.ctx.config.id_field)
             try:
-                rec = (
-                    self._image_record(e, fields)
+                recs, video = (
+                    self._image_records(e, fields)
                     if self.image
-                    else RawRecord(e.position, fields=fields)
+                    else ([RawRecord(e.position, fields=fields)], False)
                 )
-                _, digest, _, _ = self.builder(rec)
+                made = [(rec, self.builder(rec)[1]) for rec in recs]
             except RowRejected as exc:
                 self.source.set_aside(e, f"rejected: {exc}")
                 self.report.set_aside += 1
                 metrics.dead_lettered(e.id, external, f"rejected: {exc}")
                 continue
-            out.entries.append(e)
-            out.records.append(rec)
-            out.hashes.append(digest)
-            out.externals.append(external)
+            for rec, digest in made:
+                out.entries.append(e)
+                out.records.append(rec)
+                out.hashes.append(digest)
+                # each frame of a video is an item with its own decision
+                frame = f"#frame={rec.fields['frame']}" if video and external is not None else ""
+                out.externals.append(None if external is None else f"{external}{frame}")
         return out
 
-    def _image_record(self, e: Entry, fields: dict[str, str]) -> RawRecord:
+    def _image_records(self, e: Entry, fields: dict[str, str]) -> tuple[list[RawRecord], bool]:
         """An image entry's file (``path``, or a column the bulk labeler knows) read as
-        ingest reads one; a path outside ``ingest.import_dirs`` (after resolving ``..`` and
-        links) or an unreadable file is a RowRejected, so the entry is set aside."""
+        ingest reads one, or a video's sampled frames (one record each, ``video:`` settings;
+        the frames are written under the project's media folder), and whether it was a
+        video; a path outside
+        ``ingest.import_dirs`` (after resolving ``..`` and links) or an unreadable file is a
+        RowRejected, so the entry is set aside."""
         from labelloop.sources.readers import read_image_file
+        from labelloop.sources.video import VIDEO_SUFFIXES, frame_records
         from labelloop.workers.bulk import IMAGE_PATH_COLUMNS
 
         given = next((fields[c] for c in IMAGE_PATH_COLUMNS if fields.get(c)), None)
@@ -628,15 +642,30 @@ class StreamWorker:
             raise RowRejected("unreadable image path") from None
         if not any(real.is_relative_to(root) for root in self.image_roots):
             raise RowRejected("image path outside ingest.import_dirs")
+        if real.suffix.lower() in VIDEO_SUFFIXES:
+            if not real.is_file():
+                raise RowRejected(f"unreadable video: no such file {given}")
+            frames = frame_records(
+                real, str(real), self.ctx.folder / "media", self.ctx.config.video
+            )
+            good = [r for r in frames if r.error is None]
+            if not good:
+                raise RowRejected("unreadable video: no frame could be read")
+            for rec in good:  # a stable sighting per entry and frame
+                rec.position = _position(f"{self.source.name}:{e.id}", str(rec.fields["frame"]))
+                rec.fields = {**fields, **rec.fields}
+            return good, True
         rec = read_image_file(real, str(real), e.position, self.ctx.config.ingest.max_image_bytes)
         if rec.error is not None:
             raise RowRejected(rec.error)
         rec.fields = {**fields, **rec.fields}
-        return rec
+        return [rec], False
 
     def _label(self, prepared: _Prepared) -> pd.DataFrame:
         with metrics.stage("label", self._seconds):
-            frame = pd.DataFrame([r.fields for r in prepared.records])
+            # An image item is labeled from the file ingest read (a video frame's PNG).
+            rows = [{"path": r.media_path} if self.image else r.fields for r in prepared.records]
+            frame = pd.DataFrame(rows)
             return self._labeler(frame, 0)
 
     def _commit(self, prepared: _Prepared, result: pd.DataFrame) -> None:
