@@ -35,6 +35,8 @@ from labelloop.workers.stream import (
 
 folder, url, stream, group, out, kill_at, stage, consumer = sys.argv[1:9]
 kill_at, batches = int(kill_at), [0]
+number = {}  # a batch's first entry id -> the batch's number (the commit of batch n runs
+committing = [0]  # while batch n + 1 is labeled, so the hooks ask which batch they are in)
 client = redis_client(url)
 
 def die():
@@ -42,17 +44,19 @@ def die():
 
 def before_labeling(entries):
     batches[0] += 1
+    number[entries[0].id] = batches[0]
     if stage == "labeling" and batches[0] == kill_at:
         die()
 
 def before_publish(entries):
-    if stage == "committed" and batches[0] == kill_at:
+    committing[0] = number.get(entries[0].id, 0)
+    if stage == "committed" and committing[0] == kill_at:
         die()
 
 class HalfThenDie(RedisStreamSink):
     sent = 0
     def publish(self, key, decision):
-        if stage == "publishing" and batches[0] == kill_at:
+        if stage == "publishing" and committing[0] == kill_at:
             self.sent += 1
             if self.sent > 20:  # a third of the batch is out, the rest is not
                 die()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,32 +33,36 @@ class WriteBehindCache:
     """An EmbeddingCache that reads through ``cache`` but keeps new vectors until ``take()``,
     so their owner can write them in a transaction it commits anyway (a stream worker's batch:
     one commit instead of two, ``workers.stream``). Vectors taken and never written are only
-    computed again later."""
+    computed again later. Thread-safe: a stream worker takes on its commit thread while it
+    embeds the next batch."""
 
     def __init__(self, cache: EmbeddingCache) -> None:
         self.cache = cache
         self.pending: dict[str, dict[str, np.ndarray]] = {}  # model id -> hash -> vector
+        self._lock = threading.Lock()
 
     def get_many(self, model_id: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        mine = self.pending.get(model_id, {})
-        found = {h: mine[h] for h in hashes if h in mine}
+        with self._lock:
+            mine = self.pending.get(model_id, {})
+            found = {h: mine[h] for h in hashes if h in mine}
         rest = [h for h in hashes if h not in found]
         return {**found, **self.cache.get_many(model_id, rest)} if rest else found
 
     def put_many(self, model_id: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         if len(hashes) != len(vectors):
             raise ValueError(f"{len(hashes)} hashes for {len(vectors)} vectors")
-        self.pending.setdefault(model_id, {}).update(zip(hashes, vectors, strict=True))
+        with self._lock:
+            self.pending.setdefault(model_id, {}).update(zip(hashes, vectors, strict=True))
 
     def take(self) -> list[tuple[str, list[str], np.ndarray]]:
         """(model id, hashes, vectors) of what was put since the last take; then forgets it."""
-        out = [
+        with self._lock:
+            pending, self.pending = self.pending, {}
+        return [
             (model_id, list(kept), np.asarray(list(kept.values()), dtype=np.float32))
-            for model_id, kept in self.pending.items()
+            for model_id, kept in pending.items()
             if kept
         ]
-        self.pending = {}
-        return out
 
 
 class CachedEmbedder:

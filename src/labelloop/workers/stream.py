@@ -20,8 +20,10 @@ Delivery is at least once and every write is idempotent: an entry delivered agai
 killed in a batch, its entries claimed by another) finds its decision stored and publishes
 that one, and the sink refuses a second publication of the same key. A labeler that raises
 on an entry (a poison item) is retried ``max_tries`` times, then the entry goes to the
-source's dead-letter place with the error, and the stream goes on. ``stop()`` (SIGTERM in the
-CLI) ends the loop after the current batch is written, published and acknowledged.
+source's dead-letter place with the error, and the stream goes on. ``run()`` commits (step 3
+and 4) a batch on a second thread while it labels the next, so a worker holds at most two
+batches. ``stop()`` (SIGTERM in the CLI) reads nothing more and ends the loop once the batches
+in hand are written, published and acknowledged.
 
 Sources: ``RedisStreamSource`` (a consumer group: XREADGROUP, XACK, XAUTOCLAIM of entries
 idle past ``claim_idle_ms``, a dead-letter stream) and ``InProcessSource`` (a
@@ -33,6 +35,7 @@ idempotent by a Lua script that marks the key and adds the entry atomically) and
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import socket
@@ -40,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +63,7 @@ from labelloop.workers import metrics
 EXTERNAL_ID = "external_id"  # the entry field holding the item's id in the caller's system
 MAX_TRIES = 3
 CLAIM_IDLE_MS = 60_000
+HOLDING_MARGIN_MS = 250  # see RedisStreamSource.read
 
 
 # -- entries, sources, sinks -------------------------------------------------------------------
@@ -74,9 +79,14 @@ class Entry:
 class Source(Protocol):
     name: str
 
-    def read(self, count: int, block_ms: int, *, claim: bool = True) -> list[Entry]:
+    def read(
+        self, count: int, block_ms: int, *, claim: bool = True, holding_ms: float = 0.0
+    ) -> list[Entry]:
         """Up to ``count`` entries, waiting at most ``block_ms`` for the first; with
-        ``claim``, entries left pending by a stalled or dead consumer come first."""
+        ``claim``, entries left pending by a stalled or dead consumer come first.
+        ``holding_ms``: the reader still holds entries it read this long ago (a batch being
+        committed); entries pending for no longer than that are not claimed, so a reader
+        never claims its own batch back."""
         ...
 
     def ack(self, ids: Sequence[str]) -> None: ...
@@ -153,9 +163,15 @@ class RedisStreamSource:
             if f is not None
         ]
 
-    def read(self, count: int, block_ms: int, *, claim: bool = True) -> list[Entry]:
+    def read(
+        self, count: int, block_ms: int, *, claim: bool = True, holding_ms: float = 0.0
+    ) -> list[Entry]:
         if claim:
-            entries = self._claim(count)
+            # Redis stamps a delivery with its cached clock, which may lag by its clock tick
+            # (up to 100 ms at the default hz 10), so what this reader holds may look that
+            # much older to XAUTOCLAIM: hence the margin.
+            least = math.ceil(holding_ms) + HOLDING_MARGIN_MS if holding_ms > 0 else 1
+            entries = self._claim(count, max(self.claim_idle_ms, least))
             if entries:
                 return entries
         # block_ms 0: no BLOCK at all, only what is waiting now (Redis checks a BLOCK's
@@ -169,12 +185,12 @@ class RedisStreamSource:
         )
         return self._entries(got[0][1]) if got else []
 
-    def _claim(self, count: int) -> list[Entry]:
+    def _claim(self, count: int, min_idle_ms: int) -> list[Entry]:
         claimed = self.client.xautoclaim(
             self.stream,
             self.group,
             self.consumer,
-            min_idle_time=self.claim_idle_ms,
+            min_idle_time=min_idle_ms,
             start_id=self._claim_from,
             count=count,
         )
@@ -329,13 +345,14 @@ class InProcessSource:
         self.queue.put(entry)
         return entry.id
 
-    def read(self, count: int, block_ms: int, *, claim: bool = True) -> list[Entry]:
+    def read(
+        self, count: int, block_ms: int, *, claim: bool = True, holding_ms: float = 0.0
+    ) -> list[Entry]:
         now = time.monotonic()
         if claim:
+            least = max(self.claim_idle_ms, holding_ms + 1)
             with self._lock:
-                idle = [
-                    e for e, t in self.pending.values() if (now - t) * 1000 >= self.claim_idle_ms
-                ][:count]
+                idle = [e for e, t in self.pending.values() if (now - t) * 1000 >= least][:count]
                 self.pending.update({e.id: (e, now) for e in idle})
             if idle:
                 return idle
@@ -503,7 +520,10 @@ class StreamWorker:
         self._labeler: Any = None
         self._embedding_writes = WriteBehindCache(InMemoryEmbeddingCache())
         self._seconds: dict[str, float] = {}  # this batch's seconds per stage (its log line)
-        self._decisions: dict[str, int] = {}  # this batch's decisions by kind
+        self._committer: ThreadPoolExecutor | None = None
+        self._in_flight: Future[None] | None = None  # the batch being committed
+        self._in_flight_read_at = 0.0  # when it was read (time.monotonic)
+        self._in_flight_ids: set[str] = set()  # its entries
 
     # -- control -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -516,23 +536,55 @@ class StreamWorker:
 
     def run(self, *, until_idle: bool = False, max_batches: int | None = None) -> StreamReport:
         """Decide batches until ``stop()``; with ``until_idle``, also when the source has
-        nothing waiting and nothing pending."""
+        nothing waiting and nothing pending.
+
+        Pipelined: a batch's writes, publications and acknowledgement (``_commit``) run on a
+        second thread while the next batch is read and labeled, so a batch's store round trips
+        do not add to the next one's wait (onnxruntime releases the GIL while it embeds). At
+        most one batch is being committed at a time, and always under the rule it was labeled
+        with: the rule is refrozen only after the commit in flight is done."""
         started = time.perf_counter()
         done = 0
-        while not self.stopping and (max_batches is None or done < max_batches):
-            read_started = time.perf_counter()
-            entries = self._gather()
-            if entries:
-                self._seconds = {}
-                metrics.observe_stage("read", time.perf_counter() - read_started, self._seconds)
-                self.process(entries)
-                done += 1
-            if self.after_batch is not None:
-                self.after_batch()
-            if not entries and until_idle and self.source.idle():
-                break
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit") as pool:
+            self._committer = pool
+            try:
+                while not self.stopping and (max_batches is None or done < max_batches):
+                    read_started, read_at = time.perf_counter(), time.monotonic()
+                    entries = self._gather()
+                    if entries:
+                        metrics.observe_stage(
+                            "read", time.perf_counter() - read_started, self._seconds
+                        )
+                        commit = self._label_batch(entries)
+                        self._drain()
+                        if commit is not None:
+                            self._in_flight = pool.submit(commit)
+                            self._in_flight_read_at = read_at
+                            self._in_flight_ids = {e.id for e in entries}
+                        done += 1
+                    else:
+                        self._drain()  # nothing new: finish what is in flight first
+                    if self.after_batch is not None:
+                        self.after_batch()
+                    if not entries and until_idle and self.source.idle():
+                        break
+            finally:
+                self._drain()
+                self._committer = None
         self.report.seconds += time.perf_counter() - started
         return self.report
+
+    def _holding_ms(self) -> float:
+        """How long ago the batch being committed was read (0: none is)."""
+        if self._in_flight is None:
+            return 0.0
+        return (time.monotonic() - self._in_flight_read_at) * 1000
+
+    def _drain(self) -> None:
+        """Wait for the batch being committed, if any (its error, if it failed, raises here)."""
+        in_flight, self._in_flight, self._in_flight_ids = self._in_flight, None, set()
+        if in_flight is not None:
+            in_flight.result()
 
     def _gather(self) -> list[Entry]:
         """One micro-batch: ``batch_size`` entries, or what arrived by ``max_wait_ms``, or,
@@ -548,7 +600,11 @@ class StreamWorker:
                 break
             wait = left if not out else min(left, self.linger_ms)  # 0: only what waits now
             # Claims only on the first read: the entries of this batch are pending too.
-            got = self.source.read(self.batch_size - len(out), wait, claim=not out)
+            got = self.source.read(
+                self.batch_size - len(out), wait, claim=not out, holding_ms=self._holding_ms()
+            )
+            if self._in_flight is not None:  # never the batch being committed, whatever clocks say
+                got = [e for e in got if e.id not in self._in_flight_ids]
             if not got and out:
                 break
             out.extend(got)
@@ -556,34 +612,53 @@ class StreamWorker:
 
     # -- one batch ---------------------------------------------------------------------------
     def process(self, entries: list[Entry]) -> None:
-        """Decide, store, publish and acknowledge one batch (module doc, steps 1-4)."""
+        """Decide, store, publish and acknowledge one batch (module doc, steps 1-4), here and
+        now (``run`` overlaps the commit with the next batch)."""
+        commit = self._label_batch(entries)
+        if commit is not None:
+            commit()
+
+    def _label_batch(self, entries: list[Entry]) -> Callable[[], None] | None:
+        """Steps 1-2 of one batch; returns its commit (steps 3-4), or None when the worker
+        stops before any write (the batch stays pending for another worker)."""
         self.report.batches += 1
         self.report.entries += len(entries)
         metrics.BATCH_SIZE.observe(len(entries))
         if not self._refresh_rule():
-            return  # stopping before any write: the batch stays pending for another worker
-        self._decisions = {}
-        self._decide(self._prepare(entries), isolate=True)
-        metrics.batch_done(self.source, len(entries), self._seconds, self._decisions)
-        self._seconds = {}
+            self._seconds = {}
+            return None
+        labeled = self._labeled(self._prepare(entries), isolate=True)
+        seconds, self._seconds = self._seconds, {}
 
-    def _decide(self, prepared: _Prepared, *, isolate: bool) -> None:
+        def commit() -> None:
+            decisions: dict[str, int] = {}
+            for prepared, frame in labeled:
+                self._commit(prepared, frame, seconds, decisions)
+            metrics.batch_done(self.source, len(entries), seconds, decisions)
+
+        return commit
+
+    def _labeled(
+        self, prepared: _Prepared, *, isolate: bool
+    ) -> list[tuple[_Prepared, pd.DataFrame]]:
+        """The batch's records with the labelers' results; when a labeler raises, each entry
+        is labeled alone, and the entries that still make it raise are failed."""
         if not prepared.entries:
-            return
+            return []
         try:
             if self.before_labeling is not None:
                 self.before_labeling(prepared.entries)
-            frame = self._label(prepared)
+            return [(prepared, self._label(prepared))]
         except Exception as exc:  # a labeler raised: find the entries that make it raise
             ids = prepared.entry_ids()
             if len(ids) == 1 or not isolate:
                 for entry_id in ids:
                     self._failed(prepared.of_entry(entry_id).entries[0], exc)
-                return
+                return []
+            out: list[tuple[_Prepared, pd.DataFrame]] = []
             for entry_id in ids:
-                self._decide(prepared.of_entry(entry_id), isolate=False)
-            return
-        self._commit(prepared, frame)
+                out.extend(self._labeled(prepared.of_entry(entry_id), isolate=False))
+            return out
 
     def _failed(self, entry: Entry, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
@@ -668,7 +743,13 @@ class StreamWorker:
             frame = pd.DataFrame(rows)
             return self._labeler(frame, 0)
 
-    def _commit(self, prepared: _Prepared, result: pd.DataFrame) -> None:
+    def _commit(
+        self,
+        prepared: _Prepared,
+        result: pd.DataFrame,
+        seconds: dict[str, float],
+        decisions: dict[str, int],
+    ) -> None:
         from labelloop.sources.ingest import ingest
         from labelloop.store.embeddings import put_embeddings
         from labelloop.store.item_lookup import item_ids_by_hash
@@ -696,7 +777,7 @@ class StreamWorker:
             )
             ids = item_ids_by_hash(conn, ctx.id, prepared.hashes)
             ingested = time.perf_counter()
-            metrics.observe_stage("ingest", ingested - started, self._seconds)
+            metrics.observe_stage("ingest", ingested - started, seconds)
             rows = self._decision_rows(prepared, result, ids)
             for model_id, hashes, vectors in self._embedding_writes.take():
                 put_embeddings(conn, model_id, hashes, vectors)
@@ -730,15 +811,15 @@ class StreamWorker:
                     ],
                 )
             stored = decisions_for(conn, ctx.id, [r["item_id"] for r in rows], version)
-        metrics.observe_stage("store", time.perf_counter() - ingested, self._seconds)
+        metrics.observe_stage("store", time.perf_counter() - ingested, seconds)
         self.report.decided += len(new)
         for r in rows:
             if r["item_id"] in new:
-                self._decisions[r["decision"]] = self._decisions.get(r["decision"], 0) + 1
+                decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
                 metrics.DECISIONS.labels(decision=r["decision"]).inc()
         if self.before_publish is not None:
             self.before_publish(prepared.entries)
-        with metrics.stage("publish", self._seconds):
+        with metrics.stage("publish", seconds):
             for r in rows:
                 decision = stored[r["item_id"]]
                 key = f"{decision['item_id']}:{version}"
@@ -790,6 +871,7 @@ class StreamWorker:
         latest_id = latest.id if latest is not None else None
         if self._rule is not None and self._rule.model_version_id == latest_id:
             return True
+        self._drain()  # the batch in flight commits under the rule it was labeled with
         rule = self._freeze()
         if rule is None:  # stopped while waiting for the lease
             return False
