@@ -18,8 +18,8 @@ seed, then measures against the dataset's labels:
   first answer was wrong that were sent to a second person.
 
 These are the figures issue 10's targets are stated in. Issue 10's changes are measured with the
-same script (``--calibration-share``, ``--calibration-min``, ``--prior-strength`` override the
-project's ``metrics`` settings for a run).
+same script (``--calibration-share``, ``--calibration-min``, ``--prior-strength``,
+``--threshold-rule`` override the project's ``metrics`` settings for a run).
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ def oracle_coverage(probs: np.ndarray, truth: np.ndarray, target: float) -> int:
     return covered
 
 
-def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bool]]:
+def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bool | str]]:
     """The project file sections the command line overrides (``metrics``, ``loop``,
     ``review``: with ``--gold-share`` the dataset's labels are gold answers mixed into the
     queue, so people's accuracy is measured)."""
-    out: dict[str, dict[str, float | bool]] = {}
+    out: dict[str, dict[str, float | bool | str]] = {}
     if metrics_settings(args):
         out["metrics"] = dict(metrics_settings(args))
     if args.recheck_cost_ratio is not None:
@@ -67,9 +67,15 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bo
     return out
 
 
-def metrics_settings(args: argparse.Namespace) -> dict[str, float]:
+def metrics_settings(args: argparse.Namespace) -> dict[str, float | str]:
     """The ``metrics`` settings given on the command line (the project's defaults otherwise)."""
-    keys = ("calibration_share", "calibration_min", "prior_strength", "prior_min_wrong")
+    keys = (
+        "calibration_share",
+        "calibration_min",
+        "prior_strength",
+        "prior_min_wrong",
+        "threshold_rule",
+    )
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
 
@@ -258,6 +264,12 @@ def main() -> None:
     ap.add_argument("--prior-strength", type=float, default=None)
     ap.add_argument("--prior-min-wrong", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
+    ap.add_argument(
+        "--threshold-rule",
+        choices=("bound", "calibrated"),
+        default=None,
+        help="metrics.threshold_rule: the sample's own bound, or the pool-calibrated model",
+    )
     ap.add_argument(
         "--gold-share", type=float, default=0.0, help="share of the queue that is gold items"
     )

@@ -55,6 +55,7 @@ from labelloop.routing.sequential import tighten_thresholds
 from labelloop.routing.thresholds import (
     SetThreshold,
     ThresholdSet,
+    fit_calibrated_thresholds,
     fit_sample_thresholds,
     fit_set_threshold,
     fit_thresholds,
@@ -275,8 +276,18 @@ def route(
         report.calibration = "IdentityCalibrator"
         report.thresholds = [set_threshold.as_row()]
     elif can_auto:
+        pool_probs = None
+        if cfg.metrics.threshold_rule == "calibrated" and sample.active:
+            # The items machines may label: those waiting and those machines labeled.
+            pool_items = pending + items_in(ctx.db, ctx.id, (ItemState.auto,))
+            _, pool_probs, _ = labelers.probs(embedder.embed([p[1] for p in pool_items]))
+            if llm_labeler is not None:
+                pool_ids = np.array([p[0] for p in pool_items], dtype=np.int64)
+                pool_probs = blend_expensive(
+                    ctx, llm_labeler, names, pool_ids, pool_probs, weight, cfg.task
+                )
         calibrator, thresholds, report.calibration_labeled = _label_thresholds(
-            ctx, labelers, held_out, min_support, sample
+            ctx, labelers, held_out, min_support, sample, pool_probs
         )
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
@@ -574,18 +585,36 @@ def _label_thresholds(
     held_out: np.ndarray,
     min_support: int,
     sample: CalibrationSample,
+    pool_probs: np.ndarray | None = None,
 ) -> tuple[Calibrator, ThresholdSet, int]:
     """Single-label: a calibrator fit on every human label's held-out probabilities, and
     per-label thresholds fit on the calibration sample's (with shrinkage across labels), each
     raised where the sequential test on its audits says precision is below target. Also
     returns how many sampled items were labeled. Without a sample (``calibration_share`` 0)
-    thresholds are fit on every human label, as before issue 10."""
+    thresholds are fit on every human label, as before issue 10. With ``pool_probs`` (the
+    probabilities of the items machines may label) and ``metrics.threshold_rule`` "calibrated",
+    thresholds come from a correctness model fit on every human label, averaged over the pool,
+    the sample guarding (``fit_calibrated_thresholds``)."""
     y = labelers.held_out_y()
     calibrator = fit_calibrator(held_out, y)
     metrics = ctx.config.metrics
     names = labelers.label_names
     in_sample = calibration_evidence(ctx, labelers.humans.item_ids) if sample.active else None
-    if in_sample is not None:
+    if in_sample is not None and pool_probs is not None and metrics.threshold_rule == "calibrated":
+        sample_w = np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12))
+        thresholds = fit_calibrated_thresholds(
+            calibrator.transform(held_out),
+            y,
+            calibrator.transform(pool_probs),
+            target=metrics.precision_target,
+            guard_probs=calibrator.transform(held_out[in_sample]),
+            guard_y=y[in_sample],
+            guard_weights=sample_w,
+            label_names=names,
+            reviewer_accuracy=reviewer_accuracy_high(ctx),
+        )
+        labeled = int(in_sample.sum())
+    elif in_sample is not None:
         thresholds = fit_sample_thresholds(
             calibrator.transform(held_out[in_sample]),
             y[in_sample],

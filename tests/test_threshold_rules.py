@@ -1,0 +1,197 @@
+"""The model-based threshold rule (``fit_calibrated_thresholds``, issue 10) on synthetic scores:
+it keeps the precision target on the pool it labels and labels more than the sample bound."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labelloop.routing.thresholds import (
+    fit_calibrated_thresholds,
+    fit_correctness_model,
+    fit_sample_thresholds,
+)
+
+TARGET = 0.95
+
+
+def scores(
+    n: int, rng: np.random.Generator, k: int = 2, offset: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Items whose predicted label (uniform over k) is right with probability equal to the
+    confidence (calibrated), or with log-odds lower by ``offset[label]`` (that label
+    overconfident). Confidences are skewed high, as a trained model's are on most of a pool."""
+    conf = 1.0 / k + (1.0 - 1.0 / k) * rng.beta(4.0, 1.0, size=n)
+    pred = rng.integers(k, size=n)
+    z = np.log(conf / (1 - conf)) - (np.asarray(offset)[pred] if offset is not None else 0.0)
+    right = rng.random(n) < 1 / (1 + np.exp(-z))
+    other = (pred + rng.integers(1, k, size=n)) % k
+    probs = np.tile(((1.0 - conf) / (k - 1))[:, None], (1, k))
+    probs[np.arange(n), pred] = conf
+    return probs, np.where(right, pred, other)
+
+
+def realised(thresholds: np.ndarray, probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(share of the pool auto-labeled, its precision; nan when nothing is)."""
+    pred = probs.argmax(axis=1)
+    auto = probs.max(axis=1) >= thresholds[pred]
+    return float(auto.mean()), float((pred[auto] == y[auto]).mean()) if auto.any() else math.nan
+
+
+def classes_met(thresholds: np.ndarray, probs: np.ndarray, y: np.ndarray) -> bool:
+    """Every label with 20+ machine labels at least the target."""
+    pred = probs.argmax(axis=1)
+    auto = probs.max(axis=1) >= thresholds[pred]
+    for j in np.unique(pred[auto]):
+        mine = auto & (pred == j)
+        if mine.sum() >= 20 and (y[mine] == j).mean() < TARGET:
+            return False
+    return True
+
+
+def loop_like(
+    rng: np.random.Generator, offset: tuple[float, ...] | None = None
+) -> tuple[np.ndarray, ...]:
+    """A pool, a random sample of 150 labeled items, and 250 actively chosen (the least
+    confident of 2,000) labeled items, as the loop has them."""
+    pool, pool_y = scores(4000, rng, offset=offset)
+    sample, y = scores(150, rng, offset=offset)
+    cand, cand_y = scores(2000, rng, offset=offset)
+    hard = np.argsort(cand.max(axis=1))[:250]
+    return pool, pool_y, sample, y, np.r_[sample, cand[hard]], np.r_[y, cand_y[hard]]
+
+
+def test_calibrated_rule_keeps_the_target_and_labels_more_than_the_bound() -> None:
+    """Fit on every label (the actively chosen, hard ones too: chosen by the confidence the
+    model conditions on, they leave P(right | confidence) as it is), guarded by the sample."""
+    rng = np.random.default_rng(0)
+    met, covered, bound_covered = 0, [], []
+    draws = 200
+    for r in range(draws):
+        pool, pool_y, sample, y, every, every_y = loop_like(rng)
+        ts = fit_calibrated_thresholds(
+            every, every_y, pool, n_draws=100, seed=r, guard_probs=sample, guard_y=y
+        )
+        cov, prec = realised(ts.values, pool, pool_y)
+        met += bool(cov == 0 or prec >= TARGET)
+        covered.append(cov)
+        bound_covered.append(realised(fit_sample_thresholds(sample, y).values, pool, pool_y)[0])
+    assert met >= 0.9 * draws
+    assert np.mean(covered) > np.mean(bound_covered)
+
+
+def test_an_overconfident_class_gets_its_own_cut_and_keeps_the_target() -> None:
+    rng = np.random.default_rng(1)
+    met, cuts, covered, bound_covered = 0, [], [], []
+    draws = 60
+    for r in range(draws):
+        pool, pool_y, sample, y, every, every_y = loop_like(rng, offset=(0.0, 1.0))
+        ts = fit_calibrated_thresholds(
+            every, every_y, pool, n_draws=100, seed=r, guard_probs=sample, guard_y=y
+        )
+        met += classes_met(ts.values, pool, pool_y)
+        cuts.append(ts.values)
+        covered.append(realised(ts.values, pool, pool_y)[0])
+        bound_covered.append(realised(fit_sample_thresholds(sample, y).values, pool, pool_y)[0])
+    assert met >= 0.9 * draws
+    cuts_arr = np.array(cuts)
+    assert np.median(cuts_arr[:, 1]) > np.median(cuts_arr[:, 0])
+    assert np.mean(covered) > np.mean(bound_covered)
+
+
+def test_the_guard_refuses_cuts_the_sample_shows_below_target() -> None:
+    rng = np.random.default_rng(3)
+    pool, _ = scores(4000, rng)
+    fit, fit_y = scores(400, rng)  # calibrated: the model alone would pass cuts
+    guard, guard_y = scores(200, rng, offset=(2.5, 2.5))  # the random sample: far below
+    free = fit_calibrated_thresholds(fit, fit_y, pool, target=TARGET, guard_alpha=None)
+    assert free.values.max() < 1.0
+    guarded = fit_calibrated_thresholds(
+        fit, fit_y, pool, target=TARGET, guard_probs=guard, guard_y=guard_y
+    )
+    assert np.all(guarded.values > free.values)
+
+
+def test_no_sample_and_no_passing_cut_auto_accept_nothing_with_a_reason() -> None:
+    rng = np.random.default_rng(4)
+    pool, _ = scores(500, rng)
+    empty = fit_calibrated_thresholds(np.zeros((0, 2)), np.zeros(0, int), pool)
+    assert np.all(np.isinf(empty.values))
+    assert all(t.reason for t in empty.labels)
+    bad, bad_y = scores(200, rng, offset=(20.0, 20.0))
+    none = fit_calibrated_thresholds(bad, bad_y, pool, target=TARGET)
+    assert np.all(np.isinf(none.values))
+    assert "lower bound" in none.labels[0].reason
+
+
+def test_correctness_model_recovers_a_known_curve_and_stays_finite_when_all_are_right() -> None:
+    rng = np.random.default_rng(5)
+    conf = rng.uniform(0.5, 0.999, size=20_000)
+    z = np.log(conf / (1 - conf))
+    right = rng.random(len(conf)) < 1 / (1 + np.exp(-(0.5 + 0.8 * z)))
+    theta = fit_correctness_model(conf, np.zeros(len(conf), int), right, k=1, class_sd=0.01)
+    assert theta[0] == pytest.approx(0.5, abs=0.1)
+    assert theta[1] == pytest.approx(0.8, abs=0.05)
+    all_right = fit_correctness_model(conf[:50], np.zeros(50, int), np.ones(50, bool), k=1)
+    assert np.all(np.isfinite(all_right))
+
+
+def test_input_checks() -> None:
+    rng = np.random.default_rng(6)
+    sample, y = scores(100, rng)
+    with pytest.raises(ValueError, match="columns"):
+        fit_calibrated_thresholds(sample, y, np.full((10, 3), 1 / 3))
+    with pytest.raises(ValueError, match="draws"):
+        fit_calibrated_thresholds(sample, y, sample, draws="magic")  # type: ignore[arg-type]
+
+
+def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """metrics.threshold_rule "calibrated" reaches the route: thresholds come from the rule,
+    machines label, and what they label meets the target on this easy slice."""
+    import pandas as pd
+
+    import labelloop.annotate.route as route_module
+    from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
+    from labelloop.project import Project
+
+    fits = []
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        fits.append(len(args[2]))  # the pool's size
+        return fit_calibrated_thresholds(*args, **kwargs)
+
+    monkeypatch.setattr(route_module, "fit_calibrated_thresholds", counted)
+
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    df = pd.concat([df[df.label == "spam"].head(60), df[df.label == "ham"].head(240)])
+    data = tmp_path / "sms300.csv"
+    df.sample(frac=1.0, random_state=0).to_csv(data, index=False)
+    gold = dict(zip(df.text, df.label, strict=True))
+    p = Project.init(
+        tmp_path / "p",
+        name="sms",
+        labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
+        label_field="label",
+    )
+    try:
+        p.config.metrics.threshold_rule = "calibrated"
+        p.ingest(data)
+        p.suggest()
+        p.route()
+        for _ in range(120):
+            item = p.next_item("sim")
+            if item is None:
+                break
+            p.submit(item["id"], [gold[item["content"]]], annotator="sim")
+        r = p.route()
+        assert fits and fits[-1] > 100  # the rule ran, over the items machines may label
+        assert r.auto > 0, r.thresholds
+        assert all(t["threshold"] == math.inf or t["lower_bound"] >= TARGET for t in r.thresholds)
+        fl = p.final_labels()
+        machine = fl[fl.source_kind == "machine"]
+        right = [ls[0] == gold[c] for c, ls in zip(machine.content, machine.labels, strict=True)]
+        assert np.mean(right) >= TARGET
+    finally:
+        p.close()
