@@ -520,7 +520,6 @@ class StreamWorker:
         self._labeler: Any = None
         self._embedding_writes = WriteBehindCache(InMemoryEmbeddingCache())
         self._seconds: dict[str, float] = {}  # this batch's seconds per stage (its log line)
-        self._committer: ThreadPoolExecutor | None = None
         self._in_flight: Future[None] | None = None  # the batch being committed
         self._in_flight_read_at = 0.0  # when it was read (time.monotonic)
         self._in_flight_ids: set[str] = set()  # its entries
@@ -546,7 +545,6 @@ class StreamWorker:
         started = time.perf_counter()
         done = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-commit") as pool:
-            self._committer = pool
             try:
                 while not self.stopping and (max_batches is None or done < max_batches):
                     read_started, read_at = time.perf_counter(), time.monotonic()
@@ -570,7 +568,6 @@ class StreamWorker:
                         break
             finally:
                 self._drain()
-                self._committer = None
         self.report.seconds += time.perf_counter() - started
         return self.report
 
@@ -700,10 +697,9 @@ class StreamWorker:
     def _image_records(self, e: Entry, fields: dict[str, str]) -> tuple[list[RawRecord], bool]:
         """An image entry's file (``path``, or a column the bulk labeler knows) read as
         ingest reads one, or a video's sampled frames (one record each, ``video:`` settings;
-        the frames are written under the project's media folder), and whether it was a
-        video; a path outside
-        ``ingest.import_dirs`` (after resolving ``..`` and links) or an unreadable file is a
-        RowRejected, so the entry is set aside."""
+        the frames are written under the project's media folder), and whether it was a video.
+        A path outside ``ingest.import_dirs`` (after resolving ``..`` and links) or an
+        unreadable file is a RowRejected, so the entry is set aside."""
         from labelloop.sources.readers import read_image_file
         from labelloop.sources.video import VIDEO_SUFFIXES, frame_records
         from labelloop.workers.bulk import IMAGE_PATH_COLUMNS
