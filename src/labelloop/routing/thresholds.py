@@ -371,21 +371,10 @@ def fit_sample_thresholds(
     measured on gold items; 1 when unmeasured). Agreement with people understates the
     machine's precision when people err; ``precision_through_noise`` corrects the bounds.
     """
-    probs = check_probs(probs)
+    probs, y, w, names = _checked(probs, y, weights, target, label_names)
     n, k = probs.shape
-    y = check_labels(y, n, k)
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"target={target}: expected a precision in (0, 1]")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
-        raise ValueError(f"weights: expected {n} finite weights >= 0")
-    names = list(label_names) if label_names is not None else [str(j) for j in range(k)]
-    if len(names) != k:
-        raise ValueError(f"label_names: {len(names)} names for {k} probability columns")
     if n == 0:
-        empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
-        labels = tuple(replace(empty, label=name) for name in names)
-        return ThresholdSet(labels, target, alpha, SHRUNK_METHOD, 0)
+        return _nothing_labeled(names, target, alpha, SHRUNK_METHOD)
     cuts, lows, k_eff, n_eff = sample_bounds_by_cut(
         probs, y, w, alpha, max_strength, max_cuts, min_prior_wrong
     )
@@ -403,6 +392,33 @@ def fit_sample_thresholds(
             why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
             out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
     return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)
+
+
+def _checked(
+    probs: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    target: float,
+    label_names: Sequence[str] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The threshold fits' common inputs checked: (probs, labels, weights, label names)."""
+    probs = check_probs(probs)
+    n, k = probs.shape
+    y = check_labels(y, n, k)
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target={target}: expected a precision in (0, 1]")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError(f"weights: expected {n} finite weights >= 0")
+    names = list(label_names) if label_names is not None else [str(j) for j in range(k)]
+    if len(names) != k:
+        raise ValueError(f"label_names: {len(names)} names for {k} probability columns")
+    return probs, y, w, names
+
+
+def _nothing_labeled(names: list[str], target: float, alpha: float, method: str) -> ThresholdSet:
+    empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
+    return ThresholdSet(tuple(replace(empty, label=n) for n in names), target, alpha, method, 0)
 
 
 def precision_through_noise(agreement: np.ndarray, accuracy: float, k: int) -> np.ndarray:
@@ -634,27 +650,15 @@ def fit_calibrated_thresholds(
     Caveat: the bound is only as good as the model's shape (the guard catches gross misfit,
     not a class slightly off the curve).
     """
-    probs = check_probs(probs)
+    probs, y, w, names = _checked(probs, y, weights, target, label_names)
     n, k = probs.shape
-    y = check_labels(y, n, k)
     pool = check_probs(pool_probs)
     if pool.shape[1] != k:
         raise ValueError(f"pool_probs: {pool.shape[1]} columns, expected {k}")
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"target={target}: expected a precision in (0, 1]")
     if n_draws < 1:
         raise ValueError(f"n_draws={n_draws}: expected at least 1")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)):
-        raise ValueError(f"weights: expected {n} finite weights >= 0")
-    names = list(label_names) if label_names is not None else [str(j) for j in range(k)]
-    if len(names) != k:
-        raise ValueError(f"label_names: {len(names)} names for {k} probability columns")
     if n == 0:
-        empty = LabelThreshold("", math.inf, 0, math.nan, 0.0, "no sampled items labeled yet")
-        return ThresholdSet(
-            tuple(replace(empty, label=name) for name in names), target, alpha, CALIBRATED_METHOD, 0
-        )
+        return _nothing_labeled(names, target, alpha, CALIBRATED_METHOD)
     pred, conf = _top_label(probs)
     correct = pred == y
     rng = np.random.default_rng(seed)
