@@ -451,3 +451,30 @@ def test_onnx_image_featurizer_feeds_normalised_nchw(tmp_path: Path) -> None:
 def test_onnx_image_featurizer_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="nothing.onnx: ONNX image model not found"):
         OnnxImageFeaturizer(tmp_path / "nothing.onnx")
+
+
+def test_write_behind_cache_reads_through_and_hands_its_writes_over_once() -> None:
+    from labelloop.embed.cached import CachedEmbedder, InMemoryEmbeddingCache, WriteBehindCache
+
+    class Counting:
+        model_id, dim, calls = "m", 2, 0
+
+        def embed(self, texts):
+            Counting.calls += len(texts)
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    store = InMemoryEmbeddingCache()
+    store.put_many("m", ["old"], np.array([[9.0, 9.0]], dtype=np.float32))
+    behind = WriteBehindCache(store)
+    cached = CachedEmbedder(Counting(), behind)
+    cached.embed(["a", "bb"])
+    assert Counting.calls == 2 and store.vectors.keys() == {("m", "old")}  # nothing written yet
+    cached.embed(["a", "bb"])  # served from the pending writes
+    assert Counting.calls == 2
+    assert behind.get_many("m", ["old"])["old"].tolist() == [9.0, 9.0]  # reads through
+    (taken,) = behind.take()
+    model_id, hashes, vectors = taken
+    assert model_id == "m" and len(hashes) == 2 and vectors.shape == (2, 2)
+    assert behind.take() == []  # handed over once
+    with pytest.raises(ValueError, match="2 hashes for 1 vectors"):
+        behind.put_many("m", ["x", "y"], np.zeros((1, 2), dtype=np.float32))

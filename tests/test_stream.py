@@ -612,3 +612,28 @@ def test_a_pipelined_worker_never_claims_back_the_batch_it_is_committing(
     assert len(labeled) == 60 and len(set(labeled)) == 60
     assert w.report.decided == 60 and w.report.published == 60 and source.idle()
     p.close()
+
+
+def test_a_batch_is_written_with_one_commit(make_project) -> None:
+    """Items, their new embeddings, decisions, suggestions and machine labels: one
+    transaction a batch (a commit is a WAL flush on PostgreSQL)."""
+    from sqlalchemy import event
+
+    p = make_project()
+    source, sink = InProcessSource(), InProcessSink()
+    w = StreamWorker(p.ctx, source, sink, batch_size=16)
+    source.put({"external_id": "warm", "text": "a first message freezes the rule"})
+    w.run(until_idle=True)
+    commits: list[int] = []
+    event.listen(p.ctx.db.engine, "commit", lambda conn: commits.append(1))
+    for i, text in enumerate(_texts(16)):
+        source.put({"external_id": f"c{i}", "text": text})
+    w.process(w._gather())
+    assert w.report.decided == 17 and len(sink.decisions) == 17
+    assert len(commits) == 1
+    with p.ctx.db.engine.connect() as conn:  # the batch's vectors were written with it
+        from sqlalchemy import text as sql
+
+        stored = conn.execute(sql("SELECT COUNT(*) FROM embeddings")).scalar_one()
+    assert stored >= 17
+    p.close()
