@@ -258,3 +258,45 @@ def test_image_paths_run_through_the_bulk_path(tmp_path: Path) -> None:
     assert out["content_hash"].isna().iloc[4] and out["reason"].iloc[4].startswith("rejected")
     assert set(out["decision"]) == {"review"}  # no human labels yet: nothing auto-accepted
     assert report.model_version_id is None and report.rejected == 1
+
+
+def test_a_video_row_gives_one_output_row_per_sampled_frame(tmp_path: Path) -> None:
+    from PIL import Image
+    from test_video import BLUE, RED, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", [RED] * 20 + [BLUE] * 20)  # 4 s at 10 fps
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    image = tmp_path / "still.png"
+    Image.new("RGB", (32, 32), "green").save(image)
+    table = tmp_path / "media.csv"
+    pd.DataFrame(
+        {"id": ["cam", "bad", "img"], "path": [str(clip), str(tmp_path / "broken.mp4"), str(image)]}
+    ).to_csv(table, index=False)
+    with Project.init(
+        tmp_path / "p",
+        name="vids",
+        labels=["red", "blue"],
+        modality="image",
+        id_field="id",
+        video={"every_seconds": 1.0},
+    ) as p:
+        annotate_file(p.ctx, table, tmp_path / "out", workers=0, block_rows=2, write_store=True)
+        out = read_output(tmp_path / "out")
+        frames = out[out["frame"].notna()]
+        assert list(frames["frame"]) == [0, 10, 20, 30] and set(frames["row"]) == {0}
+        assert list(frames["external_id"]) == [f"cam#frame={k}" for k in (0, 10, 20, 30)]
+        assert list(frames["seconds"]) == [0.0, 1.0, 2.0, 3.0]
+        bad = out[out["row"] == 1]
+        assert len(bad) == 1 and bad["reason"].iloc[0].startswith("rejected: unreadable video")
+        assert out[out["row"] == 2]["frame"].isna().all()  # a still image is one row
+        # --write-store: the frames are the items ingest makes of the video, with suggestions
+        items = p.items()
+        framed = items[items["content"].str.contains("#t=")]
+        assert len(framed) == 4
+        assert set(frames["content_hash"]) <= set(items["content_hash"])
+        assert len(p.suggestions()) >= 4
+        if HAS_RAY:  # the Ray engine gives the same rows
+            annotate_file(p.ctx, table, tmp_path / "ray", engine="ray", workers=2, block_rows=2)
+            on_ray = read_output(tmp_path / "ray")
+            keep = ["row", "external_id", "content_hash", "video", "frame", "seconds", "decision"]
+            pd.testing.assert_frame_equal(on_ray[keep], out[keep])

@@ -18,6 +18,9 @@ and return rows to the driver. ``write_store=True`` then ingests the input into 
 and stores each item's suggestions and, for ``auto`` decisions, the machine label.
 Not pooled in: the LLM's stored answers (items of a file have none) and the calibration
 sample (routing's, for items of the project).
+
+Image projects: a row's path may name a video file; it gives one output row per sampled frame
+(``video:`` settings), all with the video's row number (``BlockLabeler._units``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ RULE_FILE = "rule.joblib"
 BLOCKS_DIR = "blocks"
 IMAGE_PATH_COLUMNS = ("path", "image", "image_path", "file", "filename")
 BLOCK_COLUMN = "__labelloop_block"
+OUTPUT_ROWS_COLUMN = "__labelloop_output_rows"  # Ray: how many rows a block's output has
 
 
 # -- the frozen rule ---------------------------------------------------------------------------
@@ -163,42 +167,80 @@ class BlockLabeler:
         external = row.get(self.config.id_field) if self.config.id_field else None
         return str(path.resolve()), content_hash(data), None if external is None else str(external)
 
+    def _units(
+        self, position: int, row: dict[str, Any]
+    ) -> Iterator[tuple[str, str | None, str | None, dict[str, Any], str]]:
+        """The items of one input row: (content, content hash, external id, video fields,
+        rejection reason). One item, or for a video file one per sampled frame (``video:``
+        settings; the frames' PNGs under the project's ``media`` folder, as ingest writes
+        them, so a frame is the same item either way)."""
+        from labelloop.sources.video import VIDEO_SUFFIXES, frame_records
+
+        column = next((c for c in self.path_columns if c in row), None) if self.image else None
+        value = row.get(column) if column else None
+        if value and Path(str(value)).suffix.lower() in VIDEO_SUFFIXES:
+            video = Path(str(value)).expanduser()
+            external = row.get(self.config.id_field) if self.config.id_field else None
+            if not video.is_file():
+                yield "", None, None, {"video": str(video)}, f"unreadable video: no file {video}"
+                return
+            media = Path(self.rule.folder) / "media"
+            for rec in frame_records(video, str(video.resolve()), media, self.config.video):
+                where = {"video": str(video.resolve()), **{k: rec.fields.get(k) for k in _FRAME}}
+                if rec.error is not None:
+                    yield "", None, None, where, rec.error
+                    continue
+                _, digest, _, _ = self.builder(rec)
+                ext = None if external is None else f"{external}#frame={rec.fields['frame']}"
+                yield str(rec.media_path), digest, ext, where, ""
+            return
+        try:
+            content, digest, external = self._item(position, row)
+        except RowRejected as exc:
+            yield "", None, None, {}, str(exc)
+        else:
+            yield content, digest, external, {}, ""
+
     def __call__(self, frame: pd.DataFrame, first_row: int) -> pd.DataFrame:
-        """Decide every row of ``frame`` (rows ``first_row``, ``first_row + 1``, ...)."""
-        rows = frame.to_dict("records")
+        """Decide every row of ``frame`` (rows ``first_row``, ``first_row + 1``, ...); a
+        video row gives one output row per sampled frame, all with the video's row number."""
+        row_of: list[int] = []
         contents: list[str] = []
         hashes: list[str | None] = []
         externals: list[str | None] = []
         rejected: list[str] = []
-        for k, row in enumerate(rows):
+        videos: list[dict[str, Any]] = []
+        for k, row in enumerate(frame.to_dict("records")):
             row = {c: v for c, v in row.items() if c != BLOCK_COLUMN and not _missing(v)}
-            try:
-                content, digest, external = self._item(first_row + k + 1, row)
-            except RowRejected as exc:
-                content, digest, external = "", None, None
-                rejected.append(str(exc))
-            else:
-                rejected.append("")
-            contents.append(content)
-            hashes.append(digest)
-            externals.append(external)
+            for content, digest, external, video, reason in self._units(first_row + k + 1, row):
+                row_of.append(first_row + k)
+                contents.append(content)
+                hashes.append(digest)
+                externals.append(external)
+                videos.append(video)
+                rejected.append(reason)
+        n = len(row_of)
         ok = np.array([not r for r in rejected], dtype=bool)
         names = self.rule.label_names
-        probs = np.full((len(rows), len(names)), np.nan)
+        probs = np.full((n, len(names)), np.nan)
         if ok.any():
             vectors = self.embedder.embed([c for c, good in zip(contents, ok, strict=True) if good])
             _, pooled, _ = self.labelers.probs(vectors)
             probs[ok] = pooled
         decided = decide(self.rule, probs[ok], [h for h in hashes if h is not None])
         columns: dict[str, Any] = {
-            "row": np.arange(first_row, first_row + len(rows), dtype=np.int64),
+            "row": np.asarray(row_of, dtype=np.int64),
             "external_id": pd.array(externals, dtype="string"),
             "content_hash": pd.array(hashes, dtype="string"),
         }
+        if self.image:  # a video's frames: the video, frame number and time
+            columns["video"] = pd.array([v.get("video") for v in videos], dtype="string")
+            columns["frame"] = pd.array([v.get("frame") for v in videos], dtype="Int64")
+            columns["seconds"] = pd.array([v.get("seconds") for v in videos], dtype="Float64")
         dtypes = {"label": "string", "confidence": "float64", "decision": "string"}
         for column in ("label", "confidence", "decision", "audit", "reason"):
             filler: Any = {"label": None, "confidence": np.nan, "audit": False}.get(column, None)
-            values = np.full(len(rows), filler, dtype=object)
+            values = np.full(n, filler, dtype=object)
             values[ok] = decided[column]
             values[~ok] = filler if column != "decision" else "review"
             if column == "reason":
@@ -210,12 +252,13 @@ class BlockLabeler:
             )
         for j, name in enumerate(names):
             columns[f"p_{name}"] = probs[:, j]
-        columns["model_version_id"] = pd.array(
-            [self.rule.model_version_id] * len(rows), dtype="Int64"
-        )
+        columns["model_version_id"] = pd.array([self.rule.model_version_id] * n, dtype="Int64")
         # One construction: a column set one by one cost ~0.3 ms each, most of a 1-row block.
         out = pd.DataFrame(columns)
         return out
+
+
+_FRAME = ("frame", "seconds")
 
 
 def _missing(value: Any) -> bool:
@@ -461,13 +504,18 @@ def annotate_file(
         result = _normalise(result)
         if id_column is not None:
             ids = frame[id_column].iloc[result["row"].to_numpy()]
+            at = result["frame"] if "frame" in result else pd.Series(pd.NA, index=result.index)
             result["external_id"] = pd.array(
-                [None if _missing(v) else str(v) for v in ids], dtype="string"
+                [
+                    None if _missing(v) else str(v) if pd.isna(f) else f"{v}#frame={f}"
+                    for v, f in zip(ids, at, strict=True)
+                ],
+                dtype="string",
             )
         _write_atomic(block_path(out, block), lambda p: result.to_parquet(p, index=False))
         manifest.mark(block)
         report.done_now += 1
-        rows_done += len(result)
+        rows_done += int(result["row"].nunique())  # input rows (a video gives many)
         if progress is not None:
             progress(rows_done, len(frame))
 
@@ -502,6 +550,8 @@ def _normalise(result: pd.DataFrame) -> pd.DataFrame:
         "model_version_id": "Int64",
     }
     types |= {c: "float64" for c in result.columns if c.startswith("p_")}
+    if "frame" in result:  # image projects: a video's frames
+        types |= {"video": "string", "frame": "Int64", "seconds": "Float64"}
     out = result.reset_index(drop=True)
     for column, dtype in types.items():
         if dtype == "string":
@@ -592,6 +642,13 @@ def store_results(
     from labelloop.store.reads import set_state
 
     ingest(ctx.db, ctx.id, ctx.config, reader_for(input), quarantine_dir=ctx.quarantine_dir)
+    if "frame" in results:  # a table lists videos; ingest reads each, frame by frame
+        from labelloop.sources.video import VideoReader
+
+        framed = results[results["frame"].notna() & results["content_hash"].notna()]
+        for video in framed["video"].dropna().unique():
+            reader = VideoReader(Path(str(video)), ctx.folder / "media", ctx.config.video)
+            ingest(ctx.db, ctx.id, ctx.config, reader, quarantine_dir=ctx.quarantine_dir)
     good = results[results["content_hash"].notna()].drop_duplicates("content_hash")
     with ctx.db.engine.connect() as conn:
         found = item_ids_by_hash(conn, ctx.id, good["content_hash"], state=ItemState.new)
@@ -654,6 +711,7 @@ class _RayBlocks:
         for block, part in batch.groupby(BLOCK_COLUMN, sort=True):
             result = self.labeler(part.drop(columns=[BLOCK_COLUMN]), int(block) * self.block_rows)
             result[BLOCK_COLUMN] = int(block)
+            result[OUTPUT_ROWS_COLUMN] = len(result)  # a video row gives many output rows
             out.append(result)
         return pd.concat(out, ignore_index=True)
 
@@ -699,13 +757,13 @@ def _run_ray(
             num_cpus=0.9,
         )
         seen: dict[int, list[pd.DataFrame]] = {}
-        sizes = {int(f[BLOCK_COLUMN].iloc[0]): len(f) for f in frames}
         for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
             for block, part in batch.groupby(BLOCK_COLUMN, sort=True):
                 seen.setdefault(int(block), []).append(part.drop(columns=[BLOCK_COLUMN]))
                 got = pd.concat(seen[int(block)], ignore_index=True)
-                if len(got) == sizes[int(block)]:
-                    finished(int(block), got.sort_values("row", ignore_index=True))
+                if len(got) == int(got[OUTPUT_ROWS_COLUMN].iloc[0]):
+                    got = got.drop(columns=[OUTPUT_ROWS_COLUMN])
+                    finished(int(block), got.sort_values("row", kind="stable", ignore_index=True))
                     del seen[int(block)]
     finally:
         if started_here:
