@@ -373,3 +373,51 @@ def test_rechecks_catch_injected_noise_at_a_low_rate() -> None:
     wrong = np.flatnonzero(noisy != truth)
     assert len(np.intersect1d(flagged, wrong)) / len(wrong) >= 0.5
     assert len(np.intersect1d(flagged, wrong)) / max(len(flagged), 1) >= 0.8
+
+
+def test_people_s_accuracy_learns_from_answered_rechecks() -> None:
+    from labelloop.quality.label_issues import reviewer_accuracy_estimate
+
+    prior = reviewer_accuracy_estimate(0, 0, [], [], k=2)
+    assert abs(prior - 0.95) < 0.005  # the prior's mean when nothing is measured
+    doubted = np.full(20, 0.1)  # the model gave the people's label 0.1 each time
+    held = reviewer_accuracy_estimate(0, 0, doubted, np.zeros(20, bool), k=2)
+    overturned = reviewer_accuracy_estimate(
+        0, 0, doubted, np.r_[np.ones(15, bool), [False] * 5], k=2
+    )
+    assert held > 0.98 and overturned < 0.9  # doubted labels that hold up, or do not
+    # gold answers alone: the Beta posterior mean (prior 0.95 worth 20 answers)
+    assert abs(reviewer_accuracy_estimate(90, 100, [], [], k=2) - (19 + 90) / 120) < 1e-3
+    with pytest.raises(ValueError, match="p_given and changed"):
+        reviewer_accuracy_estimate(0, 0, [0.1, 0.2], [True], k=2)
+
+
+def test_people_s_accuracy_from_rechecks_in_a_project(make_project) -> None:
+    """Rechecks record the model's probability of the given label; answered ones move the
+    accuracy rechecks are weighed against, and each overturned label buys one more recheck."""
+    import pandas as pd
+
+    from labelloop.annotate.feedback import recheck_budget
+    from labelloop.annotate.reviewers import reviewer_accuracy
+    from labelloop.review.queue import ReviewQueue
+
+    p = make_project()
+    path = p.folder / "in.csv"
+    pd.DataFrame({"text": [f"message {i}" for i in range(40)]}).to_csv(path, index=False)
+    p.ingest(path)
+    ids = [int(i) for i in p.items()["id"]]
+    assert len(ids) == 40
+    for i in ids:
+        p.label(i, ["ham"], annotator="ana")
+    before = recheck_budget(p.ctx)
+    assert before == 2  # 5% of 40 label actions
+    assert reviewer_accuracy(p.ctx)[0] == pytest.approx(0.95, abs=0.005)
+    ReviewQueue(p.ctx.db, p.ctx.id, p.ctx.config.task).recheck(
+        ids[:2], ["doubted", "doubted"], [{"p_given": 0.05}, {"p_given": 0.05}]
+    )
+    for i in ids[:2]:  # a second person overturns both
+        p.label(i, ["spam"], annotator="bo")
+    accuracy, rests_on = reviewer_accuracy(p.ctx)
+    assert rests_on == 2 and accuracy < 0.93
+    assert recheck_budget(p.ctx) == 2  # 5% of 42 actions, + 2 overturned, - 2 sent
+    p.close()

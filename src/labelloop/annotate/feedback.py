@@ -46,6 +46,7 @@ from labelloop.store.models import ItemState
 from labelloop.store.reads import (
     human_label_count,
     items_in,
+    recheck_outcomes,
     rechecked_before,
 )
 
@@ -223,9 +224,11 @@ def rescore_queue(ctx: ProjectContext, labelers: LabelerSet, embedder: Embedder)
 
 def recheck_budget(ctx: ProjectContext) -> int:
     """How many more labels may go to a second person: ``loop.recheck_max_rate`` of the human
-    label actions so far, less the rechecks already asked for."""
+    label actions so far, plus one for each recheck that found a wrong label (a recheck that
+    pays buys the next), less the rechecks already asked for."""
     rate = ctx.config.loop.recheck_max_rate
     allowed = int(rate * human_label_count(ctx.db, ctx.id))
+    allowed += recheck_outcomes(ctx.db, ctx.id)["changed"]
     return max(0, allowed - count_events(ctx.db, ctx.id, "label_issue"))
 
 
@@ -267,7 +270,9 @@ def recheck_label_issues(ctx: ProjectContext, labelers: LabelerSet) -> list[dict
         )
     if out:
         ReviewQueue(ctx.db, ctx.id, ctx.config.task).recheck(
-            [o["item_id"] for o in out], [o["reason"] for o in out]
+            [o["item_id"] for o in out],
+            [o["reason"] for o in out],
+            [{"p_given": float(probs[j, y[j]])} for j in picked],
         )
     return out
 

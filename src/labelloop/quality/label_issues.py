@@ -245,3 +245,44 @@ def choose_rechecks(
     if max_count is not None:
         idx = idx[: max(0, int(max_count))]
     return idx
+
+
+def reviewer_accuracy_estimate(
+    gold_right: int,
+    gold_answered: int,
+    p_given: Sequence[float] | np.ndarray,
+    changed: Sequence[bool] | np.ndarray,
+    k: int,
+    prior_mean: float = 0.95,
+    prior_weight: float = 20.0,
+) -> float:
+    """People's accuracy: the posterior mean from a Beta prior (``prior_mean`` as if it were
+    ``prior_weight`` answers), answers on gold items (``gold_right`` of ``gold_answered``), and
+    answered rechecks.
+
+    A recheck is a label the model doubted: ``p_given`` is the held-out probability the model
+    gave the label people gave, and ``changed`` whether the second person answered otherwise.
+    With accuracy a, that label was wrong with probability q(a) (``label_error_probability``),
+    so each recheck is a Bernoulli(q(a)) draw and its outcome says something about a even
+    though rechecks are no random sample: doubted labels that all hold up mean people are
+    better than assumed, doubted labels that are nearly all overturned mean they are worse. The
+    second person is taken to be right. The mean is taken on a grid of a in [0.5, 0.9995]
+    (with gold answers alone it is the Beta posterior's mean, as ``annotate.reviewers`` had)."""
+    p = np.clip(np.asarray(p_given, dtype=np.float64), 1e-6, 1 - 1e-6)
+    c = np.asarray(changed, dtype=bool)
+    if p.shape != c.shape:
+        raise ValueError(f"p_given and changed: {p.shape} against {c.shape}")
+    if k < 2 or not 0.0 < prior_mean < 1.0 or prior_weight <= 0:
+        raise ValueError(f"k={k}, prior_mean={prior_mean}, prior_weight={prior_weight}")
+    if not 0 <= gold_right <= gold_answered:
+        raise ValueError(f"gold: {gold_right} right of {gold_answered}")
+    a = np.linspace(0.5, 0.9995, 1000)[:, None]
+    log_post = (prior_mean * prior_weight + gold_right - 1) * np.log(a[:, 0]) + (
+        (1 - prior_mean) * prior_weight + gold_answered - gold_right - 1
+    ) * np.log1p(-a[:, 0])
+    if len(p):
+        wrong = (1 - a) * (1 - p) / (k - 1)
+        q = wrong / (wrong + a * p)
+        log_post = log_post + np.where(c, np.log(q), np.log1p(-q)).sum(axis=1)
+    weight = np.exp(log_post - log_post.max())
+    return float((weight * a[:, 0]).sum() / weight.sum())

@@ -64,17 +64,27 @@ class ReviewQueue:
                     conn, self.project_id, rows[start : start + WRITE_CHUNK], reason, reviews_needed
                 )
 
-    def recheck(self, item_ids: Sequence[int], reasons: Sequence[str]) -> None:
+    def recheck(
+        self,
+        item_ids: Sequence[int],
+        reasons: Sequence[str],
+        details: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
         """Send labeled items back for one more reviewer (a suspected label error).
 
         The item needs one more answer than it has; the next reviewer will not be the one who
         answered before, and the final label becomes the majority (or waits for a third).
+        ``details`` (one dict per item) are kept in the ``label_issue`` event beside the reason
+        (the model's probability of the given label, which people's accuracy is later
+        estimated from).
         """
+        extra = list(details) if details is not None else [{}] * len(item_ids)
         with self.db.engine.begin() as conn:
-            for item_id, reason in zip(item_ids, reasons, strict=True):
+            for item_id, reason, more in zip(item_ids, reasons, extra, strict=True):
                 answers = sq.count_answerers(conn, item_id)
                 if sq.requeue_for_recheck(conn, self.project_id, item_id, answers + 1):
-                    log_event(conn, self.project_id, "label_issue", {"reason": reason}, item_id)
+                    payload = {"reason": reason, **more}
+                    log_event(conn, self.project_id, "label_issue", payload, item_id)
 
     def set_priorities(self, item_ids: Sequence[int], priorities: Sequence[float]) -> None:
         """Re-score queued items in small transactions, so reviewers are never blocked long."""

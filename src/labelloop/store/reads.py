@@ -500,17 +500,21 @@ def first_contents(db: Database, project_id: int, limit: int) -> list[str]:
         return [r[0] for r in conn.execute(stmt)]
 
 
-def recheck_outcomes(db: Database, project_id: int) -> dict[str, int]:
-    """Labels sent to a second person (``label_issue`` events): how many, how many a second
-    person has answered since, and how many of those answers differ from the first."""
+def recheck_answers(db: Database, project_id: int) -> list[tuple[dict[str, Any], list[list[str]]]]:
+    """Each label sent to a second person (its first ``label_issue`` event's payload) with the
+    human answers its item has had since labeling began, oldest first."""
     e, h = EventRow.__table__, HumanLabelRow.__table__
     with db.engine.connect() as conn:
+        first = (
+            select(e.c.item_id, func.min(e.c.id).label("id"))
+            .where(e.c.project_id == project_id, e.c.kind == "label_issue")
+            .group_by(e.c.item_id)
+            .subquery()
+        )
         sent = {
-            int(r.item_id): r.id
+            int(r.item_id): dict(r.payload or {})
             for r in conn.execute(
-                select(e.c.item_id, func.min(e.c.id).label("id"))
-                .where(e.c.project_id == project_id, e.c.kind == "label_issue")
-                .group_by(e.c.item_id)
+                select(e.c.item_id, e.c.payload).join(first, e.c.id == first.c.id)
             )
         }
         answers: dict[int, list[list[str]]] = {}
@@ -521,9 +525,16 @@ def recheck_outcomes(db: Database, project_id: int) -> dict[str, int]:
                 .order_by(h.c.id)
             ):
                 answers.setdefault(int(r.item_id), []).append(list(r.labels or []))
-    answered = [a for a in answers.values() if len(a) >= 2]
+    return [(payload, answers.get(i, [])) for i, payload in sent.items()]
+
+
+def recheck_outcomes(db: Database, project_id: int) -> dict[str, int]:
+    """Labels sent to a second person (``label_issue`` events): how many, how many a second
+    person has answered since, and how many of those answers differ from the first."""
+    rechecks = recheck_answers(db, project_id)
+    answered = [a for _, a in rechecks if len(a) >= 2]
     return {
-        "sent": len(sent),
+        "sent": len(rechecks),
         "answered": len(answered),
         "changed": sum(1 for a in answered if a[1] != a[0]),
     }
