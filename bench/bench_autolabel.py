@@ -96,6 +96,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         seed=seed,
         console=Console(file=io.StringIO()),
         noise=args.noise,
+        reviewers=args.reviewers,
         settings=project_settings(args) or None,
     )
     try:
@@ -265,6 +266,12 @@ def main() -> None:
     ap.add_argument("--prior-min-wrong", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
     ap.add_argument(
+        "--reviewers",
+        type=int,
+        default=1,
+        help="simulated people taking turns (2: rechecks are answered)",
+    )
+    ap.add_argument(
         "--threshold-rule",
         choices=("bound", "calibrated"),
         default=None,
@@ -326,6 +333,7 @@ def main() -> None:
         + (f" --noise {args.noise}" if args.noise else "")
         + (" --compare-margin" if args.compare_margin else "")
         + (f" --gold-share {args.gold_share}" if args.gold_share else "")
+        + (f" --reviewers {args.reviewers}" if args.reviewers != 1 else "")
         + "".join(f" --{k.replace('_', '-')} {v}" for k, v in metrics_settings(args).items())
         + (
             f" --recheck-cost-ratio {args.recheck_cost_ratio}"

@@ -291,15 +291,20 @@ def run_demo(
     noise: float = 0.0,
     settings: dict[str, Any] | None = None,
     deploy: bool = True,
+    reviewers: int = 1,
 ) -> tuple[DemoResult, Project, FeedbackLoop]:
     """Run the loop; returns the result, the project and the loop (still usable).
 
     ``noise``: in a simulation, the share of answers where the simulated reviewer gives a
     wrong label (another label, at random), to measure what rechecks catch. ``settings``:
     further project file sections (``{"metrics": {"calibration_share": 0.2}}``). ``deploy``:
-    in a simulation, end with the lifecycle (``deploy_model``)."""
+    in a simulation, end with the lifecycle (``deploy_model``). ``reviewers``: simulated
+    people taking turns (with two or more, a label sent for a recheck reaches another person
+    and is answered)."""
     if not 0.0 <= noise < 1.0:
         raise LabelloopError(f"noise={noise}: expected a share in [0, 1)")
+    if reviewers < 1:
+        raise LabelloopError(f"reviewers={reviewers}: expected at least 1")
     console = console or Console()
     df = load_labeled(data, text_col, label_col)
     pool, test = split_holdout(df, test_share, seed)
@@ -427,11 +432,12 @@ def run_demo(
         # Stop a batch where a retrain falls due, so --retrain-every 40 retrains at 40, not 50.
         since = human_label_count(p.db, p.id) - max(loop.labels_at_last_retrain, 0)
         until_retrain = max(loop.retrain_every - since, 1)
-        for _ in range(min(batch, budget - done, until_retrain)):
-            item = p.next_item(SIMULATED)
+        for k in range(min(batch, budget - done, until_retrain)):
+            who = SIMULATED if k % reviewers == 0 else f"{SIMULATED}-{k % reviewers + 1}"
+            item = p.next_item(who)
             if item is None:
                 break
-            p.submit(item["id"], [answer(item)], annotator=SIMULATED)
+            p.submit(item["id"], [answer(item)], annotator=who)
             answered_once.add(item["id"])
             answered += 1
         done += answered
