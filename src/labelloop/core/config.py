@@ -222,8 +222,11 @@ class LoopSettings(_Strict):
     flag_label_issues: bool = True  # send suspected label errors to a second reviewer
     # A label goes to a second person when its chance of being wrong exceeds this (the cost of
     # a second review over the gain of fixing a wrong label), at most recheck_max_rate of the
-    # human label actions in all.
-    recheck_cost_ratio: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # human label actions in all plus one for each recheck that overturned a label. 0.2: with
+    # two reviewers and people's accuracy learned from answered rechecks, youtube_spam had
+    # 1.5-2.5% of clean labels rechecked and 59-80% of 10% injected errors caught (0.5:
+    # 0.2-0.8% and 0-11%; docs/benchmarks.md, issue 10, third round).
+    recheck_cost_ratio: float = Field(default=0.2, gt=0.0, lt=1.0)
     recheck_max_rate: float = Field(default=0.05, ge=0.0, le=1.0)
 
 
