@@ -1,8 +1,11 @@
-"""How often people's labels are right, measured on gold items (items whose answer is known).
+"""How often people's labels are right, measured on gold items (items whose answer is known)
+and, for rechecks, on answered rechecks too.
 
-Rechecks weigh the model against it (``annotate.feedback``), and routing corrects the
-calibration sample's agreement with people for it (``routing.thresholds.precision_through_noise``):
-a machine that agrees with 90%-accurate people 88% of the time is right about 97% of the time.
+Rechecks weigh the model against it (``annotate.feedback``; ``reviewer_accuracy``, gold and
+answered rechecks), and routing corrects the calibration sample's agreement with people for it
+(``routing.thresholds.precision_through_noise``; ``reviewer_accuracy_high``, gold answers only,
+since rechecks are no random sample): a machine that agrees with 90%-accurate people 88% of the
+time is right about 97% of the time.
 """
 
 from __future__ import annotations
