@@ -266,8 +266,8 @@ def reviewer_accuracy_estimate(
     so each recheck is a Bernoulli(q(a)) draw and its outcome says something about a even
     though rechecks are no random sample: doubted labels that all hold up mean people are
     better than assumed, doubted labels that are nearly all overturned mean they are worse. The
-    second person is taken to be right. The mean is taken on a grid of a in [0.5, 0.9995]
-    (with gold answers alone it is the Beta posterior's mean, as ``annotate.reviewers`` had)."""
+    second person is taken to be right. With rechecks the mean is taken on a grid of a in
+    [0.5, 0.9995]; with gold answers alone it is the Beta posterior's mean in closed form."""
     p = np.clip(np.asarray(p_given, dtype=np.float64), 1e-6, 1 - 1e-6)
     c = np.asarray(changed, dtype=bool)
     if p.shape != c.shape:
@@ -276,13 +276,14 @@ def reviewer_accuracy_estimate(
         raise ValueError(f"k={k}, prior_mean={prior_mean}, prior_weight={prior_weight}")
     if not 0 <= gold_right <= gold_answered:
         raise ValueError(f"gold: {gold_right} right of {gold_answered}")
+    if not len(p):  # gold answers alone: the Beta posterior's mean, exactly
+        return (prior_mean * prior_weight + gold_right) / (prior_weight + gold_answered)
     a = np.linspace(0.5, 0.9995, 1000)[:, None]
     log_post = (prior_mean * prior_weight + gold_right - 1) * np.log(a[:, 0]) + (
         (1 - prior_mean) * prior_weight + gold_answered - gold_right - 1
     ) * np.log1p(-a[:, 0])
-    if len(p):
-        wrong = (1 - a) * (1 - p) / (k - 1)
-        q = wrong / (wrong + a * p)
-        log_post = log_post + np.where(c, np.log(q), np.log1p(-q)).sum(axis=1)
+    wrong = (1 - a) * (1 - p) / (k - 1)
+    q = wrong / (wrong + a * p)
+    log_post = log_post + np.where(c, np.log(q), np.log1p(-q)).sum(axis=1)
     weight = np.exp(log_post - log_post.max())
     return float((weight * a[:, 0]).sum() / weight.sum())
