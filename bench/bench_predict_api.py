@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from _http import free_port  # bench/_http.py
 
 SERVER = """
 import json, statistics, sys, time, uvicorn
@@ -78,12 +79,6 @@ async def timed(scope, receive, send):
 
 uvicorn.run(timed, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", http=sys.argv[6])
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -20,20 +20,13 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from _http import served  # bench/_http.py
 from _stores import fresh_store  # bench/_stores.py
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -62,7 +55,6 @@ def queue_everything(p: object) -> None:
 def measure(storage_url: str, work: Path, data: Path, items: int, steps: int) -> dict[str, object]:
     """Fill one store with ``items`` queued items and time ``steps`` review steps on it."""
     import httpx
-    import uvicorn
 
     from labelloop.api import create_app
     from labelloop.auth import create_token, create_user
@@ -87,18 +79,13 @@ def measure(storage_url: str, work: Path, data: Path, items: int, steps: int) ->
         inproc.append((time.perf_counter() - t) * 1000)
         p.submit(item["id"], ["ham"], annotator="inproc")
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
     nexts, steps_ms = [], []
-    with httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
-    ) as c:
+    with (
+        served(create_app(p)) as port,
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+        ) as c,
+    ):
         for _ in range(steps):
             t0 = time.perf_counter()
             r = c.post("/api/queue/next")
@@ -112,8 +99,6 @@ def measure(storage_url: str, work: Path, data: Path, items: int, steps: int) ->
             t2 = time.perf_counter()
             nexts.append((t1 - t0) * 1000)
             steps_ms.append((t2 - t0) * 1000)
-    server.should_exit = True
-    thread.join(timeout=10)
     p.close()
     return {"store": dialect, "inproc": inproc, "next": nexts, "step": steps_ms, "fill_s": ingest_s}
 

@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,14 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from _http import free_port  # bench/_http.py
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "banking77"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(xs: list[float], q: float) -> float:

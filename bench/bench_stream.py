@@ -39,18 +39,18 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from _http import served  # bench/_http.py
 from _stores import fresh_store  # bench/_stores.py
 
 from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
@@ -197,12 +197,6 @@ def run_workers(
 
 
 # -- latency -----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
@@ -225,7 +219,6 @@ def measure_latency(
     one worker deciding; latency = decision publish time - time before the POST. With
     ``via="xadd"`` the producer XADDs to the input stream itself (no app: the worker alone)."""
     import httpx
-    import uvicorn
 
     from labelloop.api import create_app
     from labelloop.auth import create_token, create_user
@@ -235,14 +228,8 @@ def measure_latency(
     user = f"admin-{uuid.uuid4().hex[:6]}"
     create_user(p.db, user, "admin", "bench-password-123")
     token = create_token(p.db, user)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(p), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    stack = ExitStack()  # the app stops after the worker, in the finally below
+    port = stack.enter_context(served(create_app(p)))
     log = Path(p.folder) / f"worker-{names['in'].replace(':', '_')}.log"
     worker = subprocess.Popen(
         [*worker_cmd(p.folder, redis_url, names, batch=batch, wait_ms=wait_ms, idle=False)]
@@ -301,8 +288,7 @@ def measure_latency(
             worker.wait(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()
-        server.should_exit = True
-        thread.join(timeout=10)
+        stack.close()
     # The input entry's id is when the app put the item on the stream: it splits the latency
     # into the POST (validation, ingest, XADD) and the worker (wait, batch, publish).
     queued = {f["external_id"]: int(i.split("-")[0]) for i, f in client.xrange(names["in"])}
