@@ -24,32 +24,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _sms import sms_project  # bench/_sms.py
 
-from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
-from labelloop.project import Project
 from labelloop.workers.bulk import BlockLabeler, annotate_file, read_output
-
-
-def build_project(folder: Path) -> tuple[Project, pd.DataFrame]:
-    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
-    spam, ham = df[df.label == "spam"], df[df.label == "ham"]
-    train = pd.concat([spam.head(60), ham.head(240)]).sample(frac=1.0, random_state=0)
-    rest = df[~df.text.isin(set(train.text))]
-    train.to_csv(folder / "train.csv", index=False)
-    p = Project.init(
-        folder / "p",
-        name="sms",
-        labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
-        label_field="label",
-    )
-    p.ingest(folder / "train.csv")
-    p.suggest()
-    p.route()
-    gold = dict(zip(train.text, train.label, strict=True))
-    for _ in range(120):
-        item = p.next_item("sim")
-        p.submit(item["id"], [gold[item["content"]]], annotator="sim")
-    return p, rest
 
 
 def main() -> None:
@@ -60,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench_bulk_"))
     try:
-        p, rest = build_project(base)
+        p, rest = sms_project(base)
         texts = list(rest.text)
         while len(texts) < args.rows:  # the SMS set has ~5,100 distinct texts
             texts += [f"{t} ({len(texts)})" for t in rest.text][: args.rows - len(texts)]

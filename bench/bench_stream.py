@@ -51,9 +51,9 @@ from typing import Any
 
 import pandas as pd
 from _http import served  # bench/_http.py
+from _sms import sms_project  # bench/_sms.py
 from _stores import fresh_store  # bench/_stores.py
 
-from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
 from labelloop.project import Project
 
 LABELLOOP = str(Path(sys.executable).parent / "labelloop")
@@ -85,26 +85,8 @@ def _load() -> float:
 
 # -- the store and the project -----------------------------------------------------------------
 def build_project(folder: Path, storage_url: str) -> tuple[Project, list[str]]:
-    """An SMS project with 120 human labels (as ``bench_bulk.py``), and the other texts."""
-    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
-    spam, ham = df[df.label == "spam"], df[df.label == "ham"]
-    train = pd.concat([spam.head(60), ham.head(240)]).sample(frac=1.0, random_state=0)
-    rest = df[~df.text.isin(set(train.text))]
-    train.to_csv(folder / "train.csv", index=False)
-    p = Project.init(
-        folder / "p",
-        name="sms",
-        labels=[{"name": k, "description": v} for k, v in SMS_SPAM_LABELS.items()],
-        label_field="label",
-        storage=storage_url,
-    )
-    p.ingest(folder / "train.csv")
-    p.suggest()
-    p.route()
-    gold = dict(zip(train.text, train.label, strict=True))
-    for _ in range(120):
-        item = p.next_item("sim")
-        p.submit(item["id"], [gold[item["content"]]], annotator="sim")
+    """The SMS project of ``bench/_sms.py`` on ``storage_url``, and the other texts shuffled."""
+    p, rest = sms_project(folder, storage=storage_url)
     return p, list(rest.text.sample(frac=1.0, random_state=1))
 
 
