@@ -220,6 +220,47 @@ def blend_expensive(
     return out
 
 
+class ItemScores:
+    """Items' vectors and the labelers' outputs (member stack, ensemble probabilities,
+    disagreement), each item computed once in a route: the calibrated threshold rule, taking
+    machine labels back and routing itself look at overlapping sets of items."""
+
+    def __init__(self, embedder: Embedder, labelers: LabelerSet) -> None:
+        self.embedder = embedder
+        self.labelers = labelers
+        self.row: dict[int, int] = {}  # item id -> row of the arrays below
+        self.vectors = self.stack = self.probs = self.split = np.zeros(0)
+        self.seconds = 0.0  # spent computing, for the suggestions' time per item
+        self.computed = 0
+
+    @property
+    def ms_per_item(self) -> float:
+        return self.seconds * 1000 / max(self.computed, 1)
+
+    def of(
+        self, items: list[tuple[int, str, str]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(vectors, member stack, probabilities, disagreement) of ``items``, in their order."""
+        new = list({it[0]: it for it in items if it[0] not in self.row}.values())
+        if new:
+            started = time.perf_counter()
+            vectors = self.embedder.embed([it[1] for it in new])
+            stack, probs, split = self.labelers.probs(vectors)
+            self.seconds += time.perf_counter() - started
+            self.computed += len(new)
+            first = len(self.row)
+            self.row.update({it[0]: first + k for k, it in enumerate(new)})
+            if first == 0:
+                self.vectors, self.stack, self.probs, self.split = vectors, stack, probs, split
+            else:
+                self.vectors = np.concatenate([self.vectors, vectors])
+                self.stack = np.concatenate([self.stack, stack], axis=1)
+                self.probs = np.concatenate([self.probs, probs])
+                self.split = np.concatenate([self.split, split])
+        at = [self.row[it[0]] for it in items]
+        return self.vectors[at], self.stack[:, at], self.probs[at], self.split[at]
+
+
 def route(
     ctx: ProjectContext,
     *,
@@ -265,6 +306,7 @@ def route(
         )
         report.llm_weight = weight
     can_auto = len(held_out) >= min_support
+    scores = ItemScores(embedder, labelers)
     sample = CalibrationSample.draw(ctx, len(labelers.humans))
     report.calibration_sample = int(sample.size)
     # None: too few human labels, auto-accept nothing.
@@ -280,7 +322,7 @@ def route(
         if cfg.metrics.threshold_rule == "calibrated" and sample.active:
             # The items machines may label: those waiting and those machines labeled.
             pool_items = pending + items_in(ctx.db, ctx.id, (ItemState.auto,))
-            _, pool_probs, _ = labelers.probs(embedder.embed([p[1] for p in pool_items]))
+            pool_probs = scores.of(pool_items)[2]
             if llm_labeler is not None:
                 pool_ids = np.array([p[0] for p in pool_items], dtype=np.int64)
                 pool_probs = blend_expensive(
@@ -292,21 +334,19 @@ def route(
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
         back = revisit_machine_labels(
-            ctx, labelers, embedder, calibrator, thresholds, llm_labeler, weight
+            ctx, labelers, scores, calibrator, thresholds, llm_labeler, weight
         )
         report.revoked = len(back)
         pending = sorted(pending + back)
 
     ids = np.array([p[0] for p in pending], dtype=np.int64)
-    t0 = time.perf_counter()
-    vectors = embedder.embed([p[1] for p in pending])
-    stack, probs, split = labelers.probs(vectors)
+    vectors, stack, probs, split = scores.of(pending)
     if refresh:
-        ms = (time.perf_counter() - t0) * 1000 / len(pending)
+        ms = scores.ms_per_item
         report.refreshed = _refresh_stale(ctx, labelers, pending, stack, probs, ms)
         waiting = items_queued_for_purpose(ctx.db, ctx.id)
         if waiting:  # audits, the calibration sample, rechecks: people see current suggestions
-            w_stack, w_probs, _ = labelers.probs(embedder.embed([w[1] for w in waiting]))
+            _, w_stack, w_probs, _ = scores.of(waiting)
             report.refreshed += _refresh_stale(ctx, labelers, waiting, w_stack, w_probs, ms)
     if llm_labeler is not None:
         probs = blend_expensive(ctx, llm_labeler, names, ids, probs, weight, cfg.task)
@@ -404,7 +444,7 @@ def route(
 def revisit_machine_labels(
     ctx: ProjectContext,
     labelers: LabelerSet,
-    embedder: Embedder,
+    scores: ItemScores,
     calibrator: Calibrator,
     thresholds: ThresholdSet,
     llm_labeler: str | None,
@@ -429,7 +469,7 @@ def revisit_machine_labels(
         for i, ls in zip(given_frame["item_id"], given_frame["labels"], strict=True)
     }
     ids = np.array([d[0] for d in done], dtype=np.int64)
-    _, probs, _ = labelers.probs(embedder.embed([d[1] for d in done]))
+    probs = scores.of(done)[2]
     if llm_labeler is not None:
         probs = blend_expensive(
             ctx, llm_labeler, labelers.label_names, ids, probs, weight, labelers.task
