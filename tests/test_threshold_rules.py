@@ -114,6 +114,31 @@ def test_the_guard_refuses_cuts_the_sample_shows_below_target() -> None:
     assert np.all(guarded.values > free.values)
 
 
+def test_one_sampled_error_among_the_top_items_does_not_end_the_scan() -> None:
+    """Issue 10, item 3: with the guard applied cut by cut, one wrong sampled item with only two
+    sampled items above it ("1 wrong of 3" is below 0.95 by the Wilson test) refused the cuts
+    around it, and the scan from the top stopped above it: coverage swung with where one random
+    error fell. Applied to the model's run of passing cuts, the guard keeps the lowest cut it
+    does not refuse; the precision target still holds on the pool."""
+    rng = np.random.default_rng(6)
+    pool, pool_y = scores(4000, rng)
+    fit, fit_y = scores(400, rng)
+    guard, guard_y = scores(300, rng)
+    low = guard.max(axis=1) < 0.97
+    guard, guard_y = guard[low], guard_y[low]
+    top = np.array([[0.995, 0.005], [0.995, 0.005], [0.98, 0.02]])  # two right, one wrong
+    guard, guard_y = np.r_[guard, top], np.r_[guard_y, [0, 0, 1]]
+    kw = {"target": TARGET, "guard_probs": guard, "guard_y": guard_y}
+    each = fit_calibrated_thresholds(fit, fit_y, pool, guard_scope="each-cut", **kw)
+    run = fit_calibrated_thresholds(fit, fit_y, pool, **kw)
+    assert each.values[0] > 0.98  # the old behaviour: stopped above the error
+    assert run.values[0] < 0.95
+    cov_each, _ = realised(each.values, pool, pool_y)
+    cov_run, prec_run = realised(run.values, pool, pool_y)
+    assert cov_run > cov_each + 0.1
+    assert prec_run >= TARGET
+
+
 def test_no_sample_and_no_passing_cut_auto_accept_nothing_with_a_reason() -> None:
     rng = np.random.default_rng(4)
     pool, _ = scores(500, rng)

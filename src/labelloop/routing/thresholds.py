@@ -611,6 +611,7 @@ def fit_calibrated_thresholds(
     guard_y: np.ndarray | None = None,
     guard_weights: np.ndarray | None = None,
     reviewer_accuracy: float = 1.0,
+    guard_scope: Literal["run", "each-cut"] = "run",
 ) -> ThresholdSet:
     """Per-label thresholds from a model of P(right | confidence, predicted label) averaged
     over the pool items each cut would label (issue 10's "calibrated" rule).
@@ -626,8 +627,8 @@ def fit_calibrated_thresholds(
     Laplace approximation of their posterior ("laplace", the default: it carries the prior's
     uncertainty about a label with few items, so a rare label is not certified by the pooled
     curve alone) or refits on bootstrap resamples ("bootstrap": measured to under-cover,
-    bench/bench_threshold_rules.py). The cut is the lowest of the first run of passing cuts
-    scanned from the top (``passing_cut``).
+    bench/bench_threshold_rules.py). The cut is the lowest of the run of passing cuts through
+    the cut with the best bound (``_run_through_best``).
 
     Why fit on every human label (the caller's choice, as ``annotate.route`` does): active
     learning chooses items by the model's confidence, which the model conditions on, so
@@ -639,6 +640,12 @@ def fit_calibrated_thresholds(
     random sample is not biased. None turns the guard off. ``guard_probs``/``guard_y``/
     ``guard_weights``: the guard items (the random sample, 1 / inclusion weights); by default
     the items the model is fit on.
+    ``guard_scope``: "run" (the default): the model's bound picks its run of passing cuts and
+    the guard then keeps the lowest cut of that run it does not refuse (no cut when it refuses
+    them all). "each-cut" (the rule before 2026-12-02's evening, kept to compare): the guard
+    refuses cuts before a scan from the highest cut (``passing_cut``), so one sampled error
+    among the few items above the highest cuts (1 wrong of 3 is "below 0.95"), or a jitter of
+    the bound there, ended the scan: coverage swung between runs (docs/benchmarks.md).
     ``predictive``: bound the share right among the items actually labeled (each right or
     wrong by chance around its modelled probability), not only its expectation; on banking77
     (labels with 50-100 pool items) it took the intents below 0.95 from 11 of 72 to 1 of 50.
@@ -699,21 +706,41 @@ def fit_calibrated_thresholds(
         p_right = _sigmoid(eta)  # (n_draws, items)
         m = np.arange(1, len(order) + 1)
         est = np.cumsum(p_right, axis=1) / m
-        if predictive:  # the realised share right of m items varies around its expectation
-            sd = np.sqrt(np.cumsum(p_right * (1 - p_right), axis=1)) / m
-            est = est + sd * rng.standard_normal(est.shape)
+        if predictive:
+            # The realised share right of the top m items varies around its expectation. The
+            # noise is one draw of each item's luck, summed down the cuts, so a draw is one
+            # coherent realisation: independent noise per cut made the bound jitter from cut to
+            # cut and a scan stop at the first jitter.
+            luck = np.sqrt(p_right * (1 - p_right)) * rng.standard_normal(p_right.shape)
+            est = est + np.cumsum(luck, axis=1) / m
         # A cut admits every item tied with it: only the last item of each tie is a cut.
         at = np.flatnonzero(np.r_[c[1:] != c[:-1], True])
         est = est[:, at]
         lows = precision_through_noise(np.quantile(est, alpha, axis=0), reviewer_accuracy, k)
         ok = lows >= target
-        if guard_alpha is not None and len(s_conf):
+        guarded = guard_alpha is not None and len(s_conf) > 0
+        refused = ""
+        if guarded and guard_scope == "each-cut":
             ok &= ~_sample_says_below(c[at], s_conf, s_ok, s_w, target, guard_alpha)
-        # passing_cut scans ascending cuts; here index 0 is the highest cut, so reverse.
-        g = passing_cut(ok[::-1].astype(np.float64), 0.5)
+            # passing_cut scans ascending cuts; here index 0 is the highest cut, so reverse.
+            g = passing_cut(ok[::-1].astype(np.float64), 0.5)
+        else:
+            first, last = _run_through_best(lows, ok)
+            g = len(at) - 1 - last if first >= 0 else -1
+            if g >= 0 and guarded:
+                below = _sample_says_below(
+                    c[at[first : last + 1]], s_conf, s_ok, s_w, target, guard_alpha
+                )
+                if below.all():
+                    g, refused = (
+                        -1,
+                        "the random sample shows each cut the model passes below target",
+                    )
+                else:
+                    g = len(at) - 1 - (first + int(np.flatnonzero(~below)[-1]))
         if g < 0:
             best = float(lows.max())
-            why = (
+            why = refused or (
                 f"no cut reaches a {1 - alpha:.0%} model lower bound >= {target} on the pool "
                 f"(best {best:.3f})"
             )
@@ -725,6 +752,21 @@ def fit_calibrated_thresholds(
         support = int((s_conf >= cut).sum())
         out.append(LabelThreshold(names[j], cut, support, float(est[:, i].mean()), float(lows[i])))
     return ThresholdSet(tuple(out), target, alpha, CALIBRATED_METHOD, 0)
+
+
+def _run_through_best(lows: np.ndarray, ok: np.ndarray) -> tuple[int, int]:
+    """(first, last): the run of passing cuts (cuts from the highest down) through the cut with
+    the best bound, or (-1, -1) when none passes. The model's bound over the pool rises from the
+    top (few items: their realised share is uncertain) and falls as the cut admits less
+    confident items; starting the scan at the top stopped it in the noisy first few cuts."""
+    best = int(np.argmax(lows))
+    if not ok[best]:
+        return -1, -1
+    fails = np.flatnonzero(~ok[best:])
+    last = best + int(fails[0]) - 1 if len(fails) else len(ok) - 1
+    fails_above = np.flatnonzero(~ok[:best])
+    first = int(fails_above[-1]) + 1 if len(fails_above) else 0
+    return first, last
 
 
 def _sample_says_below(
