@@ -229,8 +229,10 @@ def dump_state(
 ) -> None:
     """The loop's final evidence as arrays, to compare threshold rules offline without rerunning
     the loop: held-out probabilities and labels of every human label, which of them are
-    calibration-sample evidence, the sample's inclusion probability, and the pool's
-    probabilities with the dataset's labels."""
+    calibration-sample evidence, the sample's inclusion probability, the upper bound on people's
+    accuracy the thresholds were fit with, and the pool's probabilities with the dataset's
+    labels."""
+    from labelloop.annotate.reviewers import reviewer_accuracy_high
     from labelloop.annotate.route import CalibrationSample, calibration_evidence
     from labelloop.store.reads import human_label_count
 
@@ -245,6 +247,7 @@ def dump_state(
         y=labelers.held_out_y(),
         in_sample=np.zeros(len(labelers.held_out_y()), bool) if in_sample is None else in_sample,
         inclusion=sample.inclusion,
+        reviewer_accuracy=reviewer_accuracy_high(ctx),
         pool=pool_probs,
         truth=truth,
         names=np.array(names),

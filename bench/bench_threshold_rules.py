@@ -45,10 +45,12 @@ from labelloop.routing.thresholds import (  # noqa: E402
 Rule = Callable[..., np.ndarray]
 
 
-def rules(target: float, n_boot: int) -> dict[str, Rule]:
+def rules(target: float, n_boot: int, reviewer_accuracy: float = 1.0) -> dict[str, Rule]:
     """name -> f(sample probs, sample labels, all labels' probs, all labels, pool probs, seed)
     -> per-label thresholds. "all": the correctness model is fit on every human label (the
-    actively chosen ones too), the random sample only guards."""
+    actively chosen ones too), the random sample only guards. ``reviewer_accuracy``: the upper
+    bound on people's accuracy the loop fit its thresholds with (in newer dumps), so the
+    calibrated rules reproduce the loop's."""
 
     def bound(alpha: float) -> Rule:
         def f(s, y, all_p, all_y, pool, seed):  # noqa: ANN001, ANN202
@@ -68,6 +70,7 @@ def rules(target: float, n_boot: int) -> dict[str, Rule]:
                     seed=int(seed),
                     guard_probs=s,
                     guard_y=y,
+                    reviewer_accuracy=reviewer_accuracy,
                     **kw,
                 ).values
             return fit_calibrated_thresholds(
@@ -85,6 +88,9 @@ def rules(target: float, n_boot: int) -> dict[str, Rule]:
         # The rule metrics.threshold_rule "calibrated" runs (fit_calibrated_thresholds'
         # defaults, fit on every human label, the sample guarding).
         "all: laplace 95% +guard (calibrated)": calibrated("all"),
+        # Before 2026-12-02's evening: the guard refused cuts one by one and the scan started
+        # at the highest cut, so the first refusal or jitter near the top ended it.
+        "all: laplace, guard each cut, scan from top": calibrated("all", guard_scope="each-cut"),
         "all: laplace 95% +guard, not predictive": calibrated("all", predictive=False),
         "all: laplace sd1 slopes 95% +guard": calibrated("all", class_sd=1.0, slope_sd=1.0),
     }
@@ -118,7 +124,8 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     keep = truth >= 0
     pool_raw, truth = pool_raw[keep], truth[keep]
     target = args.target
-    table = rules(target, args.n_boot)
+    accuracy = float(d["reviewer_accuracy"]) if "reviewer_accuracy" in d.files else 1.0
+    table = rules(target, args.n_boot, accuracy)
     names = [n for n in table if not args.rules or any(r in n for r in args.rules.split(","))]
     rows: list[dict[str, object]] = []
     # The loop's own evidence.
