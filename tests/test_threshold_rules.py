@@ -190,8 +190,8 @@ def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None
     monkeypatch.setattr(route_module, "fit_calibrated_thresholds", counted)
 
     df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
-    df = pd.concat([df[df.label == "spam"].head(60), df[df.label == "ham"].head(240)])
-    data = tmp_path / "sms300.csv"
+    df = pd.concat([df[df.label == "spam"].head(80), df[df.label == "ham"].head(320)])
+    data = tmp_path / "sms400.csv"
     df.sample(frac=1.0, random_state=0).to_csv(data, index=False)
     gold = dict(zip(df.text, df.label, strict=True))
     p = Project.init(
@@ -205,7 +205,7 @@ def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None
         p.ingest(data)
         p.suggest()
         p.route()
-        for _ in range(120):
+        for _ in range(160):
             item = p.next_item("sim")
             if item is None:
                 break
@@ -220,3 +220,36 @@ def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None
         assert np.mean(right) >= TARGET
     finally:
         p.close()
+
+
+def test_mixture_quantile_matches_the_normal_and_a_large_sample() -> None:
+    from scipy.stats import norm
+
+    from labelloop.routing.thresholds import _mixture_quantile
+
+    one = _mixture_quantile(np.array([[0.9, 0.5]]), np.array([[0.01**2, 0.2**2]]), 0.05)
+    assert np.allclose(one, [0.9 + 0.01 * norm.ppf(0.05), 0.5 + 0.2 * norm.ppf(0.05)], atol=1e-6)
+    rng = np.random.default_rng(0)
+    means, sds = rng.normal(0.9, 0.03, size=(50, 1)), rng.uniform(0.005, 0.03, size=(50, 1))
+    drawn = (means + sds * rng.standard_normal((50, 40_000))).ravel()
+    mixed = _mixture_quantile(means, sds**2, 0.05)[0]
+    assert abs(mixed - np.quantile(drawn, 0.05)) < 0.002
+
+
+def test_the_cuts_do_not_move_with_the_seed_of_the_draws() -> None:
+    """Issue 10, item 3: the bound is a 5% quantile over parameter draws, and the threshold the
+    run of cuts through the best bound. With plain Monte Carlo draws and drawn luck, the seed
+    alone moved youtube_spam's coverage between 0.33 and 0.57 (the best of noisy bounds is a
+    lucky one); Sobol draws and the luck in closed form leave it where the evidence puts it."""
+    rng = np.random.default_rng(8)
+    pool, pool_y = scores(3000, rng)
+    fit, fit_y = scores(300, rng)
+    covers = [
+        realised(
+            fit_calibrated_thresholds(fit, fit_y, pool, target=TARGET, seed=s).values,
+            pool,
+            pool_y,
+        )[0]
+        for s in range(6)
+    ]
+    assert max(covers) - min(covers) < 0.02, covers
