@@ -253,3 +253,24 @@ def test_the_cuts_do_not_move_with_the_seed_of_the_draws() -> None:
         for s in range(6)
     ]
     assert max(covers) - min(covers) < 0.02, covers
+
+
+def test_a_large_pool_is_cut_on_a_bounded_grid() -> None:
+    """Beyond MAX_CUTS distinct confidences a label's candidate cuts are thinned by rank; the
+    cut found is close to the one the full grid gives and still meets the target."""
+    import labelloop.routing.thresholds as thresholds
+
+    rng = np.random.default_rng(9)
+    pool, pool_y = scores(6000, rng)
+    fit, fit_y = scores(400, rng)
+    thinned = fit_calibrated_thresholds(fit, fit_y, pool, target=TARGET)
+    full_grid = thresholds.MAX_CUTS
+    try:
+        thresholds.MAX_CUTS = 10**9
+        full = fit_calibrated_thresholds(fit, fit_y, pool, target=TARGET)
+    finally:
+        thresholds.MAX_CUTS = full_grid
+    cov_thin, prec_thin = realised(thinned.values, pool, pool_y)
+    cov_full, _ = realised(full.values, pool, pool_y)
+    assert abs(cov_thin - cov_full) < 0.01
+    assert prec_thin >= TARGET

@@ -592,6 +592,12 @@ def _posterior_mode(
     return theta, (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(prec)
 
 
+# The most candidate cuts per label the calibrated rule weighs (evenly spaced by rank): its
+# bound is a mixture quantile per cut, found by bisection over the parameter draws, so a label
+# with a million pool items would otherwise cost 40 x draws x a million normal CDFs.
+MAX_CUTS = 1024
+
+
 def fit_calibrated_thresholds(
     probs: np.ndarray,
     y: np.ndarray,
@@ -707,6 +713,8 @@ def fit_calibrated_thresholds(
         m = np.arange(1, len(order) + 1)
         # A cut admits every item tied with it: only the last item of each tie is a cut.
         at = np.flatnonzero(np.r_[c[1:] != c[:-1], True])
+        if len(at) > MAX_CUTS:  # evenly spaced by rank: the bound's cost stays bounded
+            at = at[np.unique(np.linspace(0, len(at) - 1, MAX_CUTS).round().astype(np.int64))]
         est = (np.cumsum(p_right, axis=1) / m)[:, at]
         if predictive:
             # The realised share right of the top m items varies around its expectation by
