@@ -629,8 +629,9 @@ def fit_calibrated_thresholds(
     pool item a probability of being right; label j's precision above a cut t is the mean of
     those over the pool items predicted j with confidence >= t (hundreds to thousands of items,
     where ``fit_sample_thresholds`` has the 20-80 sampled items above t). The bound at t is the
-    alpha quantile of that mean over ``n_draws`` draws of the model's parameters: from the
-    Laplace approximation of their posterior ("laplace", the default: it carries the prior's
+    alpha quantile of that mean over ``n_draws`` draws of the model's parameters: Sobol points
+    (``n_draws`` rounded up to a power of two) from the Laplace approximation of their
+    posterior ("laplace", the default: it carries the prior's
     uncertainty about a label with few items, so a rare label is not certified by the pooled
     curve alone) or refits on bootstrap resamples ("bootstrap": measured to under-cover,
     bench/bench_threshold_rules.py). The cut is the lowest of the run of passing cuts through
@@ -653,7 +654,8 @@ def fit_calibrated_thresholds(
     among the few items above the highest cuts (1 wrong of 3 is "below 0.95"), or a jitter of
     the bound there, ended the scan: coverage swung between runs (docs/benchmarks.md).
     ``predictive``: bound the share right among the items actually labeled (each right or
-    wrong by chance around its modelled probability), not only its expectation; on banking77
+    wrong by chance around its modelled probability, a normal term added in closed form), not
+    only its expectation; on banking77
     (labels with 50-100 pool items) it took the intents below 0.95 from 11 of 72 to 1 of 50.
 
     ``reviewer_accuracy``: an upper bound on people's accuracy (gold items); the model is of
