@@ -159,7 +159,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             "classes_20plus": len(big),
             "classes_below_target": len(failing),
             "worst_class": (
-                f"{big['mean'].idxmin()} {big['mean'].min():.2f} on {int(big.loc[big['mean'].idxmin(), 'size'])}"
+                f"{big['mean'].idxmin()} {big['mean'].min():.3f} on {int(big.loc[big['mean'].idxmin(), 'size'])}"
                 if len(big)
                 else "-"
             ),
@@ -169,6 +169,10 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             "injected_errors": len(wrong),
             "caught": len(wrong & flagged) / len(wrong) if wrong else None,
             "student_macro_f1": last.student_macro_f1,
+            # The human labels by the first checkpoint with machine labels (None: never).
+            "first_machine_at": next(
+                (c.human_labels for c in result.checkpoints if c.auto_labeled), None
+            ),
             "seconds": time.perf_counter() - started,
         }
     finally:
@@ -309,7 +313,8 @@ def main() -> None:
                     if row["caught"] is not None
                     else ""
                 )
-                + f"student macro-F1 {row['student_macro_f1']:.3f}, "
+                + f"first machine labels by {row['first_machine_at'] or 'never'} human labels, "
+                f"student macro-F1 {row['student_macro_f1']:.3f}, "
                 f"{row['seconds']:.0f} s",
                 flush=True,
             )
