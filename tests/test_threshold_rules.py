@@ -274,3 +274,26 @@ def test_a_large_pool_is_cut_on_a_bounded_grid() -> None:
     cov_full, _ = realised(full.values, pool, pool_y)
     assert abs(cov_thin - cov_full) < 0.01
     assert prec_thin >= TARGET
+
+
+def test_pool_confidence_on_the_held_out_scale_keeps_an_overconfident_pool_honest() -> None:
+    """The correctness model is fit on held-out probabilities (models fit on part of the
+    labels); the final model is sharper on the pool: the same items, confidences pushed up
+    (log-odds x 2.5), rightness unchanged. Read on those confidences, the model promises what
+    the pool does not keep; read on the held-out scale (``pool_conf``), it keeps the target."""
+    rng = np.random.default_rng(10)
+    fit, fit_y = scores(400, rng)
+    guard, guard_y = scores(100, rng)
+    held_scale, pool_y = scores(4000, rng)
+    conf = held_scale.max(axis=1)
+    sharp = 1 / (1 + np.exp(-2.5 * np.log(conf / (1 - conf))))
+    pool = np.where(held_scale == conf[:, None], sharp[:, None], (1 - sharp)[:, None])
+    kw = {"target": TARGET, "guard_probs": guard, "guard_y": guard_y}
+    naive = fit_calibrated_thresholds(fit, fit_y, pool, **kw)
+    honest = fit_calibrated_thresholds(fit, fit_y, pool, pool_conf=conf, **kw)
+    _, prec_naive = realised(naive.values, pool, pool_y)
+    cov_honest, prec_honest = realised(honest.values, pool, pool_y)
+    assert prec_naive < TARGET
+    assert prec_honest >= TARGET and cov_honest > 0.2
+    with pytest.raises(ValueError, match="pool_conf"):
+        fit_calibrated_thresholds(fit, fit_y, pool, pool_conf=conf[:10])

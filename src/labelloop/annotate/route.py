@@ -318,18 +318,24 @@ def route(
         report.calibration = "IdentityCalibrator"
         report.thresholds = [set_threshold.as_row()]
     elif can_auto:
-        pool_probs = None
+        pool_probs = pool_scale = None
         if cfg.metrics.threshold_rule == "calibrated" and sample.active:
             # The items machines may label: those waiting and those machines labeled.
             pool_items = pending + items_in(ctx.db, ctx.id, (ItemState.auto,))
-            pool_probs = scores.of(pool_items)[2]
+            pool_vectors, _, pool_probs, _ = scores.of(pool_items)
+            # The same items as the held-out probabilities' fold models see them.
+            pool_scale = labelers.held_out_scale_probs(pool_vectors)
             if llm_labeler is not None:
                 pool_ids = np.array([p[0] for p in pool_items], dtype=np.int64)
                 pool_probs = blend_expensive(
                     ctx, llm_labeler, names, pool_ids, pool_probs, weight, cfg.task
                 )
+                if pool_scale is not None:
+                    pool_scale = blend_expensive(
+                        ctx, llm_labeler, names, pool_ids, pool_scale, weight, cfg.task
+                    )
         calibrator, thresholds, report.calibration_labeled = _label_thresholds(
-            ctx, labelers, held_out, min_support, sample, pool_probs
+            ctx, labelers, held_out, min_support, sample, pool_probs, pool_scale
         )
         report.calibration = type(calibrator).__name__
         report.thresholds = [asdict(t) for t in thresholds.labels]
@@ -626,6 +632,7 @@ def _label_thresholds(
     min_support: int,
     sample: CalibrationSample,
     pool_probs: np.ndarray | None = None,
+    pool_scale: np.ndarray | None = None,
 ) -> tuple[Calibrator, ThresholdSet, int]:
     """Single-label: a calibrator fit on every human label's held-out probabilities, and
     per-label thresholds fit on the calibration sample's (with shrinkage across labels), each
@@ -634,7 +641,9 @@ def _label_thresholds(
     thresholds are fit on every human label, as before issue 10. With ``pool_probs`` (the
     probabilities of the items machines may label) and ``metrics.threshold_rule`` "calibrated",
     thresholds come from a correctness model fit on every human label, averaged over the pool,
-    the sample guarding (``fit_calibrated_thresholds``)."""
+    the sample guarding (``fit_calibrated_thresholds``); ``pool_scale``: the pool's
+    probabilities from the held-out probabilities' fold models
+    (``LabelerSet.held_out_scale_probs``), which that model reads."""
     y = labelers.held_out_y()
     calibrator = fit_calibrator(held_out, y)
     metrics = ctx.config.metrics
@@ -642,10 +651,16 @@ def _label_thresholds(
     in_sample = calibration_evidence(ctx, labelers.humans.item_ids) if sample.active else None
     if in_sample is not None and pool_probs is not None and metrics.threshold_rule == "calibrated":
         sample_w = np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12))
+        pool = calibrator.transform(pool_probs)
+        pool_conf = None
+        if pool_scale is not None:
+            pred = pool.argmax(axis=1)
+            pool_conf = calibrator.transform(pool_scale)[np.arange(len(pred)), pred]
         thresholds = fit_calibrated_thresholds(
             calibrator.transform(held_out),
             y,
-            calibrator.transform(pool_probs),
+            pool,
+            pool_conf=pool_conf,
             target=metrics.precision_target,
             guard_probs=calibrator.transform(held_out[in_sample]),
             guard_y=y[in_sample],

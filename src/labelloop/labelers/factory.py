@@ -75,6 +75,10 @@ class LabelerSet:
     student_algorithm: str = "logreg"
     # The stored model version this set was loaded from or saved as (None: not stored).
     stored: ModelVersion | None = None
+    # Per fold of the human labels, the members fit on the other folds (in the order of
+    # ``members``): the models behind ``held_out_probs``, kept to score other items on their
+    # scale (``held_out_scale_probs``). Empty when the held-out probabilities have no folds.
+    fold_members: list[list[Any]] = field(default_factory=list)
 
     @property
     def members(self) -> list[Any]:
@@ -88,6 +92,20 @@ class LabelerSet:
         """(member stack, ensemble probabilities, disagreement per item)."""
         stack = self.member_probs(vectors)
         return stack, self.ensemble.combine(stack), disagreement(stack, self.task)
+
+    def held_out_scale_probs(self, vectors: np.ndarray) -> np.ndarray | None:
+        """Ensemble probabilities for item vectors from the fold models (the ensemble's weights,
+        mean over folds): what the models behind ``held_out_probs`` say, so a model of
+        P(right | confidence) fit on those applies. The members fit on every label are sharper
+        on new items than the fold models were on the held-out ones. None without folds (or a
+        set stored before they were kept)."""
+        folds = getattr(self, "fold_members", [])
+        if not folds or any(len(f) != len(self.members) for f in folds):
+            return None
+        out = np.zeros((len(vectors), len(self.label_names)))
+        for members in folds:
+            out += self.ensemble.combine(np.stack([m.predict_proba(vectors) for m in members]))
+        return out / len(folds)
 
     def held_out_y(self) -> np.ndarray:
         """Human labels as indices, for calibration and thresholds (single-label tasks)."""
@@ -109,13 +127,15 @@ def build_labelers(
     humans = humans if humans is not None else human_set(ctx, embedder)
     members: list[Any] = []
     held_out: list[np.ndarray] = []
+    folds: list[list[Any]] = []  # per member, its fold models (when its held-out has folds)
     zs = None
     # Zero-shot compares items with label names in one text space: text items only.
     if cfg.labelers.zeroshot and cfg.modality == "text":
         zs = ZeroShotLabeler(embedder, cfg.labels, task)
         if len(humans):
             if len(humans) >= 10:
-                held_out.append(zs.out_of_fold_proba(humans.vectors, humans.labels))
+                folds.append([])
+                held_out.append(zs.out_of_fold_proba(humans.vectors, humans.labels, keep=folds[-1]))
             zs.add_examples(humans.vectors, humans.labels)
         members.append(zs)
     st = None
@@ -134,7 +154,8 @@ def build_labelers(
             names, task, embedder=embedder, algorithm=student_algorithm, estimator_factory=factory
         )
         if len(humans) >= 10:
-            held_out.append(st.out_of_fold_proba(humans.vectors, humans.labels))
+            folds.append([])
+            held_out.append(st.out_of_fold_proba(humans.vectors, humans.labels, keep=folds[-1]))
         st.fit(humans.vectors, humans.labels)
         members.append(st)
     if st is not None and cfg.labelers.semi_supervised and task == "single_label":
@@ -142,6 +163,7 @@ def build_labelers(
         members.append(semi)
         if len(held_out) == len(members) - 1 and len(humans) >= 10:
             held_out.append(semi_held)
+            folds.append(folds[-1])  # its held-out stand-in is a student on human labels alone
     if not members and cfg.modality != "text":
         members.append(PriorLabeler(names, task))
         if len(humans) >= 10:
@@ -157,7 +179,13 @@ def build_labelers(
         stack = np.stack(held_out)
         ensemble.fit(stack, humans.labels)
         held = ensemble.combine(stack)
-    return LabelerSet(names, task, zs, st, ensemble, humans, held, stack, student_algorithm)
+    by_fold: list[list[Any]] = []
+    if len(held_out) == len(members) and len(folds) == len(members):
+        n_folds = min((len(f) for f in folds), default=0)
+        by_fold = [[f[i] for f in folds] for i in range(n_folds)]
+    return LabelerSet(
+        names, task, zs, st, ensemble, humans, held, stack, student_algorithm, fold_members=by_fold
+    )
 
 
 def self_training_member(
@@ -230,7 +258,14 @@ def training_key(ctx: ProjectContext, humans: HumanSet, embedder: Embedder, algo
 
 
 def _embedder_holders(labelers: LabelerSet) -> list[Any]:
-    return [m for m in labelers.members if hasattr(m, "embedder")]
+    folds = [m for f in getattr(labelers, "fold_members", []) for m in f]
+    seen: set[int] = set()
+    out = []
+    for m in [*labelers.members, *folds]:
+        if hasattr(m, "embedder") and id(m) not in seen:
+            seen.add(id(m))
+            out.append(m)
+    return out
 
 
 def dump_labelers(labelers: LabelerSet) -> bytes:

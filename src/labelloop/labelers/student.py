@@ -254,11 +254,15 @@ class StudentLabeler(ProbaSuggestions):
         P[:, self._seen] = raw
         return normalize_rows(P)
 
-    def out_of_fold_proba(self, X: np.ndarray, y: Sequence, n_splits: int = 5) -> np.ndarray:
+    def out_of_fold_proba(
+        self, X: np.ndarray, y: Sequence, n_splits: int = 5, keep: list | None = None
+    ) -> np.ndarray:
         """Cross-validated probabilities for labeled items: what a fresh student would say.
 
         Use these (not ``predict_proba`` on the training items) to learn ensemble weights or to
         calibrate, or the student looks better than it is. Leaves this student untouched.
+        ``keep``: a list the fold students are appended to (to score other items on the same
+        scale as these probabilities).
         """
         X, Y = self._check_xy(X, y)
         n_splits = max(2, min(n_splits, len(X)))
@@ -281,6 +285,8 @@ class StudentLabeler(ProbaSuggestions):
                 estimator_factory=self.estimator_factory,
             )
             out[test] = fold.fit(X[train], Y[train]).predict_proba(X[test])
+            if keep is not None:
+                keep.append(fold)
         return out
 
     def suggest(self, items: Sequence[Item]) -> list[Suggestion]:

@@ -13,6 +13,7 @@ a similarity threshold (multi-label); ``fit_temperature`` tunes the temperature 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -158,12 +159,19 @@ class ZeroShotLabeler(ProbaSuggestions):
         return self.temperature
 
     def out_of_fold_proba(
-        self, vectors: np.ndarray, labels: Sequence, n_splits: int = 5, seed: int = 0
+        self,
+        vectors: np.ndarray,
+        labels: Sequence,
+        n_splits: int = 5,
+        seed: int = 0,
+        keep: list | None = None,
     ) -> np.ndarray:
         """Probabilities for labeled items from prototypes built on the *other* folds.
 
         What this labeler would say about an item it has not been shown: use it to learn
-        ensemble weights or a temperature. Leaves this labeler untouched.
+        ensemble weights or a temperature. Leaves this labeler untouched. ``keep``: a list the
+        fold labelers are appended to (copies with the fold's prototypes and no embedder: they
+        score vectors).
         """
         X = _unit_rows(check_vectors(vectors, self.dim, "vectors"))
         Y = encode_labels(labels, self.label_names, self.task)
@@ -179,6 +187,12 @@ class ZeroShotLabeler(ProbaSuggestions):
             counts = self.example_counts + onehot[train].sum(axis=0)
             V = _unit_rows((w * self.description_vectors + sums) / (w + counts[:, None]))
             out[test] = self._to_probs(X[test] @ V.T, self.temperature)
+            if keep is not None:
+                fold_labeler = copy.copy(self)
+                fold_labeler.embedder = None
+                fold_labeler._example_sums, fold_labeler.example_counts = sums, counts
+                fold_labeler._label_vectors = V
+                keep.append(fold_labeler)
         return out
 
     # --- prediction -------------------------------------------------------------------------
