@@ -128,7 +128,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         truth = np.array([index.get(gold.get(c), -1) for c in rest["content"]])
         oracle = oracle_coverage(probs, truth, target)
         if args.dump:
-            dump_state(Path(args.dump) / f"seed{seed}.npz", p, loop, probs, truth, names)
+            dump_state(Path(args.dump) / f"seed{seed}.npz", p, loop, probs, truth, names, vectors)
         with p.db.engine.connect() as conn:
             flagged = set(
                 conn.exec_driver_sql(
@@ -228,8 +228,51 @@ def learning_curves(args: argparse.Namespace, seed: int, loop: Any, result: Any)
     }
 
 
+def fold_pool_probs(labelers: Any, pool_vectors: np.ndarray, n_splits: int = 5) -> np.ndarray:
+    """The pool's probabilities from the models that give the held-out probabilities: per fold
+    of the human labels, zero-shot prototypes and a student on the other folds, combined with
+    the final ensemble's weights, averaged over folds. The correctness model is fit on such
+    models' confidences; the final model, fit on every label, may be sharper on the pool."""
+    from labelloop.labelers.student import StudentLabeler
+    from labelloop.labelers.zeroshot import ZeroShotLabeler
+
+    humans, zs, st = labelers.humans, labelers.zeroshot, labelers.student
+    X, labels = humans.vectors, list(humans.labels)
+    fold = np.random.default_rng(0).permutation(len(X)) % n_splits
+    out = np.zeros((len(pool_vectors), len(labelers.label_names)))
+    for f in range(n_splits):
+        train = np.flatnonzero(fold != f)
+        stack = []
+        if zs is not None:
+            z = ZeroShotLabeler(zs.embedder, zs.labels, zs.task, zs.temperature)
+            z.add_examples(X[train], [labels[i] for i in train])
+            stack.append(z.predict_proba(pool_vectors))
+        if st is not None:
+            s = StudentLabeler(
+                st.label_names,
+                st.task,
+                None,
+                st.C,
+                "refit",
+                st.random_state,
+                st.threads,
+                algorithm=st.algorithm,
+                estimator_factory=st.estimator_factory,
+            )
+            s.fit(X[train], [labels[i] for i in train])
+            stack.append(s.predict_proba(pool_vectors))
+        out += labelers.ensemble.combine(np.stack(stack)) / n_splits
+    return out
+
+
 def dump_state(
-    path: Path, p: Any, loop: Any, pool_probs: np.ndarray, truth: np.ndarray, names: list[str]
+    path: Path,
+    p: Any,
+    loop: Any,
+    pool_probs: np.ndarray,
+    truth: np.ndarray,
+    names: list[str],
+    pool_vectors: np.ndarray | None = None,
 ) -> None:
     """The loop's final evidence as arrays, to compare threshold rules offline without rerunning
     the loop: held-out probabilities and labels of every human label, which of them are
@@ -253,6 +296,9 @@ def dump_state(
         inclusion=sample.inclusion,
         reviewer_accuracy=reviewer_accuracy_high(ctx),
         pool=pool_probs,
+        pool_folds=(
+            fold_pool_probs(labelers, pool_vectors) if pool_vectors is not None else pool_probs
+        ),
         truth=truth,
         names=np.array(names),
     )
