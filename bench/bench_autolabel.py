@@ -228,43 +228,6 @@ def learning_curves(args: argparse.Namespace, seed: int, loop: Any, result: Any)
     }
 
 
-def fold_pool_probs(labelers: Any, pool_vectors: np.ndarray, n_splits: int = 5) -> np.ndarray:
-    """The pool's probabilities from the models that give the held-out probabilities: per fold
-    of the human labels, zero-shot prototypes and a student on the other folds, combined with
-    the final ensemble's weights, averaged over folds. The correctness model is fit on such
-    models' confidences; the final model, fit on every label, may be sharper on the pool."""
-    from labelloop.labelers.student import StudentLabeler
-    from labelloop.labelers.zeroshot import ZeroShotLabeler
-
-    humans, zs, st = labelers.humans, labelers.zeroshot, labelers.student
-    X, labels = humans.vectors, list(humans.labels)
-    fold = np.random.default_rng(0).permutation(len(X)) % n_splits
-    out = np.zeros((len(pool_vectors), len(labelers.label_names)))
-    for f in range(n_splits):
-        train = np.flatnonzero(fold != f)
-        stack = []
-        if zs is not None:
-            z = ZeroShotLabeler(zs.embedder, zs.labels, zs.task, zs.temperature)
-            z.add_examples(X[train], [labels[i] for i in train])
-            stack.append(z.predict_proba(pool_vectors))
-        if st is not None:
-            s = StudentLabeler(
-                st.label_names,
-                st.task,
-                None,
-                st.C,
-                "refit",
-                st.random_state,
-                st.threads,
-                algorithm=st.algorithm,
-                estimator_factory=st.estimator_factory,
-            )
-            s.fit(X[train], [labels[i] for i in train])
-            stack.append(s.predict_proba(pool_vectors))
-        out += labelers.ensemble.combine(np.stack(stack)) / n_splits
-    return out
-
-
 def dump_state(
     path: Path,
     p: Any,
@@ -287,6 +250,9 @@ def dump_state(
     ctx = p.ctx
     in_sample = calibration_evidence(ctx, labelers.humans.item_ids)
     sample = CalibrationSample.draw(ctx, human_label_count(p.db, p.id))
+    # The pool as the held-out probabilities' fold models see it (what the calibrated rule
+    # reads); the final probabilities for a set without folds.
+    folds = labelers.held_out_scale_probs(pool_vectors) if pool_vectors is not None else None
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
@@ -296,9 +262,7 @@ def dump_state(
         inclusion=sample.inclusion,
         reviewer_accuracy=reviewer_accuracy_high(ctx),
         pool=pool_probs,
-        pool_folds=(
-            fold_pool_probs(labelers, pool_vectors) if pool_vectors is not None else pool_probs
-        ),
+        pool_folds=pool_probs if folds is None else folds,
         truth=truth,
         names=np.array(names),
     )

@@ -56,18 +56,19 @@ def rules(target: float, n_boot: int, reviewer_accuracy: float = 1.0) -> dict[st
     calibrated rules reproduce the loop's."""
 
     def bound(alpha: float) -> Rule:
-        def f(s, y, all_p, all_y, pool, seed):  # noqa: ANN001, ANN202
+        def f(s, y, all_p, all_y, pool, seed, pool_conf=None):  # noqa: ANN001, ANN202
             return fit_sample_thresholds(s, y, target=target, alpha=alpha).values
 
         return f
 
     def calibrated(fit_on: str = "sample", **kw: object) -> Rule:
-        def f(s, y, all_p, all_y, pool, seed):  # noqa: ANN001, ANN202
+        def f(s, y, all_p, all_y, pool, seed, pool_conf=None):  # noqa: ANN001, ANN202
             if fit_on == "all":
                 return fit_calibrated_thresholds(
                     all_p,
                     all_y,
                     pool,
+                    pool_conf=pool_conf,
                     target=target,
                     n_draws=n_boot,
                     seed=int(seed),
@@ -134,6 +135,11 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     # The loop's own evidence.
     cal = fit_calibrator(held, y)
     pool = cal.transform(pool_raw)
+    # The loop's rule reads pool items at the held-out models' confidence (newer dumps).
+    pool_conf = None
+    if "pool_folds" in d.files:
+        folds = cal.transform(d["pool_folds"][keep])
+        pool_conf = folds[np.arange(len(pool)), pool.argmax(axis=1)]
     sample = cal.transform(held[in_sample])
     oracle = oracle_coverage(pool_raw, truth, target) / len(truth)
     print(
@@ -143,7 +149,7 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
     )
     for name in names:
         t0 = time.perf_counter()
-        thr = table[name](sample, y[in_sample], cal.transform(held), y, pool, 0)
+        thr = table[name](sample, y[in_sample], cal.transform(held), y, pool, 0, pool_conf)
         n_auto, prec, below, big, worst = measure(thr, pool, truth, target)
         row = {
             "dump": str(path),
@@ -158,7 +164,7 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
         if args.draw_seeds:
             covers = [
                 measure(
-                    table[name](sample, y[in_sample], cal.transform(held), y, pool, s),
+                    table[name](sample, y[in_sample], cal.transform(held), y, pool, s, pool_conf),
                     pool,
                     truth,
                     target,
