@@ -87,11 +87,11 @@ class Metrics(_Strict):
     # confidence, label) fit on every human label's held-out probabilities, averaged over the
     # pool items each cut would label, with a lower quantile over its parameters' posterior,
     # and no cut the random sample shows below target (fit_calibrated_thresholds; issue 10).
-    # "calibrated" is the default: with two reviewers at 400 labels it labels 0.96-0.98 of the
-    # sms_spam pool and 0.33-0.93 of youtube_spam's (oracle 0.95-1.00), where "bound" labeled
-    # 0.43-0.98 and 0.00-0.44 with one. On banking77 (1,000 labels) it left 1 intent of 22
-    # under 0.95 in one run, 12 of 63 in another, and "bound" 15 of 75 (docs/benchmarks.md,
-    # issue 10, third and fourth rounds).
+    # "calibrated" is the default: with two reviewers at 400 labels it labels 0.98 of the
+    # sms_spam pool and 0.27-0.92 of youtube_spam's (oracle 0.96-1.00), where "bound" labeled
+    # 0.43-0.98 and 0.00-0.44 with one. On banking77 (1,000 labels) it leaves 0 intents of 23
+    # under 0.95 at coverage 0.17 (oracle 0.80), where "bound" left 15 of 75 at 0.59
+    # (docs/benchmarks.md, issue 10, third and fourth rounds).
     threshold_rule: Literal["bound", "calibrated"] = "calibrated"
 
 
