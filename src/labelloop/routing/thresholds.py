@@ -632,10 +632,9 @@ def fit_calibrated_thresholds(
     where ``fit_sample_thresholds`` has the 20-80 sampled items above t). The bound at t is the
     alpha quantile of that mean over ``n_draws`` draws of the model's parameters: Sobol points
     (``n_draws`` rounded up to a power of two) from the Laplace approximation of their
-    posterior ("laplace", the default: it carries the prior's
-    uncertainty about a label with few items, so a rare label is not certified by the pooled
-    curve alone) or refits on bootstrap resamples ("bootstrap": measured to under-cover,
-    bench/bench_threshold_rules.py). The cut is the lowest of the run of passing cuts through
+    posterior ("laplace", the default: it carries the prior's uncertainty about a label with
+    few items, so a rare label is not certified by the pooled curve alone) or refits on
+    bootstrap resamples ("bootstrap": measured to under-cover, bench/bench_threshold_rules.py). The cut is the lowest of the run of passing cuts through
     the cut with the best bound (``_run_through_best``).
 
     Why fit on every human label (the caller's choice, as ``annotate.route`` does): active
@@ -656,8 +655,8 @@ def fit_calibrated_thresholds(
     the bound there, ended the scan: coverage swung between runs (docs/benchmarks.md).
     ``predictive``: bound the share right among the items actually labeled (each right or
     wrong by chance around its modelled probability, a normal term added in closed form), not
-    only its expectation; on banking77
-    (labels with 50-100 pool items) it took the intents below 0.95 from 11 of 72 to 1 of 50.
+    only its expectation; on banking77 (labels with 50-100 pool items) it took the intents
+    below 0.95 from 11 of 72 to 1 of 50.
 
     ``pool_conf``: each pool item's confidence in its predicted label (``pool_probs``'
     argmax) from models like those that gave ``probs``: the held-out probabilities come from
