@@ -286,6 +286,7 @@ class StudentLabeler(ProbaSuggestions):
             )
             out[test] = fold.fit(X[train], Y[train]).predict_proba(X[test])
             if keep is not None:
+                fold._X = None  # it only scores: its training vectors would be stored with it
                 keep.append(fold)
         return out
 
