@@ -406,6 +406,39 @@ def test_cascade_spends_a_budget_on_the_least_certain_and_shows_their_likeliest_
     assert Cascade(llm, NAMES, policy=policy).ask(items, probs, np.zeros(4), 100)[0].size == 0
 
 
+def test_cascade_asks_calibration_sample_members_within_its_measure_share() -> None:
+    items = items_of(["a", "b", "c", "d", "e", "f"])
+    conf = np.array([0.34, 0.37, 0.40, 0.45, 0.50, 0.95])
+    probs = np.column_stack([conf, (1 - conf) / 2, (1 - conf) / 2])
+    prefer = np.array([False, False, True, True, True, True])  # sample members: c, d, e, f
+    policy = CascadePolicy(min_human_labels=0, confidence_threshold=0.6, disagreement_threshold=1.0)
+
+    def asked(calls: int | None, prefer: np.ndarray, policy: CascadePolicy = policy) -> list:
+        llm = CappedNarrowing(calls=0 if calls is None else calls)
+        if calls is None:
+            del llm.remaining_calls  # uncapped
+        return (
+            Cascade(llm, NAMES, policy=policy)
+            .ask(items, probs, np.zeros(6), 100, prefer)[0]
+            .tolist()
+        )
+
+    # Half of 4 calls to the least certain members (c, d), the rest to the least certain of
+    # the others (a, b); with 3 calls, ceil(1.5) = 2 members, then a.
+    assert asked(4, prefer) == [0, 1, 2, 3]
+    assert asked(3, prefer) == [0, 2, 3]
+    # A member the policy would skip (f is sure) is asked all the same: the lift is measured
+    # on a random sample, not on the hard items only.
+    only_f = np.array([False] * 5 + [True])
+    assert asked(2, only_f) == [0, 5]
+    assert asked(None, only_f) == [0, 1, 2, 3, 4, 5]  # uncapped: every member, every unsure
+    off = CascadePolicy(0, 0.6, 1.0, measure_share=0.0)
+    assert asked(3, prefer, off) == [0, 1, 2]  # as without prefer
+    assert asked(None, only_f, off) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="measure_share"):
+        CascadePolicy(measure_share=1.5)
+
+
 def test_select_for_expensive_reasons() -> None:
     policy = CascadePolicy(
         min_human_labels=10, confidence_threshold=0.8, disagreement_threshold=0.3

@@ -396,6 +396,55 @@ def test_route_pools_the_llm_answers_suggest_stored_from_any_entrance(
         off.close()
 
 
+def test_a_capped_llm_spends_half_its_calls_on_the_calibration_sample(tmp_path, sms) -> None:
+    """Its lift can only be measured on sampled items people label (issue 10, item 6): in the
+    demo, 100 calls all went to the least certain items, none of them ever labeled in the
+    sample, and its weight stayed "not measured yet". Now up to ``cascade.measure_share`` of a
+    budget goes to sample members the policy picks (every item at cold start)."""
+    from labelloop.annotate.calibration_sample import CalibrationSample
+
+    first, _, _ = sms
+    p = Project.init(
+        tmp_path / "p",
+        name="llm-sample",
+        labels=LABELS,
+        metrics={"calibration_min": 20, "calibration_share": 0.2},
+    )
+    p.ingest(first)
+    llm = _Capped(20)
+    p.suggest(llm=llm)
+    sample = CalibrationSample.draw(p.ctx, 0)
+    # While machines label nothing the sample takes half the labels expected by the next
+    # retrain (50): 25 of the 180 items.
+    assert sample.size == 25 and sample.pool == 180
+    asked_in_sample = [i for i in llm.asked if i in sample.members]
+    assert len(llm.asked) == 20
+    # 10 of 20 calls to members; by chance alone about 20 * 25 / 180 = 3.
+    assert len(asked_in_sample) >= 10, (len(asked_in_sample), sorted(llm.asked))
+    p.close()
+
+
+class _Capped:
+    """An expensive labeler with a call budget that records what it was asked."""
+
+    labeler_id = "llm:m"
+    version = "capped"
+
+    def __init__(self, calls: int) -> None:
+        self.remaining_calls = calls
+        self.asked: list[int] = []
+
+    def suggest(self, items):  # noqa: ANN001, ANN201
+        from labelloop.core.types import Suggestion
+
+        self.asked += [int(it.id) for it in items]
+        self.remaining_calls -= len(items)
+        return [
+            Suggestion(it.id, it.content_hash, self.labeler_id, self.version, {"ham": 1.0})
+            for it in items
+        ]
+
+
 class _NoLLM:
     """An expensive labeler with no calls left: the cascade asks it nothing."""
 

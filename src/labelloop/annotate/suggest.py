@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from labelloop.annotate.calibration_sample import CalibrationSample
 from labelloop.core.progress import Progress
 from labelloop.core.types import Item, Suggestion
 from labelloop.embed.base import Embedder
@@ -25,7 +26,13 @@ from labelloop.labelers.llm.labeler import endpoint_refusal
 from labelloop.store.context import ProjectContext
 from labelloop.store.labels import add_suggestions
 from labelloop.store.models import ItemState
-from labelloop.store.reads import answered_by, items_in, replace_suggestions, set_state
+from labelloop.store.reads import (
+    answered_by,
+    items_in,
+    items_queued_for_purpose,
+    replace_suggestions,
+    set_state,
+)
 
 BATCH = 1024
 REFRESH_CHUNK = 100  # items whose suggestions are swapped per transaction
@@ -58,7 +65,10 @@ def cascade_for(ctx: ProjectContext, expensive: Labeler, labelers: LabelerSet) -
         labelers.label_names,
         labelers.task,
         CascadePolicy(
-            policy.min_human_labels, policy.confidence_threshold, policy.disagreement_threshold
+            policy.min_human_labels,
+            policy.confidence_threshold,
+            policy.disagreement_threshold,
+            policy.measure_share,
         ),
     )
 
@@ -70,9 +80,11 @@ def _ask(
     split: np.ndarray,
     n_human: int,
     report: SuggestReport,
+    sample: CalibrationSample,
 ) -> list[Suggestion]:
     items = [Item(content=b[1], content_hash=b[2], id=b[0]) for b in batch]
-    _, out = cascade.ask(items, probs, split, n_human)
+    prefer = sample.contains(np.array([b[0] for b in batch], dtype=np.int64))
+    _, out = cascade.ask(items, probs, split, n_human, prefer)
     report.expensive_calls += len(out)
     report.invalid += sum(s.status != "ok" for s in out)
     report.llm_error = report.llm_error or endpoint_refusal(out)
@@ -101,6 +113,9 @@ def suggest(
     report.labelers = [m.labeler_id for m in labelers.members] + ["ensemble"]
     todo = items_in(ctx.db, ctx.id, (ItemState.new,), limit)
     cascade = cascade_for(ctx, expensive, labelers) if expensive is not None else None
+    sample = CalibrationSample.draw(ctx, len(labelers.humans)) if cascade is not None else None
+    if sample is not None:  # members in the first batch, where a capped LLM's budget goes
+        todo.sort(key=lambda it: (it[0] not in sample.members, it[0]))
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         ids = [b[0] for b in batch]
@@ -109,8 +124,8 @@ def suggest(
         stack, probs, split = labelers.probs(vectors)
         ms = (time.perf_counter() - t0) * 1000 / max(len(batch), 1)
         rows = stack_to_suggestion_rows(ids, [b[2] for b in batch], stack, probs, labelers, ms)
-        if cascade is not None:
-            rows += _ask(cascade, batch, probs, split, len(labelers.humans), report)
+        if cascade is not None and sample is not None:
+            rows += _ask(cascade, batch, probs, split, len(labelers.humans), report, sample)
         # An item's suggestions and its new state in one transaction; a few hundred items a
         # transaction, so reviewers' writes get in between.
         by_item: dict[int | None, list[Suggestion]] = {}
@@ -161,10 +176,16 @@ def ask_expensive(
     embedder: Embedder,
     labelers: LabelerSet,
 ) -> SuggestReport:
-    """The cascade over pending items: the expensive labeler (the LLM) answers only where the
-    policy says it pays, once per item (items it has already answered are skipped)."""
+    """The cascade over pending items: the expensive labeler (the LLM) answers where the
+    policy says it pays and on the calibration sample's members waiting for people (its
+    answers there are the unbiased basis its weight is learned on,
+    ``annotate.route.expensive_weight``; see ``Cascade.pick``), once per item (items it has
+    already answered are skipped)."""
     report = SuggestReport(human_labels=len(labelers.humans), labelers=[expensive.labeler_id])
+    sample = CalibrationSample.draw(ctx, len(labelers.humans))
     pending = items_in(ctx.db, ctx.id, (ItemState.suggested, ItemState.queued))
+    pending += [it for it in items_queued_for_purpose(ctx.db, ctx.id) if it[0] in sample.members]
+    pending.sort(key=lambda it: (it[0] not in sample.members, it[0]))  # members in the first batch
     asked = answered_by(ctx.db, expensive.labeler_id, [p[0] for p in pending])
     pending = [p for p in pending if p[0] not in asked]
     cascade = cascade_for(ctx, expensive, labelers)
@@ -173,7 +194,7 @@ def ask_expensive(
             break
         batch = pending[start : start + BATCH]
         _, probs, split = labelers.probs(embedder.embed([b[1] for b in batch]))
-        rows = _ask(cascade, batch, probs, split, len(labelers.humans), report)
+        rows = _ask(cascade, batch, probs, split, len(labelers.humans), report, sample)
         with ctx.db.engine.begin() as conn:
             add_suggestions(conn, rows)
         report.items += len(rows)

@@ -195,6 +195,10 @@ class CascadeSettings(_Strict):
     min_human_labels: int = Field(default=50, ge=0)
     confidence_threshold: float = Field(default=0.8, ge=0, le=1)
     disagreement_threshold: float = Field(default=0.3, ge=0, le=1)
+    # With a call budget (max_calls), at most this share of the calls left goes first to the
+    # calibration sample's members the cascade picks: people label those, so the LLM's weight
+    # is measured there (issue 10); the rest to the least certain items.
+    measure_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class ActiveSettings(_Strict):

@@ -9,6 +9,7 @@ the cheap labelers' likeliest labels (``suggest_among``), so a prompt stays shor
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,17 +30,20 @@ class CascadePolicy:
     - ``min_human_labels``: below this many human labels (cold start) every item goes to it;
     - ``confidence_threshold``: items whose cheap confidence is below it go to it;
     - ``disagreement_threshold``: items whose cheap labelers disagree above it go to it
-      (mean pairwise JS divergence, 0..1; set to 1.0 to ignore disagreement).
+      (mean pairwise JS divergence, 0..1; set to 1.0 to ignore disagreement);
+    - ``measure_share``: with a call budget, at most this share of the remaining calls goes
+      first to preferred items (the calibration sample's members, see ``Cascade.pick``).
     """
 
     min_human_labels: int = 50
     confidence_threshold: float = 0.8
     disagreement_threshold: float = 0.3
+    measure_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.min_human_labels < 0:
             raise ValueError(f"min_human_labels must be >= 0, got {self.min_human_labels}")
-        for name in ("confidence_threshold", "disagreement_threshold"):
+        for name in ("confidence_threshold", "disagreement_threshold", "measure_share"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {v}")
@@ -112,12 +116,24 @@ class Cascade:
         return f"cascade({cheap}>{e.labeler_id}@{e.version})"
 
     def pick(
-        self, probs: np.ndarray | None, split: np.ndarray | None, n_human_labels: int, n: int
+        self,
+        probs: np.ndarray | None,
+        split: np.ndarray | None,
+        n_human_labels: int,
+        n: int,
+        prefer: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Indices of the items the expensive labeler answers (ascending), and the reason masks.
 
         ``probs`` None means the cheap side was not run (cold start: every item qualifies). A
-        capped labeler's ``remaining_calls`` keeps the least certain items first."""
+        capped labeler's ``remaining_calls`` keeps the least certain items first.
+
+        ``prefer``: a mask of items to ask whatever the policy says: the calibration sample's
+        members, which people label, so the answers there measure the labeler's lift on an
+        unbiased basis (issue 10: in the demo all 100 calls went to the least certain items,
+        none of them a labeled sample member, and the weight was never measured). A capped
+        labeler spends at most ``policy.measure_share`` of its calls on them (the least
+        certain first), an uncapped one answers them all; ``measure_share`` 0 turns it off."""
         if probs is None:
             mask = np.full(n, n_human_labels < self.policy.min_human_labels)
             reasons = {"cold_start": mask.copy()}
@@ -127,9 +143,20 @@ class Cascade:
             dis = np.zeros(n) if split is None else split
             mask, reasons = select_for_expensive(conf, dis, n_human_labels, self.policy)
         picked = np.flatnonzero(mask)
+        share = self.policy.measure_share
+        wanted = np.zeros(0, dtype=np.int64)
+        if prefer is not None and len(prefer) and share > 0:
+            wanted = np.flatnonzero(np.asarray(prefer, dtype=bool))
+            wanted = wanted[np.argsort(conf[wanted], kind="stable")]
         budget = getattr(self.expensive, "remaining_calls", None)
-        if budget is not None:  # a capped labeler: the least certain items first
-            picked = np.sort(picked[np.argsort(conf[picked], kind="stable")][:budget])
+        if budget is None:
+            picked = np.union1d(picked, wanted)
+        else:  # a capped labeler: the least certain items first
+            first = wanted[: math.ceil(share * budget)]
+            order = picked[np.argsort(conf[picked], kind="stable")]
+            order = np.concatenate([first, order[~np.isin(order, first)]])
+            picked = np.sort(order[:budget])
+        reasons["calibration_sample"] = np.isin(np.arange(n), wanted) & ~mask
         return picked, reasons
 
     def candidates(self, probs: np.ndarray | None, picked: np.ndarray) -> list[list[str]] | None:
@@ -151,9 +178,11 @@ class Cascade:
         probs: np.ndarray | None,
         split: np.ndarray | None,
         n_human_labels: int,
+        prefer: np.ndarray | None = None,
     ) -> tuple[np.ndarray, list[Suggestion]]:
-        """The expensive labeler's answers for the items the policy picks (and their indices)."""
-        picked, _ = self.pick(probs, split, n_human_labels, len(items))
+        """The expensive labeler's answers for the items the policy picks (and their indices);
+        ``prefer``: see ``pick``."""
+        picked, _ = self.pick(probs, split, n_human_labels, len(items), prefer)
         if not len(picked):
             return picked, []
         chosen = [items[i] for i in picked]
