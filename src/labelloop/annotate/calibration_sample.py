@@ -76,6 +76,11 @@ class CalibrationSample:
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return np.array([int(i) in self.members for i in ids], dtype=bool)
 
+    def members_first(self, items: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """``items`` (id first) with the sample's members ahead, each part by id: they fall in
+        the first batch, where a capped LLM's calls go."""
+        return sorted(items, key=lambda it: (it[0] not in self.members, it[0]))
+
     def enqueue(self, ctx: ProjectContext, pending: np.ndarray) -> int:
         """Send sampled items to people ahead of the active-learning queue (queue reason
         "audit": to a reviewer, a random check like the audits), with a ``calibration`` event

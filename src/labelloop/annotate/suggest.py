@@ -114,8 +114,8 @@ def suggest(
     todo = items_in(ctx.db, ctx.id, (ItemState.new,), limit)
     cascade = cascade_for(ctx, expensive, labelers) if expensive is not None else None
     sample = CalibrationSample.draw(ctx, len(labelers.humans)) if cascade is not None else None
-    if sample is not None:  # members in the first batch, where a capped LLM's budget goes
-        todo.sort(key=lambda it: (it[0] not in sample.members, it[0]))
+    if sample is not None:
+        todo = sample.members_first(todo)
     for start in range(0, len(todo), BATCH):
         batch = todo[start : start + BATCH]
         ids = [b[0] for b in batch]
@@ -185,7 +185,7 @@ def ask_expensive(
     sample = CalibrationSample.draw(ctx, len(labelers.humans))
     pending = items_in(ctx.db, ctx.id, (ItemState.suggested, ItemState.queued))
     pending += [it for it in items_queued_for_purpose(ctx.db, ctx.id) if it[0] in sample.members]
-    pending.sort(key=lambda it: (it[0] not in sample.members, it[0]))  # members in the first batch
+    pending = sample.members_first(pending)
     asked = answered_by(ctx.db, expensive.labeler_id, [p[0] for p in pending])
     pending = [p for p in pending if p[0] not in asked]
     cascade = cascade_for(ctx, expensive, labelers)
