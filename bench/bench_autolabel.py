@@ -64,6 +64,8 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bo
         out["loop"] = {"recheck_cost_ratio": args.recheck_cost_ratio}
     if args.gold_share:
         out["review"] = {"gold_share": args.gold_share, "gold_from_label_field": True}
+    if args.char_ngrams:
+        out["embedding"] = {"char_ngrams": args.char_ngrams}
     return out
 
 
@@ -283,6 +285,12 @@ def main() -> None:
     ap.add_argument("--prior-min-wrong", type=float, default=None)
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
     ap.add_argument(
+        "--char-ngrams",
+        type=int,
+        default=0,
+        help="embedding.char_ngrams: hashed character n-gram features appended (0: off)",
+    )
+    ap.add_argument(
         "--reviewers",
         type=int,
         default=1,
@@ -358,6 +366,7 @@ def main() -> None:
             if args.recheck_cost_ratio is not None
             else ""
         )
+        + (f" --char-ngrams {args.char_ngrams}" if args.char_ngrams else "")
     )
 
 

@@ -28,6 +28,7 @@ from labelloop.embed import (
     SentenceTransformerEmbedder,
     onnx_minilm,
 )
+from labelloop.embed.char_ngrams import WithCharNgrams
 
 # ---------------------------------------------------------------------------------------------
 # MiniLMEmbedder
@@ -207,6 +208,61 @@ def test_cache_with_vectors_of_the_wrong_size_is_an_error() -> None:
     cache.put_many("fake-3d", [content_hash("apple")], np.ones((1, 5), np.float32))
     with pytest.raises(ValueError, match=r"shape \(5,\), expected \(3,\)"):
         CachedEmbedder(CountingEmbedder(), cache).embed(["apple"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Character n-grams appended (embedding.char_ngrams)
+
+
+def test_char_ngrams_append_a_unit_lexical_part() -> None:
+    texts = ["check out my channel http://bit.ly/x", "nice song", "see http://bit.ly/y"]
+    emb = WithCharNgrams(CountingEmbedder(), 1024)
+    v = emb.embed(texts)
+    assert (emb.dim, emb.model_id) == (1027, "fake-3d+chars1024")
+    assert v.shape == (3, 1027) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(v[:, :3] * np.sqrt(2), CountingEmbedder().embed(texts), rtol=1e-5)
+    np.testing.assert_array_equal(v, WithCharNgrams(CountingEmbedder(), 1024).embed(texts))
+    chars = v[:, 3:] * np.sqrt(2)
+    assert chars[0] @ chars[2] > 0.4 > 0.1 > chars[0] @ chars[1]  # the shared URL counts
+
+
+def test_char_ngrams_let_a_linear_student_see_a_surface_cue() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    class Blind:  # an embedding that cannot tell the texts apart
+        model_id, dim = "blind", 2
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            return np.tile(np.float32([0.6, 0.8]), (len(texts), 1))
+
+    rng = np.random.default_rng(0)
+    words = ["song", "great", "love", "video", "music", "voice", "best", "ever", "this", "wow"]
+    texts = [" ".join(rng.choice(words, 5)) for _ in range(200)]
+    spam = rng.random(200) < 0.5
+    texts = [
+        t + (" visit www.win-prize.com" if s else "") for t, s in zip(texts, spam, strict=True)
+    ]
+    for emb, floor, ceiling in ((Blind(), 0.0, 0.6), (WithCharNgrams(Blind(), 256), 0.95, 1.0)):
+        x = emb.embed(texts)
+        model = LogisticRegression(C=100, max_iter=1000).fit(x[:100], spam[:100])
+        assert floor <= model.score(x[100:], spam[100:]) <= ceiling
+
+
+def test_char_ngrams_setting_wraps_the_text_embedder() -> None:
+    from pydantic import ValidationError
+
+    from labelloop.core.config import EmbeddingSettings
+    from labelloop.embed.factory import settings_embedder
+
+    emb = settings_embedder(EmbeddingSettings(char_ngrams=128))
+    assert isinstance(emb, WithCharNgrams) and emb.dim == 384 + 128
+    assert emb.model_id == "minilm-l6-v2-int8+chars128"
+    assert not isinstance(settings_embedder(EmbeddingSettings()), WithCharNgrams)
+    with pytest.raises(ValidationError, match="char_ngrams"):
+        EmbeddingSettings(char_ngrams=-1)
+    with pytest.raises(ValueError, match="n_features=0"):
+        WithCharNgrams(CountingEmbedder(), 0)
 
 
 # ---------------------------------------------------------------------------------------------

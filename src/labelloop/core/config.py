@@ -161,6 +161,10 @@ class EmbeddingSettings(_Strict):
     batch_size: int = Field(default=64, ge=1)
     # MiniLM: rows x padded length per batch at most this (long texts go in smaller batches).
     max_batch_tokens: int = Field(default=512, ge=1)
+    # Text: append this many hashed character n-gram features to each vector (0: off), so the
+    # student sees surface cues (URLs, "FREE", phone numbers) as well as meaning. Helps spam
+    # and moderation tasks, hurts intent taxonomies (embed.char_ngrams, docs/benchmarks.md).
+    char_ngrams: int = Field(default=0, ge=0, le=65536)
 
 
 class LLMSettings(_Strict):

@@ -331,7 +331,10 @@ def run_demo(
         labels=labels,
         label_field="label",
         labelers={"llm": llm_settings},
-        **{"loop": {"retrain_every": retrain_every}, **(settings or {})},
+        **{
+            **(settings or {}),
+            "loop": {"retrain_every": retrain_every, **(settings or {}).get("loop", {})},
+        },
     )
     console.print(
         f"[bold]Project[/] {project_dir} · {len(names)} labels · {len(pool):,} items to label, "

@@ -45,6 +45,15 @@ def settings_embedder(cfg: EmbeddingSettings, modality: str = "text") -> Embedde
         return ImageEmbedder(cfg.model)
     if modality == "tabular":
         raise LabelloopError("table rows are featurized by the project's table spec, not here")
+    text = _text_embedder(cfg)
+    if cfg.char_ngrams:
+        from labelloop.embed.char_ngrams import WithCharNgrams
+
+        return WithCharNgrams(text, cfg.char_ngrams)
+    return text
+
+
+def _text_embedder(cfg: EmbeddingSettings) -> Embedder:
     if cfg.backend == "minilm":
         from labelloop.embed.onnx_minilm import MiniLMEmbedder
 

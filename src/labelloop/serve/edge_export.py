@@ -161,7 +161,7 @@ def _bundle_kind(predictor: Predictor) -> str:
     if embedder != EDGE_EMBEDDER:
         raise EdgeExportError(
             f"the model was trained on {embedder!r} vectors; edge bundles embed with the "
-            f"default {EDGE_EMBEDDER!r} only (embedding.backend: minilm)"
+            f"default {EDGE_EMBEDDER!r} only (embedding.backend: minilm, embedding.char_ngrams: 0)"
         )
     return "text"
 
