@@ -92,6 +92,33 @@ def test_demo_simulate_on_a_small_file_writes_the_report(tmp_path: Path) -> None
     assert _audited(audited) == "91.7% [64.6%, 98.5%] (12 audited)"
 
 
+def test_demo_with_char_ngrams_runs_the_whole_loop_on_them(tmp_path: Path) -> None:
+    """``--char-ngrams``: the project embeds with character n-grams appended, and every stage
+    after it (routing, the deployed model, its held-out drift check) reads those vectors."""
+    df = pd.read_csv(sms_spam_path()).drop_duplicates("text")
+    small = pd.concat([df[df.label == "spam"].head(40), df[df.label == "ham"].head(160)])
+    data = tmp_path / "small.csv"
+    small.to_csv(data, index=False)
+    out = tmp_path / "demo"
+    args = ["demo", "--simulate", "--out", str(out), "--data", str(data), "--budget", "40"]
+    args += ["--retrain-every", "20", "--no-llm", "--char-ngrams", "256"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = (out / "project" / "labelloop.yaml").read_text()
+    assert "char_ngrams: 256" in config
+    saved = json.loads((out / "report" / "checkpoints.json").read_text())
+    deployed = saved["deployed"]
+    assert "error" not in deployed, deployed
+    assert 0.5 < deployed["holdout_macro_f1"] <= 1.0
+    assert "error" not in saved["monitoring"], saved["monitoring"]
+    from labelloop.mlops.predictor import Predictor
+
+    model = next((out / "project").rglob("model.joblib"))
+    predictor = Predictor.load(model)
+    assert predictor.featurizer == "embedder:minilm-l6-v2-int8+chars256"
+    assert predictor.predict_proba(["WIN a FREE prize, call now"]).shape == (1, 2)
+
+
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:
     data = tmp_path / "x.csv"
     data.write_text("body,label\nhello,a\nbye,b\n")

@@ -678,6 +678,15 @@ def demo(
         bool, typer.Option(help="Use the local LLM (SmolLM2) where the cascade says it pays.")
     ] = True,
     llm_budget: Annotated[int, typer.Option(help="At most this many LLM calls.")] = 100,
+    char_ngrams: Annotated[
+        int,
+        typer.Option(
+            help="embedding.char_ngrams: append this many hashed character n-gram features "
+            "to each vector (0: off; 1024 helps spam-like data, see docs/benchmarks.md).",
+            min=0,
+            max=65536,
+        ),
+    ] = 0,
     host: Annotated[str, typer.Option(help="Review app host (without --simulate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
 ) -> None:
@@ -701,6 +710,7 @@ def demo(
         llm=llm_labeler,
         console=console,
         noise=noise,
+        settings={"embedding": {"char_ngrams": char_ngrams}} if char_ngrams else None,
     )
     if simulate:
         report = write_report(
