@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from labelloop.cli.main import app
@@ -117,6 +118,12 @@ def test_demo_with_char_ngrams_runs_the_whole_loop_on_them(tmp_path: Path) -> No
     predictor = Predictor.load(model)
     assert predictor.featurizer == "embedder:minilm-l6-v2-int8+chars256"
     assert predictor.predict_proba(["WIN a FREE prize, call now"]).shape == (1, 2)
+    # Edge bundles embed with MiniLM alone: such a model is refused, and the message says why.
+    from labelloop.serve.edge_export import EdgeExportError, export_edge
+
+    with pytest.raises(EdgeExportError, match="char_ngrams: 0"):
+        export_edge(predictor, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:
