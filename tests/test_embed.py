@@ -225,6 +225,7 @@ def test_char_ngrams_append_a_unit_lexical_part() -> None:
     np.testing.assert_array_equal(v, WithCharNgrams(CountingEmbedder(), 1024).embed(texts))
     chars = v[:, 3:] * np.sqrt(2)
     assert chars[0] @ chars[2] > 0.4 > 0.1 > chars[0] @ chars[1]  # the shared URL counts
+    assert emb.embed([]).shape == (0, 1027)
 
 
 def test_char_ngrams_let_a_linear_student_see_a_surface_cue() -> None:

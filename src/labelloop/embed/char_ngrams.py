@@ -36,6 +36,8 @@ def char_ngram_vectors(texts: Sequence[str], n_features: int) -> np.ndarray:
 
     if n_features < 1:
         raise ValueError(f"n_features={n_features}: expected at least 1")
+    if not len(texts):
+        return np.zeros((0, n_features), dtype=np.float32)
     hashed = HashingVectorizer(
         analyzer="char_wb",
         ngram_range=NGRAM_RANGE,
@@ -67,6 +69,8 @@ class WithCharNgrams:
         self.dim = int(inner.dim) + self.n_features
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.dim), dtype=np.float32)
         dense = np.asarray(self.inner.embed(texts), dtype=np.float32)
         chars = char_ngram_vectors(texts, self.n_features)
         return np.hstack([dense, chars]) / np.float32(math.sqrt(2.0))
