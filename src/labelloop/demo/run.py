@@ -325,16 +325,16 @@ def run_demo(
     # Two nearest examples, not four: the bundled SmolLM2 was as accurate with two on SMS spam
     # (0.94 vs 0.91, docs/benchmarks.md) and reads a prompt about half as long.
     llm_settings = {"enabled": llm is not None, "few_shot": 2}
+    sections = dict(settings or {})
+    loop_settings = {"retrain_every": retrain_every, **sections.pop("loop", {})}
     p = Project.init(
         project_dir,
         name="demo",
         labels=labels,
         label_field="label",
         labelers={"llm": llm_settings},
-        **{
-            **(settings or {}),
-            "loop": {"retrain_every": retrain_every, **(settings or {}).get("loop", {})},
-        },
+        loop=loop_settings,
+        **sections,
     )
     console.print(
         f"[bold]Project[/] {project_dir} · {len(names)} labels · {len(pool):,} items to label, "
