@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from labelloop.cli.main import app
@@ -118,12 +118,17 @@ def test_demo_with_char_ngrams_runs_the_whole_loop_on_them(tmp_path: Path) -> No
     predictor = Predictor.load(model)
     assert predictor.featurizer == "embedder:minilm-l6-v2-int8+chars256"
     assert predictor.predict_proba(["WIN a FREE prize, call now"]).shape == (1, 2)
-    # Edge bundles embed with MiniLM alone: such a model is refused, and the message says why.
-    from labelloop.serve.edge_export import EdgeExportError, export_edge
+    # An edge bundle hashes the n-grams on the device, without scikit-learn, to the same answers.
+    from labelloop.edge import EdgeAnnotator
+    from labelloop.serve.edge_export import export_edge
 
-    with pytest.raises(EdgeExportError, match="char_ngrams: 0"):
-        export_edge(predictor, tmp_path / "bundle")
-    assert not (tmp_path / "bundle").exists()
+    manifest = export_edge(predictor, tmp_path / "bundle")
+    assert manifest["embedding"]["char_ngrams"] == 256
+    probe = small.text.tolist()[:60] + ["", "WIN a FREE prize, call now"]
+    with EdgeAnnotator(tmp_path / "bundle", tmp_path / "edge.sqlite") as edge:
+        np.testing.assert_allclose(
+            edge.predict_proba(probe), predictor.predict_proba(probe), atol=1e-4, rtol=0
+        )
 
 
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from labelloop.api.app import create_app
 from labelloop.auth import create_token, create_user
+from labelloop.demo.data import sms_spam_path
 from labelloop.edge import BundleError, EdgeAnnotator, SyncError, read_manifest
 from labelloop.edge import __main__ as edge_cli
 from labelloop.edge.buffer import ResultBuffer
@@ -215,6 +216,31 @@ def test_export_refuses_traversal_non_empty_folders_and_images(
         export_edge(predictor, tmp_path / "img")
     with pytest.raises(EdgeExportError, match="not the project's labels"):
         export_edge(trained.model_path, tmp_path / "tax", labels=["ham", "eggs"])
+
+
+def test_device_hashes_character_ngrams_as_scikit_learn_does() -> None:
+    """The device's plain-Python hashing gives the server's vectors, to float rounding."""
+    from sklearn.utils import murmurhash3_32 as sk_murmur
+
+    from labelloop.edge.char_ngrams import char_ngram_vectors, murmurhash3_32
+    from labelloop.embed.char_ngrams import char_ngram_vectors as server_vectors
+
+    for data in [b"", b"a", b"ab", b"abc", b"abcd", b"abcde", "h\u00e9llo \U0001f389".encode()]:
+        assert murmurhash3_32(data) == sk_murmur(data, seed=0, positive=False), data
+    texts = pd.read_csv(sms_spam_path())["text"].astype(str).tolist()[:300]
+    texts += [
+        "",
+        "   ",
+        "a",
+        "I  \t am\n\nhere",
+        "\u00c9COLE Stra\u00dfe",
+        "x" * 300,
+        "ok \U0001f389",
+    ]
+    for n_features in (7, 1024):
+        np.testing.assert_allclose(
+            char_ngram_vectors(texts, n_features), server_vectors(texts, n_features), atol=1e-6
+        )
 
 
 def test_runtime_imports_no_server_libraries() -> None:

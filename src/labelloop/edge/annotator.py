@@ -21,6 +21,7 @@ from labelloop.edge.bundle import (
     BundleError,
     read_manifest,
 )
+from labelloop.edge.char_ngrams import with_char_ngrams
 from labelloop.edge.sync import sync_buffer
 from labelloop.edge.text import TextEmbedder, session_options
 
@@ -52,8 +53,10 @@ class EdgeAnnotator:
         }
         self.columns: list[str] = list(self.manifest.get("columns") or [])
         self.embedder: TextEmbedder | None = None
+        self.char_ngrams = 0  # hashed character n-gram features after the sentence vector
         if self.kind == "text":
             emb = self.manifest.get("embedding", {})
+            self.char_ngrams = int(emb.get("char_ngrams", 0))
             self.embedder = TextEmbedder(
                 self.bundle_dir / EMBEDDER_FILE,
                 self.bundle_dir / TOKENIZER_FILE,
@@ -106,7 +109,10 @@ class EdgeAnnotator:
                 if not isinstance(t, str):
                     raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
                 texts.append(t)
-            return self.embedder.embed(texts)
+            vectors = self.embedder.embed(texts)
+            if self.char_ngrams:
+                return with_char_ngrams(vectors, texts, self.char_ngrams)
+            return vectors
         rows = np.empty((len(inputs), len(self.columns)), dtype=np.float32)
         for i, row in enumerate(inputs):
             if not isinstance(row, Mapping):

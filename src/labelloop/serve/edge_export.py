@@ -1,7 +1,8 @@
 """Export a trained model as an edge bundle: ONNX files a device runs with ``labelloop.edge``.
 
 The bundle (format in ``labelloop.edge.bundle``) holds the int8 MiniLM embedding model and its
-tokenizer (text projects), ``head.onnx`` (the preparation + estimator pipeline), the labels in
+tokenizer (text projects; a model trained with ``embedding.char_ngrams`` has its n-grams
+hashed on the device by ``labelloop.edge.char_ngrams``), ``head.onnx`` (the preparation + estimator pipeline), the labels in
 probability order, the confidence thresholds below which an answer needs a person, and
 ``manifest.json`` with every file's size and SHA-256.
 
@@ -19,6 +20,7 @@ category, date or text columns (one-hot, tf-idf) are refused for now, as are ima
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -141,6 +143,7 @@ def export_edge(
             "max_tokens": MAX_TOKENS,
             "batch_size": int(settings.get("batch_size", 64)),
             "max_batch_tokens": int(settings.get("max_batch_tokens", 512)),
+            "char_ngrams": edge_char_ngrams(predictor),
         }
     manifest["files"] = {p.name: file_entry(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
     step()
@@ -157,13 +160,22 @@ def _bundle_kind(predictor: Predictor) -> str:
         raise EdgeExportError("image models cannot be exported as edge bundles yet (not supported)")
     if predictor.featurizer == "table":
         return "table"
+    edge_char_ngrams(predictor)
+    return "text"
+
+
+def edge_char_ngrams(predictor: Predictor) -> int:
+    """The hashed character n-gram features the model reads beside MiniLM (0: none); an
+    error for vectors a bundle cannot compute."""
     embedder = predictor.featurizer.removeprefix("embedder:")
-    if embedder != EDGE_EMBEDDER:
+    match = re.fullmatch(re.escape(EDGE_EMBEDDER) + r"(?:\+chars(\d+))?", embedder)
+    if match is None:
         raise EdgeExportError(
             f"the model was trained on {embedder!r} vectors; edge bundles embed with the "
-            f"default {EDGE_EMBEDDER!r} only (embedding.backend: minilm, embedding.char_ngrams: 0)"
+            f"default {EDGE_EMBEDDER!r} only, with or without character n-grams "
+            "(embedding.backend: minilm)"
         )
-    return "text"
+    return int(match.group(1) or 0)
 
 
 def _thresholds(
