@@ -171,6 +171,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             "injected_errors": len(wrong),
             "caught": len(wrong & flagged) / len(wrong) if wrong else None,
             "student_macro_f1": last.student_macro_f1,
+            "students": student_changes(loop.history),
             # The human labels by the first checkpoint with machine labels (None: never).
             "first_machine_at": next(
                 (c.human_labels for c in result.checkpoints if c.auto_labeled), None
@@ -179,6 +180,15 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         }
     finally:
         p.close()
+
+
+def student_changes(history: list) -> str:
+    """The student kind at the first retrain, then each switch with its label count."""
+    out: list[str] = []
+    for r in history:
+        if not out or out[-1].split("@")[0] != r.student_algorithm:
+            out.append(f"{r.student_algorithm}@{r.n_labels}")
+    return " -> ".join(out) or "-"
 
 
 def learning_curves(args: argparse.Namespace, seed: int, loop: Any, result: Any) -> dict:
@@ -332,7 +342,7 @@ def main() -> None:
                     else ""
                 )
                 + f"first machine labels by {row['first_machine_at'] or 'never'} human labels, "
-                f"student macro-F1 {row['student_macro_f1']:.3f}, "
+                f"student macro-F1 {row['student_macro_f1']:.3f} ({row['students']}), "
                 f"{row['seconds']:.0f} s",
                 flush=True,
             )
