@@ -80,11 +80,12 @@ def test_a_challenger_with_worse_probabilities_does_not_replace_the_champion():
     X, y = blobs(300, std=4.0)
     y = y.copy()
     y[::8] = (y[::8] + 1) % 4  # some wrong labels: a hard 0-or-1 answer pays for them in log-loss
-    weak = (
-        lambda: make_pipeline(  # noqa: E731 - calibrated, but sees two of 16 dims
+
+    def weak():  # calibrated, but sees two of 16 dims
+        return make_pipeline(
             FunctionTransformer(lambda Z: Z[:, :2]), LogisticRegression(max_iter=1000)
         )
-    )
+
     hard = lambda: HardLogReg(C=100.0, max_iter=1000)  # noqa: E731
     sel = select_student(X, y, candidates={"weak": weak, "hard": hard}, cv=5, default="weak")
     s = sel.scores

@@ -2,9 +2,9 @@
 
 The bundle (format in ``labelloop.edge.bundle``) holds the int8 MiniLM embedding model and its
 tokenizer (text projects; a model trained with ``embedding.char_ngrams`` has its n-grams
-hashed on the device by ``labelloop.edge.char_ngrams``), ``head.onnx`` (the preparation + estimator pipeline), the labels in
-probability order, the confidence thresholds below which an answer needs a person, and
-``manifest.json`` with every file's size and SHA-256.
+hashed on the device by ``labelloop.edge.char_ngrams``), ``head.onnx`` (the preparation +
+estimator pipeline), the labels in probability order, the confidence thresholds below which an
+answer needs a person, and ``manifest.json`` with every file's size and SHA-256.
 
 How the head is made: skl2onnx converts the estimator; the preparation in front of it is
 written here as a small ONNX graph (column picks, median imputation with missing indicators,
