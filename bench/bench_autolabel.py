@@ -172,6 +172,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             "caught": len(wrong & flagged) / len(wrong) if wrong else None,
             "student_macro_f1": last.student_macro_f1,
             "students": student_changes(loop.history),
+            "views": student_changes(loop.history, "embedding"),
             # The human labels by the first checkpoint with machine labels (None: never).
             "first_machine_at": next(
                 (c.human_labels for c in result.checkpoints if c.auto_labeled), None
@@ -182,12 +183,14 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         p.close()
 
 
-def student_changes(history: list) -> str:
-    """The student kind at the first retrain, then each switch with its label count."""
+def student_changes(history: list, attr: str = "student_algorithm") -> str:
+    """The student kind (or ``attr``) at the first retrain, then each switch with its label
+    count."""
     out: list[str] = []
     for r in history:
-        if not out or out[-1].split("@")[0] != r.student_algorithm:
-            out.append(f"{r.student_algorithm}@{r.n_labels}")
+        value = getattr(r, attr) or "-"
+        if not out or out[-1].rsplit("@", 1)[0] != value:
+            out.append(f"{value}@{r.n_labels}")
     return " -> ".join(out) or "-"
 
 
@@ -296,9 +299,9 @@ def main() -> None:
     ap.add_argument("--recheck-cost-ratio", type=float, default=None)
     ap.add_argument(
         "--char-ngrams",
-        type=int,
+        type=lambda v: v if v == "auto" else int(v),
         default=0,
-        help="embedding.char_ngrams: hashed character n-gram features appended (0: off)",
+        help="embedding.char_ngrams: hashed character n-gram features appended (0: off; auto)",
     )
     ap.add_argument(
         "--reviewers",
@@ -342,7 +345,8 @@ def main() -> None:
                     else ""
                 )
                 + f"first machine labels by {row['first_machine_at'] or 'never'} human labels, "
-                f"student macro-F1 {row['student_macro_f1']:.3f} ({row['students']}), "
+                f"student macro-F1 {row['student_macro_f1']:.3f} ({row['students']}; "
+                f"vectors {row['views']}), "
                 f"{row['seconds']:.0f} s",
                 flush=True,
             )

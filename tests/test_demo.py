@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from labelloop.cli.main import app
@@ -129,6 +130,76 @@ def test_demo_with_char_ngrams_runs_the_whole_loop_on_them(tmp_path: Path) -> No
         np.testing.assert_allclose(
             edge.predict_proba(probe), predictor.predict_proba(probe), atol=1e-4, rtol=0
         )
+
+
+class CueBlindEmbedder:
+    """Random unit vectors keyed by the text: they say nothing about the label."""
+
+    model_id, dim = "cue-blind-16d", 16
+
+    def embed(self, texts) -> np.ndarray:
+        import hashlib
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).normal(size=self.dim)
+            out[i] = v / np.linalg.norm(v)
+        return out
+
+
+def test_auto_char_ngrams_switch_the_project_when_the_sample_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``embedding.char_ngrams: auto`` on a task whose label is a surface cue the sentence
+    vectors cannot see: the loop compares both views on the calibration sample, switches the
+    project to n-grams, and every later stage (labelers, machine labels, deployed model) reads
+    them."""
+    from labelloop.demo.run import run_demo
+    from labelloop.embed import factory
+
+    monkeypatch.setattr(factory, "_text_embedder", lambda cfg: CueBlindEmbedder())
+    rng = np.random.default_rng(0)
+    words = ["song", "great", "love", "video", "music", "voice", "best", "ever", "this", "wow"]
+    spam = rng.random(400) < 0.5
+    texts = [
+        " ".join(rng.choice(words, 6)) + (" visit www.win-prize.com" if s else f" #{i}")
+        for i, s in enumerate(spam)
+    ]
+    data = tmp_path / "cue.csv"
+    pd.DataFrame({"text": texts, "label": np.where(spam, "spam", "ham")}).to_csv(data, index=False)
+    result, project, loop = run_demo(
+        tmp_path / "demo",
+        data=data,
+        simulate=True,
+        budget=100,
+        retrain_every=50,
+        settings={"embedding": {"char_ngrams": "auto"}},
+    )
+    try:
+        views = [r.view for r in loop.history if r.view is not None]
+        assert views, "no retrain compared the views"
+        first = views[0]
+        assert first["chosen"] == "sentence+chars1024" and first["char_ngrams"] == 1024
+        assert first["scored_on"] == "random sample" and first["n_scored"] >= 30
+        assert first["log_loss"]["sentence+chars1024"] < first["log_loss"]["sentence"]
+        assert loop.embedder.model_id == "cue-blind-16d+chars1024"
+        assert loop.history[-1].embedding == "cue-blind-16d+chars1024"
+        assert loop.labelers.humans.vectors.shape[1] == 16 + 1024
+        assert result.checkpoints[-1].student_macro_f1 > 0.9
+        assert result.views[0]["chosen"] == "sentence+chars1024"
+        from labelloop.demo.report import write_report
+
+        page = write_report(result, tmp_path / "report", 0.95).read_text()
+        assert "<h2>Vectors</h2>" in page and "sentence+chars1024 from" in page
+        # The deployed model records the view it was trained on, not "auto".
+        from labelloop.mlops.predictor import Predictor
+
+        predictor = Predictor.load(next((tmp_path / "demo" / "project").rglob("model.joblib")))
+        assert predictor.bundle["embedding"]["char_ngrams"] == 1024
+        assert predictor.predict_proba(["wow visit www.win-prize.com"]).argmax() == 1
+    finally:
+        project.close()
 
 
 def test_demo_names_a_missing_column(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from labelloop.core.errors import LabelloopError
 from labelloop.core.hashing import content_hash
 from labelloop.embed import (
     CachedEmbedder,
@@ -262,6 +263,13 @@ def test_char_ngrams_setting_wraps_the_text_embedder() -> None:
     assert not isinstance(settings_embedder(EmbeddingSettings()), WithCharNgrams)
     with pytest.raises(ValidationError, match="char_ngrams"):
         EmbeddingSettings(char_ngrams=-1)
+    with pytest.raises(ValidationError, match="char_ngrams"):
+        EmbeddingSettings(char_ngrams=70_000)
+    with pytest.raises(ValidationError, match="char_ngrams"):
+        EmbeddingSettings(char_ngrams="some")
+    # "auto" is a project's choice: a bare embedder cannot resolve it, and says so.
+    with pytest.raises(LabelloopError, match="resolved per project"):
+        settings_embedder(EmbeddingSettings(char_ngrams="auto"))
     with pytest.raises(ValueError, match="n_features=0"):
         WithCharNgrams(CountingEmbedder(), 0)
 

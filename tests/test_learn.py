@@ -21,7 +21,7 @@ from labelloop.learn import (
     self_training_probs,
     should_replace,
 )
-from labelloop.learn.selection import cross_val_scores
+from labelloop.learn.selection import compare_views, cross_val_scores
 
 
 def blobs(n: int = 400, centers: int = 4, dim: int = 16, std: float = 1.0, seed: int = 0):
@@ -97,6 +97,23 @@ def test_a_challenger_with_worse_probabilities_does_not_replace_the_champion():
     assert select_student(X, y, candidates={"weak": weak, "hard": hard}, default=None).name == (
         "hard"
     )
+
+
+def test_compare_views_switches_only_on_clear_evidence():
+    X, y = blobs(300, std=4.0)
+    rng = np.random.default_rng(0)
+    blind = rng.normal(size=X.shape)  # says nothing about y
+    # The informative view wins over the current, blind one, by far more than the noise.
+    choice = compare_views({"blind": blind, "blobs": X}, y, current="blind")
+    assert choice.chosen == "blobs" and choice.gain > choice.gain_needed > 0
+    assert choice.scores["blobs"].log_loss < choice.scores["blind"].log_loss
+    # A view that only adds noise to the current one does not replace it.
+    noisy = np.hstack([X, 0.01 * rng.normal(size=(len(X), 4))])
+    kept = compare_views({"blobs": X, "blobs+noise": noisy}, y, current="blobs")
+    assert kept.chosen == "blobs" and kept.gain == 0.0
+    assert kept.as_dict()["scored_on"] == "all human labels"
+    with pytest.raises(ValueError, match="current view"):
+        compare_views({"blobs": X}, y, current="other")
 
 
 def test_scores_come_from_the_random_sample_when_it_is_big_enough():

@@ -15,6 +15,7 @@ database for one short transaction at a time, so reviewers keep labeling while i
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,8 @@ class RetrainReport:
     label_actions: int = 0  # human label actions when it ran (the trigger point)
     student_algorithm: str = "logreg"
     selection: dict[str, Any] | None = None  # student kinds compared on this retrain, if any
+    embedding: str = ""  # the model id of the vectors the labelers now read
+    view: dict[str, Any] | None = None  # char_ngrams: auto's comparison on this retrain, if any
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +122,50 @@ def choose_student(ctx: ProjectContext, embedder: Embedder, current: str) -> dic
     }
 
 
+def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | None:
+    """``embedding.char_ngrams: auto``: the student with and without hashed character n-grams
+    on the same human labels, scored on the random calibration sample's held-out log-loss
+    (:func:`~labelloop.learn.selection.compare_views`); when the other view is clearly better,
+    an ``embedding_view`` event switches the project's vectors. The result, or None when
+    there is nothing to compare (another setting, too few sampled labels).
+
+    Only the n-grams are computed: the sentence vectors come from the current ones, and the
+    store keeps them cached apart, so a switch re-hashes the pool but does not re-embed it."""
+    from labelloop.core.config import AUTO_CHAR_NGRAMS
+    from labelloop.embed.char_ngrams import char_ngram_vectors
+    from labelloop.embed.factory import VIEW_EVENT
+    from labelloop.learn.selection import compare_views
+
+    cfg = ctx.config
+    if cfg.embedding.char_ngrams != "auto" or cfg.modality != "text":
+        return None
+    if cfg.task != "single_label":
+        return None
+    humans = human_set(ctx, embedder)
+    labels = np.asarray([str(x) for x in humans.labels])
+    sampled = calibration_evidence(ctx, humans.item_ids)
+    if sampled is None or int(np.sum(sampled)) < 30 or len(set(labels[sampled])) < 2:
+        return None
+    match = re.search(r"\+chars(\d+)$", embedder.model_id)
+    n = int(match.group(1)) if match else 0  # the view these vectors are in
+    names = {0: "sentence", AUTO_CHAR_NGRAMS: f"sentence+chars{AUTO_CHAR_NGRAMS}"}
+    V = np.asarray(humans.vectors, dtype=np.float32)
+    if n:
+        other, other_vectors = 0, V[:, : V.shape[1] - n] * np.float32(np.sqrt(2.0))
+    else:
+        chars = char_ngram_vectors(list(humans.contents), AUTO_CHAR_NGRAMS)
+        other, other_vectors = AUTO_CHAR_NGRAMS, np.hstack([V, chars]) / np.float32(np.sqrt(2.0))
+    current = names.get(n, f"sentence+chars{n}")
+    choice = compare_views(
+        {current: V, names[other]: other_vectors}, labels, current, score_mask=sampled
+    )
+    out = {**choice.as_dict(), "char_ngrams": n if choice.chosen == current else other}
+    if choice.chosen != current:
+        with ctx.db.engine.begin() as conn:
+            log_event(conn, ctx.id, VIEW_EVENT, {**out, "n_labels": len(humans)})
+    return out
+
+
 def retrain(
     ctx: ProjectContext,
     *,
@@ -136,6 +183,9 @@ def retrain(
     algorithm = student_algorithm or (
         (previous.metrics.get("student_algorithm") if previous else None) or "logreg"
     )
+    view = choose_view(ctx, embedder)
+    if view is not None and embedder.model_id != project_embedder(ctx).model_id:
+        embedder = project_embedder(ctx)  # the view switched: the new vectors from here on
     selection = choose_student(ctx, embedder, algorithm) if select else None
     if selection and selection["replaced"]:
         algorithm = selection["best"]
@@ -182,6 +232,8 @@ def retrain(
         label_actions=actions,
         student_algorithm=algorithm,
         selection=selection,
+        embedding=embedder.model_id,
+        view=view,
     )
     with ctx.db.engine.begin() as conn:
         log_event(
@@ -203,6 +255,8 @@ def retrain(
                 "refreshed": r.refreshed,
                 "label_issues": len(issues),
                 "selection": selection,
+                "embedding": embedder.model_id,
+                "view": view,
                 "seconds": round(report.seconds, 3),
             },
         )
@@ -391,6 +445,8 @@ class FeedbackLoop:
                 flag_label_issues=self.flag_label_issues,
             )
             self.labelers = labelers
+            if report.embedding and report.embedding != self.embedder.model_id:
+                self.embedder = project_embedder(self.ctx)  # char_ngrams: auto switched views
             if report.selection is not None:
                 self.last_selection = report.selection
             self.history.append(report)

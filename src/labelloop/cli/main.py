@@ -647,6 +647,21 @@ def push_label_studio_(
     )
 
 
+def _char_ngrams_settings(value: str) -> dict[str, dict[str, int | str]] | None:
+    """``--char-ngrams``: a number of features (0: off) or ``auto``, as project settings."""
+    if value.strip().lower() == "auto":
+        return {"embedding": {"char_ngrams": "auto"}}
+    try:
+        n = int(value)
+    except ValueError:
+        raise LabelloopError(
+            f"--char-ngrams: expected 0 to 65536 or 'auto', got {value!r}"
+        ) from None
+    if not 0 <= n <= 65536:
+        raise LabelloopError(f"--char-ngrams: expected 0 to 65536 or 'auto', got {n}")
+    return {"embedding": {"char_ngrams": n}} if n else None
+
+
 @app.command()
 @friendly_errors
 def demo(
@@ -679,14 +694,13 @@ def demo(
     ] = True,
     llm_budget: Annotated[int, typer.Option(help="At most this many LLM calls.")] = 100,
     char_ngrams: Annotated[
-        int,
+        str,
         typer.Option(
             help="embedding.char_ngrams: append this many hashed character n-gram features "
-            "to each vector (0: off; 1024 helps spam-like data, see docs/benchmarks.md).",
-            min=0,
-            max=65536,
+            "to each vector (0: off; 1024 helps spam-like data, see docs/benchmarks.md), or "
+            "'auto': the loop compares the student with and without them and chooses.",
         ),
-    ] = 0,
+    ] = "0",
     host: Annotated[str, typer.Option(help="Review app host (without --simulate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
 ) -> None:
@@ -694,6 +708,7 @@ def demo(
     from labelloop.demo.report import write_report
     from labelloop.demo.run import run_demo
 
+    settings = _char_ngrams_settings(char_ngrams)  # a bad value fails before any work
     llm_labeler = None
     if llm:
         from labelloop.demo.run import local_llm_for_demo
@@ -710,7 +725,7 @@ def demo(
         llm=llm_labeler,
         console=console,
         noise=noise,
-        settings={"embedding": {"char_ngrams": char_ngrams}} if char_ngrams else None,
+        settings=settings,
     )
     if simulate:
         report = write_report(

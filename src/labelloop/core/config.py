@@ -21,6 +21,7 @@ PROJECT_FILE = "labelloop.yaml"
 SUPPORTED_STORES = ("sqlite", "postgresql", "postgres")
 # content_fields of a table whose every column (but id_field and label_field) is content.
 ALL_COLUMNS = ["*"]
+AUTO_CHAR_NGRAMS = 1024  # the n-gram features `embedding.char_ngrams: auto` tries
 # The metrics a deployed model may be chosen on or held to, per task (ModelSettings).
 MODEL_METRICS = {
     "classification": ("macro_f1", "accuracy", "precision", "recall", "roc_auc"),
@@ -164,7 +165,17 @@ class EmbeddingSettings(_Strict):
     # Text: append this many hashed character n-gram features to each vector (0: off), so the
     # student sees surface cues (URLs, "FREE", phone numbers) as well as meaning. Helps spam
     # and moderation tasks, hurts intent taxonomies (embed.char_ngrams, docs/benchmarks.md).
-    char_ngrams: int = Field(default=0, ge=0, le=65536)
+    # "auto": start without them; at each retrain the loop compares the student with and
+    # without AUTO_CHAR_NGRAMS of them on the random calibration sample's held-out log-loss
+    # and switches the project's vectors when the other view is clearly better.
+    char_ngrams: int | Literal["auto"] = Field(default=0)
+
+    @field_validator("char_ngrams")
+    @classmethod
+    def _char_ngrams_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 65536:
+            raise ValueError(f"char_ngrams={v}: expected 0 to 65536, or 'auto'")
+        return v
 
 
 class LLMSettings(_Strict):

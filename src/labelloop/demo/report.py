@@ -163,6 +163,7 @@ LLM labeler: {html.escape(result.llm or "off")}</p>
 </tbody></table>
 {_class_table(result, target)}
 {_rechecks_paragraph(result)}
+{_views_paragraph(result)}
 {_versions_table(result)}
 {_deployed_paragraph(result)}
 {_monitoring_paragraph(result)}
@@ -245,6 +246,29 @@ def _class_table(result: DemoResult, target: float) -> str:
         f"<table><thead><tr><th>label</th><th>rule</th><th>evidence</th><th>right</th>"
         f"<th>lower bound</th><th>machine labels</th>{head_true}<th>why not auto-accepted</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _views_paragraph(result: DemoResult) -> str:
+    """``embedding.char_ngrams: auto``: which vectors the student read, and why."""
+    if not result.views:
+        return ""
+    last = result.views[-1]
+    parts, current = ["sentence vectors from the start"], "sentence"
+    for v in result.views:
+        if v["chosen"] != current:
+            current = v["chosen"]
+            parts.append(f"{html.escape(str(current))} from {v['n_labels']:,} human labels")
+    losses = ", ".join(
+        f"{html.escape(str(k))} {loss:.3f}" for k, loss in sorted(last["log_loss"].items())
+    )
+    return (
+        "<h2>Vectors</h2><p><code>embedding.char_ngrams: auto</code>: at each retrain the "
+        "student was scored with and without hashed character n-grams on the random "
+        f"sample's held-out labels. It read {'; then '.join(parts)}. At the last retrain "
+        f"({last['n_labels']:,} labels, {last['n_scored']:,} scored on {last['scored_on']}), "
+        f"held-out log-loss: {losses}; a switch needs a gain over "
+        f"{last['gain_needed']:.3f} (one standard error).</p>"
     )
 
 

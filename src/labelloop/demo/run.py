@@ -91,6 +91,9 @@ class DemoResult:
     # One monitoring check at the end (``monitor_snapshot``): the metrics the automation
     # watches, the confidence-based estimate against the audits, held-out drift.
     monitoring: dict[str, Any] = field(default_factory=dict)
+    # ``embedding.char_ngrams: auto``: each retrain's comparison of the two views, with the
+    # human labels it ran at (empty under a fixed setting).
+    views: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,14 +147,26 @@ class _Evaluator:
     ) -> None:
         self.loop = loop
         self.label_names = loop.ctx.config.label_names
-        self.test_vectors = loop.embedder.embed(list(test["text"]))
+        self.test = test
         self.test_y = test["label"].to_numpy()
         self.pool = pool
         self.pool_orders = [
             np.random.default_rng([seed, draw]).permutation(len(pool))
             for draw in range(RANDOM_SEEDS)
         ]
-        self._pool_vectors: np.ndarray | None = None
+        self._vectors: dict[tuple[str, str], np.ndarray] = {}
+
+    def _embedded(self, which: str, texts: list[str]) -> np.ndarray:
+        """Vectors of the loop's current embedder (``char_ngrams: auto`` may switch it)."""
+        key = (which, self.loop.embedder.model_id)
+        if key not in self._vectors:
+            self._vectors = {k: v for k, v in self._vectors.items() if k[0] != which}
+            self._vectors[key] = self.loop.embedder.embed(texts)
+        return self._vectors[key]
+
+    @property
+    def test_vectors(self) -> np.ndarray:
+        return self._embedded("test", list(self.test["text"]))
 
     def _f1(self, vectors: np.ndarray, labels: list[str]) -> float | None:
         from sklearn.metrics import f1_score
@@ -173,13 +188,12 @@ class _Evaluator:
         draw; Nones when no draw has two labels yet."""
         if n == 0:
             return None, None, None
-        if self._pool_vectors is None:
-            self._pool_vectors = self.loop.embedder.embed(list(self.pool["text"]))
+        pool_vectors = self._embedded("pool", list(self.pool["text"]))
         labels = self.pool["label"].to_numpy()
         scores = []
         for order in self.pool_orders:
             idx = order[: min(n, len(self.pool))]
-            f1 = self._f1(self._pool_vectors[idx], list(labels[idx]))
+            f1 = self._f1(pool_vectors[idx], list(labels[idx]))
             if f1 is not None:
                 scores.append(f1)
         if not scores:
@@ -458,6 +472,7 @@ def run_demo(
         fl = p.final_labels()
         machine = fl[fl["source_kind"] == "machine"] if not fl.empty else fl
         result.classes = class_table(rules[-1], machine, gold)
+    result.views = [{"n_labels": r.n_labels, **r.view} for r in loop.history if r.view]
     result.rechecks = {
         **recheck_outcomes(p.db, p.id),
         "label_actions": human_label_count(p.db, p.id),

@@ -21,21 +21,45 @@ from labelloop.embed.tabular import (
 )
 from labelloop.store.context import ProjectContext
 from labelloop.store.embeddings import StoreEmbeddingCache
-from labelloop.store.loop_state import latest_model_version, save_model_version
+from labelloop.store.loop_state import last_event, latest_model_version, save_model_version
 from labelloop.store.reads import final_labels_frame, first_contents
 
 TABLE_SPEC_KIND = "table_features"
+VIEW_EVENT = "embedding_view"  # the loop chose the project's vectors (char_ngrams: auto)
 TABLE_SPEC_SAMPLE = 20_000  # rows the column kinds and statistics are fitted on
 
 
 def project_embedder(ctx: ProjectContext) -> Embedder:
-    """The configured embedder, wrapped in the store's embedding cache."""
-    inner: Embedder
+    """The configured embedder, wrapped in the store's embedding cache.
+
+    With character n-grams, the sentence vectors are cached on their own too, so a project
+    that switches views (``embedding.char_ngrams: auto``) only hashes n-grams, not re-embeds."""
+    cache = StoreEmbeddingCache(ctx.db)
     if ctx.config.modality == "tabular":
-        inner = StoredTableFeaturizer(ctx)
-    else:
-        inner = settings_embedder(ctx.config.embedding, ctx.config.modality)
-    return CachedEmbedder(inner, StoreEmbeddingCache(ctx.db))
+        return CachedEmbedder(StoredTableFeaturizer(ctx), cache)
+    cfg = project_embedding_settings(ctx)
+    if ctx.config.modality == "text" and cfg.char_ngrams:
+        from labelloop.embed.char_ngrams import WithCharNgrams
+
+        assert isinstance(cfg.char_ngrams, int)
+        text = CachedEmbedder(_text_embedder(cfg), cache)
+        return CachedEmbedder(WithCharNgrams(text, cfg.char_ngrams), cache)
+    return CachedEmbedder(settings_embedder(cfg, ctx.config.modality), cache)
+
+
+def project_embedding_settings(ctx: ProjectContext) -> EmbeddingSettings:
+    """The project's embedding settings with ``char_ngrams: auto`` resolved to the view the
+    loop last chose (the newest ``embedding_view`` event; 0 until one is chosen)."""
+    cfg = ctx.config.embedding
+    if cfg.char_ngrams != "auto":
+        return cfg
+    return cfg.model_copy(update={"char_ngrams": chosen_char_ngrams(ctx)})
+
+
+def chosen_char_ngrams(ctx: ProjectContext) -> int:
+    """The n-gram features of the view ``embedding.char_ngrams: auto`` chose last (0: none)."""
+    row = last_event(ctx.db, ctx.id, (VIEW_EVENT,))
+    return int((row[2] or {}).get("char_ngrams", 0)) if row is not None else 0
 
 
 def settings_embedder(cfg: EmbeddingSettings, modality: str = "text") -> Embedder:
@@ -45,6 +69,11 @@ def settings_embedder(cfg: EmbeddingSettings, modality: str = "text") -> Embedde
         return ImageEmbedder(cfg.model)
     if modality == "tabular":
         raise LabelloopError("table rows are featurized by the project's table spec, not here")
+    if cfg.char_ngrams == "auto":
+        raise LabelloopError(
+            "embedding.char_ngrams: auto is resolved per project (project_embedding_settings); "
+            "give the number of n-gram features the model was trained with"
+        )
     text = _text_embedder(cfg)
     if cfg.char_ngrams:
         from labelloop.embed.char_ngrams import WithCharNgrams

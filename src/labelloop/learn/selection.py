@@ -181,6 +181,7 @@ class HeldOutScores:
     n_scored: int
     split_id: str  # fingerprint of the scored items, their labels and the folds
     fold_macro_f1: tuple[float, ...] = field(default=())
+    fold_log_loss: tuple[float, ...] = field(default=())
 
     @property
     def macro_f1_std(self) -> float:
@@ -288,6 +289,7 @@ def score_predictions(
     present = np.unique(codes)
     f1 = f1_score(codes, pred, labels=present, average="macro", zero_division=0)
     per_fold: tuple[float, ...] = ()
+    per_fold_loss: tuple[float, ...] = ()
     if folds is not None:
         per_fold = tuple(
             float(
@@ -297,7 +299,10 @@ def score_predictions(
             )
             for m in folds
         )
-    return HeldOutScores(float(f1), _log_loss(P, codes), len(codes), split_id, per_fold)
+        per_fold_loss = tuple(_log_loss(P[m], codes[m]) if np.any(m) else 0.0 for m in folds)
+    return HeldOutScores(
+        float(f1), _log_loss(P, codes), len(codes), split_id, per_fold, per_fold_loss
+    )
 
 
 def cross_val_scores(
@@ -402,6 +407,78 @@ def should_replace(
     if abs(gain) <= 1e-9:
         return min_gain == 0 and challenger.log_loss < current.log_loss - 1e-9
     return gain > min_gain
+
+
+# --- the features a student reads ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewChoice:
+    """Which of two feature views of the same items the student does better on."""
+
+    chosen: str
+    scores: dict[str, HeldOutScores]
+    gain: float  # log-loss of the current view minus the chosen one's (0 when kept)
+    gain_needed: float  # one standard error of the paired fold differences
+    scored_on: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "chosen": self.chosen,
+            "log_loss": {k: v.log_loss for k, v in self.scores.items()},
+            "macro_f1": {k: v.macro_f1 for k, v in self.scores.items()},
+            "n_scored": next(iter(self.scores.values())).n_scored,
+            "gain": self.gain,
+            "gain_needed": self.gain_needed,
+            "scored_on": self.scored_on,
+        }
+
+
+def compare_views(
+    views: Mapping[str, np.ndarray],
+    y: object,
+    current: str,
+    make: EstimatorFactory | None = None,
+    cv: int = 5,
+    seed: int = 0,
+    score_mask: np.ndarray | None = None,
+    min_scored: int = 30,
+) -> ViewChoice:
+    """The same student on two (or more) views of the same human-labeled items, on shared CV
+    folds; the current view stays unless another's held-out log-loss is lower by more than one
+    standard error of the paired fold differences.
+
+    Log-loss, not macro-F1, because the router's thresholds read the student's probabilities.
+    ``score_mask`` as in :func:`select_student` (the calibration sample's labels, when it
+    holds ``min_scored`` scorable items). Used by ``embedding.char_ngrams: auto`` to decide
+    whether hashed character n-grams join the sentence vectors
+    (``bench/bench_char_ngrams.py --choose``)."""
+    if current not in views:
+        raise ValueError(f"current view {current!r} is not among {sorted(views)}")
+    y = np.asarray(y)
+    X0, y = check_single_label(views[current], y)
+    make = make or default_candidates(seed)["logreg"]
+    folds = make_folds(y, cv, seed)
+    mask = None
+    if score_mask is not None:
+        mask = _check_mask(score_mask, len(y))
+        sampled = folds.scored[mask[folds.scored]]
+        if len(sampled) < min_scored or len(np.unique(y[sampled])) < 2:
+            mask = None
+    scores = {
+        name: cross_val_scores(make, X0 if name == current else X, y, folds, score_mask=mask)
+        for name, X in views.items()
+    }
+    best = min(scores, key=lambda n: scores[n].log_loss)
+    gain, needed = 0.0, 0.0
+    if best != current:
+        diffs = np.subtract(scores[current].fold_log_loss, scores[best].fold_log_loss)
+        gain = float(scores[current].log_loss - scores[best].log_loss)
+        needed = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+        if gain <= needed:
+            best, gain = current, 0.0
+    scored_on = "random sample" if mask is not None else "all human labels"
+    return ViewChoice(best, scores, gain, needed, scored_on)
 
 
 # --- selection --------------------------------------------------------------------------------

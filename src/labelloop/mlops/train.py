@@ -31,7 +31,7 @@ from labelloop.core.config import ModelSettings
 from labelloop.core.errors import LabelloopError
 from labelloop.core.hashing import content_hash
 from labelloop.core.progress import Progress
-from labelloop.embed.factory import project_embedder
+from labelloop.embed.factory import project_embedder, project_embedding_settings
 from labelloop.embed.tabular import parse_row
 from labelloop.mlops.datasets import assign_split, dataset_version, snapshot
 from labelloop.mlops.evaluate import classification_metrics, plots, regression_metrics, ship_check
@@ -134,7 +134,7 @@ def train(
         progress=progress,
         bundle_info={
             "modality": str(ctx.config.modality),
-            "embedding": ctx.config.embedding.model_dump(),
+            "embedding": project_embedding_settings(ctx).model_dump(),
         },
     )
     result.seconds = time.perf_counter() - start
