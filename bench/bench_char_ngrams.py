@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
+from labelloop.edge.char_ngrams import char_ngram_vectors as edge_char_ngram_vectors
 from labelloop.embed.char_ngrams import char_ngram_vectors
 from labelloop.embed.onnx_minilm import MiniLMEmbedder
 
@@ -51,12 +52,17 @@ def main() -> None:
     started = time.perf_counter()
     chars = char_ngram_vectors(texts, args.features)
     chars_s = time.perf_counter() - started
+    started = time.perf_counter()
+    device = edge_char_ngram_vectors(texts, args.features)  # plain Python, as on a device
+    device_s = time.perf_counter() - started
+    assert np.allclose(device, chars, atol=1e-6), "the device's n-grams differ from the server's"
     views = {"minilm": dense, "minilm+chars": np.hstack([dense, chars]) / np.sqrt(2.0)}
     perm = np.random.default_rng(0).permutation(len(df))
     test, train = perm[: len(df) // 5], perm[len(df) // 5 :]
     print(
         f"{args.data}: {len(df)} items, {len(np.unique(y))} labels; {len(test)} held out. "
-        f"MiniLM {embed_s:.1f} s, char n-grams ({args.features}) {chars_s:.2f} s"
+        f"MiniLM {embed_s:.1f} s, char n-grams ({args.features}) {chars_s:.2f} s "
+        f"(the edge runtime's plain-Python hashing: {device_s:.2f} s, ratio {device_s / chars_s:.1f})"
     )
     budgets = [int(b) for b in args.budgets.split(",")] + [len(train)]
     rows = []

@@ -122,6 +122,12 @@ def choose_student(ctx: ProjectContext, embedder: Embedder, current: str) -> dic
     }
 
 
+def char_ngrams_of(embedder: Embedder) -> int:
+    """The hashed character n-gram features in ``embedder``'s vectors (0: none)."""
+    match = re.search(r"\+chars(\d+)$", embedder.model_id)
+    return int(match.group(1)) if match else 0
+
+
 def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | None:
     """``embedding.char_ngrams: auto``: the student with and without hashed character n-grams
     on the same human labels, scored on the random calibration sample's held-out log-loss
@@ -146,8 +152,7 @@ def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | Non
     sampled = calibration_evidence(ctx, humans.item_ids)
     if sampled is None or int(np.sum(sampled)) < 30 or len(set(labels[sampled])) < 2:
         return None
-    match = re.search(r"\+chars(\d+)$", embedder.model_id)
-    n = int(match.group(1)) if match else 0  # the view these vectors are in
+    n = char_ngrams_of(embedder)  # the view these vectors are in
     names = {0: "sentence", AUTO_CHAR_NGRAMS: f"sentence+chars{AUTO_CHAR_NGRAMS}"}
     V = np.asarray(humans.vectors, dtype=np.float32)
     if n:
@@ -184,7 +189,7 @@ def retrain(
         (previous.metrics.get("student_algorithm") if previous else None) or "logreg"
     )
     view = choose_view(ctx, embedder)
-    if view is not None and embedder.model_id != project_embedder(ctx).model_id:
+    if view is not None and view["char_ngrams"] != char_ngrams_of(embedder):
         embedder = project_embedder(ctx)  # the view switched: the new vectors from here on
     selection = choose_student(ctx, embedder, algorithm) if select else None
     if selection and selection["replaced"]:

@@ -518,11 +518,7 @@ def select_student(
     random sample of the pool: when it holds ``min_scored`` or more scorable items, every
     candidate is scored on those alone (still trained on all). And ``default`` (the champion)
     stays unless the best beats it by more than one standard error of the paired fold
-    differences: a switch needs evidence, not noise. Nor does a challenger with a worse
-    log-loss than the champion replace it, whatever its macro-F1: the router's thresholds and
-    the ensemble's weights live on probabilities, and a better-ranking but worse-calibrated
-    student moved them enough to revoke thousands of machine labels in one retrain (issue 10,
-    item 3).
+    differences: a switch needs evidence, not noise.
 
     >>> sel = select_student(X_human, y_human)
     >>> sel.table                      # candidate, macro_f1, log_loss, seconds, ...
@@ -559,8 +555,6 @@ def select_student(
             margin[n] = paired_gain(scores[default], scores[n])[1]
         if paired_gain(scores[default], scores[best])[0] <= margin[best]:
             best = default  # not clearly better than the champion
-        elif scores[best].log_loss > scores[default].log_loss:
-            best = default  # sharper ranking, worse probabilities: the thresholds would move
     order = [best] + [n for n in order if n != best]
     t0 = time.perf_counter()
     with quiet_fit(threads):
