@@ -269,6 +269,26 @@ def test_a_refreshed_few_shot_pool_is_not_answered_from_the_cache():
     assert len(client.requests) == 4
 
 
+def test_a_new_few_shot_pool_brings_the_embedder_its_vectors_came_from():
+    """``char_ngrams: auto`` may switch the project's vectors between retrains: the items are
+    then embedded as the new pool was, not with the old embedder (a shape error before)."""
+    from labelloop.labelers.llm.factory import ProjectLLM
+
+    class Wider(LetterEmbedder):
+        model_id, dim = "toy+chars2", 4
+
+        def embed(self, texts):
+            return np.hstack([super().embed(texts), np.zeros((len(texts), 2))])
+
+    client = ScriptedClient(always('{"label": "spam"}'))
+    llm = ProjectLLM(fast_labeler(client, embedder=LetterEmbedder(), n_shots=1))
+    wide = Wider()
+    llm.set_few_shot_pool(["claim your prize"], ["spam"], wide.embed(["claim your prize"]), wide)
+    assert llm.inner.embedder is wide
+    llm.suggest(items(["you won a prize"]))
+    assert client.requests[0].messages[1]["content"].endswith("claim your prize")
+
+
 # ---------------------------------------------------------------- the labeler, scripted client
 
 

@@ -200,7 +200,7 @@ def retrain(
     f1, acc = student_metrics(labelers)
     if llm is not None and hasattr(llm, "set_few_shot_pool"):
         humans = labelers.humans
-        llm.set_few_shot_pool(humans.contents, humans.labels, humans.vectors)
+        llm.set_few_shot_pool(humans.contents, humans.labels, humans.vectors, embedder=embedder)
     s = suggest(ctx, embedder=embedder, labelers=labelers)
     asked = None
     if llm is not None:

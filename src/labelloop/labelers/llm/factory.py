@@ -9,6 +9,7 @@ import numpy as np
 
 from labelloop.core.errors import LabelloopError
 from labelloop.core.types import Item, Suggestion
+from labelloop.embed.base import Embedder
 from labelloop.embed.factory import project_embedder
 from labelloop.labelers.llm import (
     FewShotPool,
@@ -68,7 +69,18 @@ class ProjectLLM:
         self.calls += len(items)
         return [r.suggestion for r in self.inner.suggest_detailed(items, candidates)]
 
-    def set_few_shot_pool(self, texts: list[str], labels: list[Any], vectors: np.ndarray) -> None:
+    def set_few_shot_pool(
+        self,
+        texts: list[str],
+        labels: list[Any],
+        vectors: np.ndarray,
+        embedder: Embedder | None = None,
+    ) -> None:
+        """Few-shot examples for later calls. ``embedder``: what ``vectors`` were made with,
+        when it may have changed (``embedding.char_ngrams: auto``), so items are embedded
+        alike to find their nearest examples."""
+        if embedder is not None:
+            self.inner.embedder = embedder
         pool = FewShotPool()
         if len(texts):
             pool.add(texts, labels, vectors)
