@@ -64,7 +64,7 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bo
         out["loop"] = {"recheck_cost_ratio": args.recheck_cost_ratio}
     if args.gold_share:
         out["review"] = {"gold_share": args.gold_share, "gold_from_label_field": True}
-    if args.char_ngrams:
+    if args.char_ngrams is not None:
         out["embedding"] = {"char_ngrams": args.char_ngrams}
     return out
 
@@ -173,6 +173,14 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             "student_macro_f1": last.student_macro_f1,
             "students": student_changes(loop.history),
             "views": student_changes(loop.history, "embedding"),
+            # char_ngrams: auto: each comparison's labels, the view chosen, the log-loss gain of
+            # the other view over the current one and the one standard error it had to beat.
+            "view_log": " ".join(
+                f"{r.n_labels}:{'C' if r.view['char_ngrams'] else 'S'}"
+                f"({_view_gain(r.view):+.3f}/{r.view['gain_needed']:.3f})"
+                for r in loop.history
+                if r.view
+            ),
             # The human labels by the first checkpoint with machine labels (None: never).
             "first_machine_at": next(
                 (c.human_labels for c in result.checkpoints if c.auto_labeled), None
@@ -181,6 +189,16 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         }
     finally:
         p.close()
+
+
+def _view_gain(view: dict) -> float:
+    """Log-loss of the current view minus the other's (positive: the other is better)."""
+    losses = view["log_loss"]
+    current = (
+        view["chosen"] if view["gain"] == 0 else next(k for k in losses if k != view["chosen"])
+    )
+    other = next(k for k in losses if k != current)
+    return losses[current] - losses[other]
 
 
 def student_changes(history: list, attr: str = "student_algorithm") -> str:
@@ -300,8 +318,9 @@ def main() -> None:
     ap.add_argument(
         "--char-ngrams",
         type=lambda v: v if v == "auto" else int(v),
-        default=0,
-        help="embedding.char_ngrams: hashed character n-gram features appended (0: off; auto)",
+        default=None,
+        help="embedding.char_ngrams: hashed character n-gram features appended (0: off), or "
+        "auto (default: the project default, auto)",
     )
     ap.add_argument(
         "--reviewers",
@@ -347,7 +366,8 @@ def main() -> None:
                 + f"first machine labels by {row['first_machine_at'] or 'never'} human labels, "
                 f"student macro-F1 {row['student_macro_f1']:.3f} ({row['students']}; "
                 f"vectors {row['views']}), "
-                f"{row['seconds']:.0f} s",
+                + (f"view comparisons {row['view_log']}, " if row["view_log"] else "")
+                + f"{row['seconds']:.0f} s",
                 flush=True,
             )
             if "curve" in row:
@@ -380,7 +400,7 @@ def main() -> None:
             if args.recheck_cost_ratio is not None
             else ""
         )
-        + (f" --char-ngrams {args.char_ngrams}" if args.char_ngrams else "")
+        + (f" --char-ngrams {args.char_ngrams}" if args.char_ngrams is not None else "")
     )
 
 

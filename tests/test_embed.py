@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labelloop.core.errors import LabelloopError
 from labelloop.core.hashing import content_hash
 from labelloop.embed import (
     CachedEmbedder,
@@ -267,9 +266,9 @@ def test_char_ngrams_setting_wraps_the_text_embedder() -> None:
         EmbeddingSettings(char_ngrams=70_000)
     with pytest.raises(ValidationError, match="char_ngrams"):
         EmbeddingSettings(char_ngrams="some")
-    # "auto" is a project's choice: a bare embedder cannot resolve it, and says so.
-    with pytest.raises(LabelloopError, match="resolved per project"):
-        settings_embedder(EmbeddingSettings(char_ngrams="auto"))
+    # "auto" is a project's choice; unresolved (no project), it is what a project starts with.
+    assert EmbeddingSettings().char_ngrams == "auto"
+    assert settings_embedder(EmbeddingSettings()).model_id == "minilm-l6-v2-int8"
     with pytest.raises(ValueError, match="n_features=0"):
         WithCharNgrams(CountingEmbedder(), 0)
 

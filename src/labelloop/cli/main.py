@@ -647,7 +647,7 @@ def push_label_studio_(
     )
 
 
-def _char_ngrams_settings(value: str) -> dict[str, dict[str, int | str]] | None:
+def _char_ngrams_settings(value: str) -> dict[str, dict[str, int | str]]:
     """``--char-ngrams``: a number of features (0: off) or ``auto``, as project settings."""
     if value.strip().lower() == "auto":
         return {"embedding": {"char_ngrams": "auto"}}
@@ -659,7 +659,7 @@ def _char_ngrams_settings(value: str) -> dict[str, dict[str, int | str]] | None:
         ) from None
     if not 0 <= n <= 65536:
         raise LabelloopError(f"--char-ngrams: expected 0 to 65536 or 'auto', got {n}")
-    return {"embedding": {"char_ngrams": n}} if n else None
+    return {"embedding": {"char_ngrams": n}}
 
 
 @app.command()
@@ -696,11 +696,11 @@ def demo(
     char_ngrams: Annotated[
         str,
         typer.Option(
-            help="embedding.char_ngrams: append this many hashed character n-gram features "
-            "to each vector (0: off; 1024 helps spam-like data, see docs/benchmarks.md), or "
-            "'auto': the loop compares the student with and without them and chooses.",
+            help="embedding.char_ngrams: 'auto' (the loop compares the student with and "
+            "without hashed character n-grams on its random sample and chooses), or append "
+            "this many n-gram features to each vector (0: off; see docs/benchmarks.md).",
         ),
-    ] = "0",
+    ] = "auto",
     host: Annotated[str, typer.Option(help="Review app host (without --simulate).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Review app port (without --simulate).")] = 8000,
 ) -> None:

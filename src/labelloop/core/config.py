@@ -165,10 +165,10 @@ class EmbeddingSettings(_Strict):
     # Text: append this many hashed character n-gram features to each vector (0: off), so the
     # student sees surface cues (URLs, "FREE", phone numbers) as well as meaning. Helps spam
     # and moderation tasks, hurts intent taxonomies (embed.char_ngrams, docs/benchmarks.md).
-    # "auto": start without them; at each retrain the loop compares the student with and
-    # without AUTO_CHAR_NGRAMS of them on the random calibration sample's held-out log-loss
-    # and switches the project's vectors when the other view is clearly better.
-    char_ngrams: int | Literal["auto"] = Field(default=0)
+    # "auto" (the default): start without them; at each retrain the loop compares the student
+    # with and without AUTO_CHAR_NGRAMS of them on the random calibration sample's held-out
+    # log-loss and switches the project's vectors when the other view is clearly better.
+    char_ngrams: int | Literal["auto"] = Field(default="auto")
 
     @field_validator("char_ngrams")
     @classmethod

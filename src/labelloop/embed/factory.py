@@ -69,13 +69,10 @@ def settings_embedder(cfg: EmbeddingSettings, modality: str = "text") -> Embedde
         return ImageEmbedder(cfg.model)
     if modality == "tabular":
         raise LabelloopError("table rows are featurized by the project's table spec, not here")
-    if cfg.char_ngrams == "auto":
-        raise LabelloopError(
-            "embedding.char_ngrams: auto is resolved per project (project_embedding_settings); "
-            "give the number of n-gram features the model was trained with"
-        )
     text = _text_embedder(cfg)
-    if cfg.char_ngrams:
+    # ``auto`` is resolved per project (``project_embedding_settings``); unresolved, it means
+    # what a project starts with: no n-grams (a deployed model records the resolved number).
+    if cfg.char_ngrams and cfg.char_ngrams != "auto":
         from labelloop.embed.char_ngrams import WithCharNgrams
 
         return WithCharNgrams(text, cfg.char_ngrams)

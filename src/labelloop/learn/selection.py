@@ -419,7 +419,7 @@ class ViewChoice:
     chosen: str
     scores: dict[str, HeldOutScores]
     gain: float  # log-loss of the current view minus the chosen one's (0 when kept)
-    gain_needed: float  # one standard error of the paired fold differences
+    gain_needed: float  # min_gain_se standard errors of the paired fold differences
     scored_on: str
 
     def as_dict(self) -> dict[str, object]:
@@ -443,10 +443,11 @@ def compare_views(
     seed: int = 0,
     score_mask: np.ndarray | None = None,
     min_scored: int = 30,
+    min_gain_se: float = 1.0,
 ) -> ViewChoice:
     """The same student on two (or more) views of the same human-labeled items, on shared CV
-    folds; the current view stays unless another's held-out log-loss is lower by more than one
-    standard error of the paired fold differences.
+    folds; the current view stays unless another's held-out log-loss is lower by more than
+    ``min_gain_se`` standard errors of the paired fold differences.
 
     Log-loss, not macro-F1, because the router's thresholds read the student's probabilities.
     ``score_mask`` as in :func:`select_student` (the calibration sample's labels, when it
@@ -474,7 +475,8 @@ def compare_views(
     if best != current:
         diffs = np.subtract(scores[current].fold_log_loss, scores[best].fold_log_loss)
         gain = float(scores[current].log_loss - scores[best].log_loss)
-        needed = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+        se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+        needed = min_gain_se * se
         if gain <= needed:
             best, gain = current, 0.0
     scored_on = "random sample" if mask is not None else "all human labels"
