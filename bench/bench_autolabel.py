@@ -177,7 +177,7 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
             # the other view over the current one and the one standard error it had to beat.
             "view_log": " ".join(
                 f"{r.n_labels}:{'C' if r.view['char_ngrams'] else 'S'}"
-                f"({_view_gain(r.view):+.3f}/{r.view['gain_needed']:.3f})"
+                f"({r.view['gain']:+.3f}/{r.view['gain_needed']:.3f})"
                 for r in loop.history
                 if r.view
             ),
@@ -189,16 +189,6 @@ def run_once(args: argparse.Namespace, seed: int, work: Path) -> dict[str, objec
         }
     finally:
         p.close()
-
-
-def _view_gain(view: dict) -> float:
-    """Log-loss of the current view minus the other's (positive: the other is better)."""
-    losses = view["log_loss"]
-    current = (
-        view["chosen"] if view["gain"] == 0 else next(k for k in losses if k != view["chosen"])
-    )
-    other = next(k for k in losses if k != current)
-    return losses[current] - losses[other]
 
 
 def student_changes(history: list, attr: str = "student_algorithm") -> str:

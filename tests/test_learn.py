@@ -78,7 +78,7 @@ def test_compare_views_switches_only_on_clear_evidence():
     # A view that only adds noise to the current one does not replace it.
     noisy = np.hstack([X, 0.01 * rng.normal(size=(len(X), 4))])
     kept = compare_views({"blobs": X, "blobs+noise": noisy}, y, current="blobs")
-    assert kept.chosen == "blobs" and kept.gain == 0.0
+    assert kept.chosen == "blobs" and kept.gain <= kept.gain_needed
     assert kept.as_dict()["scored_on"] == "all human labels"
     with pytest.raises(ValueError, match="current view"):
         compare_views({"blobs": X}, y, current="other")

@@ -267,8 +267,9 @@ def _views_paragraph(result: DemoResult) -> str:
         "student was scored with and without hashed character n-grams on the random "
         f"sample's held-out labels. It read {'; then '.join(parts)}. At the last retrain "
         f"({last['n_labels']:,} labels, {last['n_scored']:,} scored on {last['scored_on']}), "
-        f"held-out log-loss: {losses}; a switch needs a gain over "
-        f"{last['gain_needed']:.3f} (one standard error).</p>"
+        f"held-out log-loss: {losses}; the other view's gain {last['gain']:+.3f}, where a "
+        f"switch needs more than {last['gain_needed']:.3f} (one standard error of the paired "
+        "fold differences).</p>"
     )
 
 

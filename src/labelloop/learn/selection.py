@@ -418,7 +418,7 @@ class ViewChoice:
 
     chosen: str
     scores: dict[str, HeldOutScores]
-    gain: float  # log-loss of the current view minus the chosen one's (0 when kept)
+    gain: float  # log-loss of the current view minus the best other's (< 0: the other is worse)
     gain_needed: float  # min_gain_se standard errors of the paired fold differences
     scored_on: str
 
@@ -470,17 +470,13 @@ def compare_views(
         name: cross_val_scores(make, X0 if name == current else X, y, folds, score_mask=mask)
         for name, X in views.items()
     }
-    best = min(scores, key=lambda n: scores[n].log_loss)
-    gain, needed = 0.0, 0.0
-    if best != current:
-        diffs = np.subtract(scores[current].fold_log_loss, scores[best].fold_log_loss)
-        gain = float(scores[current].log_loss - scores[best].log_loss)
-        se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
-        needed = min_gain_se * se
-        if gain <= needed:
-            best, gain = current, 0.0
+    other = min((n for n in scores if n != current), key=lambda n: scores[n].log_loss)
+    diffs = np.subtract(scores[current].fold_log_loss, scores[other].fold_log_loss)
+    gain = float(scores[current].log_loss - scores[other].log_loss)
+    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+    needed = min_gain_se * se
     scored_on = "random sample" if mask is not None else "all human labels"
-    return ViewChoice(best, scores, gain, needed, scored_on)
+    return ViewChoice(other if gain > needed else current, scores, gain, needed, scored_on)
 
 
 # --- selection --------------------------------------------------------------------------------
