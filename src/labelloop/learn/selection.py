@@ -339,6 +339,20 @@ def cross_val_scores(
     return score_predictions(oof[s], y[s], classes, split_id, masks)
 
 
+def _usable_mask(
+    score_mask: np.ndarray | None, y: np.ndarray, folds: Folds, min_scored: int
+) -> np.ndarray | None:
+    """``score_mask`` checked, or None when it marks fewer than ``min_scored`` scorable items
+    of two labels (too few sampled labels to score on: all labels are scored instead)."""
+    if score_mask is None:
+        return None
+    mask = _check_mask(score_mask, len(y))
+    sampled = folds.scored[mask[folds.scored]]
+    if len(sampled) < min_scored or len(np.unique(y[sampled])) < 2:
+        return None
+    return mask
+
+
 def _check_mask(mask: np.ndarray, n: int) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype != bool or mask.shape != (n,):
@@ -460,12 +474,7 @@ def compare_views(
     X0, y = check_single_label(views[current], y)
     make = make or default_candidates(seed)["logreg"]
     folds = make_folds(y, cv, seed)
-    mask = None
-    if score_mask is not None:
-        mask = _check_mask(score_mask, len(y))
-        sampled = folds.scored[mask[folds.scored]]
-        if len(sampled) < min_scored or len(np.unique(y[sampled])) < 2:
-            mask = None
+    mask = _usable_mask(score_mask, y, folds, min_scored)
     scores = {
         name: cross_val_scores(make, X0 if name == current else X, y, folds, score_mask=mask)
         for name, X in views.items()
@@ -533,12 +542,7 @@ def select_student(
         for name, c in cands.items()
     }
     folds = make_folds(y, cv, seed)
-    mask = None
-    if score_mask is not None:
-        mask = _check_mask(score_mask, len(y))
-        sampled = folds.scored[mask[folds.scored]]
-        if len(sampled) < min_scored or len(np.unique(y[sampled])) < 2:
-            mask = None  # too few sampled labels to score on: all labels, as before
+    mask = _usable_mask(score_mask, y, folds, min_scored)
     scores: dict[str, HeldOutScores] = {}
     seconds: dict[str, float] = {}
     for name, make in makers.items():
