@@ -103,8 +103,9 @@ def choose_student(ctx: ProjectContext, embedder: Embedder, current: str) -> dic
 
     Candidates are scored on the human labels of the random calibration sample when it holds
     enough (``score_mask``): actively chosen labels are the hard items and favour the wrong
-    model (issue 10). The champion stays unless the best beats it by more than a standard error
-    of the paired fold differences."""
+    model (issue 10). The champion stays unless the best's held-out log-loss is lower by more
+    than a standard error of the paired fold differences and its macro-F1 is higher too
+    (``should_replace``)."""
     if ctx.config.task != "single_label":
         return None
     humans = human_set(ctx, embedder)
