@@ -28,7 +28,12 @@ from labelloop.embed import (
     SentenceTransformerEmbedder,
     onnx_minilm,
 )
-from labelloop.embed.char_ngrams import WithCharNgrams
+from labelloop.embed.char_ngrams import (
+    WithCharNgrams,
+    char_ngrams_in,
+    sentence_part,
+    with_char_ngrams,
+)
 
 # ---------------------------------------------------------------------------------------------
 # MiniLMEmbedder
@@ -223,6 +228,12 @@ def test_char_ngrams_append_a_unit_lexical_part() -> None:
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(v[:, :3] * np.sqrt(2), CountingEmbedder().embed(texts), rtol=1e-5)
     np.testing.assert_array_equal(v, WithCharNgrams(CountingEmbedder(), 1024).embed(texts))
+    # From vectors at hand and back (what char_ngrams: auto compares), and the id's parts.
+    dense = CountingEmbedder().embed(texts)
+    np.testing.assert_allclose(with_char_ngrams(dense, texts, 1024), v, rtol=1e-6)
+    np.testing.assert_allclose(sentence_part(v, 1024), dense, rtol=1e-5)
+    assert char_ngrams_in(emb.model_id) == ("fake-3d", 1024)
+    assert char_ngrams_in("fake-3d") == ("fake-3d", 0)
     chars = v[:, 3:] * np.sqrt(2)
     assert chars[0] @ chars[2] > 0.4 > 0.1 > chars[0] @ chars[1]  # the shared URL counts
     assert emb.embed([]).shape == (0, 1027)

@@ -15,7 +15,6 @@ database for one short transaction at a time, so reviewers keep labeling while i
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from labelloop.annotate.reviewers import reviewer_accuracy
 from labelloop.annotate.route import RouteReport, calibration_evidence, review_priority, route
 from labelloop.annotate.suggest import SuggestReport, ask_expensive, suggest
 from labelloop.embed.base import Embedder
+from labelloop.embed.char_ngrams import char_ngrams_in
 from labelloop.embed.factory import project_embedder
 from labelloop.labelers.base import Labeler
 from labelloop.labelers.factory import (
@@ -130,12 +130,6 @@ def choose_student(ctx: ProjectContext, embedder: Embedder, current: str) -> dic
 VIEW_SWITCH_SE = 1.0
 
 
-def char_ngrams_of(embedder: Embedder) -> int:
-    """The hashed character n-gram features in ``embedder``'s vectors (0: none)."""
-    match = re.search(r"\+chars(\d+)$", embedder.model_id)
-    return int(match.group(1)) if match else 0
-
-
 def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | None:
     """``embedding.char_ngrams: auto``: the student with and without hashed character n-grams
     on the same human labels, scored on the random calibration sample's held-out log-loss
@@ -146,7 +140,7 @@ def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | Non
     Only the n-grams are computed: the sentence vectors come from the current ones, and the
     store keeps them cached apart, so a switch re-hashes the pool but does not re-embed it."""
     from labelloop.core.config import AUTO_CHAR_NGRAMS
-    from labelloop.embed.char_ngrams import char_ngram_vectors
+    from labelloop.embed.char_ngrams import char_ngrams_in, sentence_part, with_char_ngrams
     from labelloop.embed.factory import VIEW_EVENT
     from labelloop.learn.selection import compare_views
 
@@ -160,14 +154,14 @@ def choose_view(ctx: ProjectContext, embedder: Embedder) -> dict[str, Any] | Non
     sampled = calibration_evidence(ctx, humans.item_ids)
     if sampled is None or int(np.sum(sampled)) < 30 or len(set(labels[sampled])) < 2:
         return None
-    n = char_ngrams_of(embedder)  # the view these vectors are in
+    n = char_ngrams_in(embedder.model_id)[1]  # the view these vectors are in
     names = {0: "sentence", AUTO_CHAR_NGRAMS: f"sentence+chars{AUTO_CHAR_NGRAMS}"}
     V = np.asarray(humans.vectors, dtype=np.float32)
     if n:
-        other, other_vectors = 0, V[:, : V.shape[1] - n] * np.float32(np.sqrt(2.0))
+        other, other_vectors = 0, sentence_part(V, n)
     else:
-        chars = char_ngram_vectors(list(humans.contents), AUTO_CHAR_NGRAMS)
-        other, other_vectors = AUTO_CHAR_NGRAMS, np.hstack([V, chars]) / np.float32(np.sqrt(2.0))
+        other = AUTO_CHAR_NGRAMS
+        other_vectors = with_char_ngrams(V, list(humans.contents), AUTO_CHAR_NGRAMS)
     current = names.get(n, f"sentence+chars{n}")
     choice = compare_views(
         {current: V, names[other]: other_vectors},
@@ -201,7 +195,7 @@ def retrain(
         (previous.metrics.get("student_algorithm") if previous else None) or "logreg"
     )
     view = choose_view(ctx, embedder)
-    if view is not None and view["char_ngrams"] != char_ngrams_of(embedder):
+    if view is not None and view["char_ngrams"] != char_ngrams_in(embedder.model_id)[1]:
         embedder = project_embedder(ctx)  # the view switched: the new vectors from here on
     selection = choose_student(ctx, embedder, algorithm) if select else None
     if selection and selection["replaced"]:

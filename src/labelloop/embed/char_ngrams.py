@@ -18,6 +18,7 @@ parts' cosines.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -51,6 +52,27 @@ def char_ngram_vectors(texts: Sequence[str], n_features: int) -> np.ndarray:
     return np.asarray(normalize(hashed).toarray(), dtype=np.float32)
 
 
+def with_char_ngrams(dense: np.ndarray, texts: Sequence[str], n_features: int) -> np.ndarray:
+    """Sentence vectors ``dense`` (unit rows) with the texts' n-grams appended, the whole a unit
+    vector: what :class:`WithCharNgrams` gives, from vectors already at hand."""
+    chars = char_ngram_vectors(texts, n_features)
+    return np.hstack([np.asarray(dense, dtype=np.float32), chars]) / np.float32(math.sqrt(2.0))
+
+
+def sentence_part(vectors: np.ndarray, n_features: int) -> np.ndarray:
+    """The unit sentence vectors inside :func:`with_char_ngrams`'s output (its inverse)."""
+    return np.asarray(vectors, dtype=np.float32)[:, : vectors.shape[1] - n_features] * np.float32(
+        math.sqrt(2.0)
+    )
+
+
+def char_ngrams_in(model_id: str) -> tuple[str, int]:
+    """(the inner embedder's id, the n-gram features) of a :class:`WithCharNgrams` model id;
+    (``model_id``, 0) for any other embedder."""
+    match = re.fullmatch(r"(.+)\+chars(\d+)", model_id)
+    return (match.group(1), int(match.group(2))) if match else (model_id, 0)
+
+
 class WithCharNgrams:
     """``inner``'s vectors, then ``n_features`` hashed character n-gram features, each part a
     unit vector, the whole scaled to unit length.
@@ -71,6 +93,4 @@ class WithCharNgrams:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
-        dense = np.asarray(self.inner.embed(texts), dtype=np.float32)
-        chars = char_ngram_vectors(texts, self.n_features)
-        return np.hstack([dense, chars]) / np.float32(math.sqrt(2.0))
+        return with_char_ngrams(self.inner.embed(texts), texts, self.n_features)

@@ -20,7 +20,6 @@ category, date or text columns (one-hot, tf-idf) are refused for now, as are ima
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -167,15 +166,17 @@ def _bundle_kind(predictor: Predictor) -> str:
 def edge_char_ngrams(predictor: Predictor) -> int:
     """The hashed character n-gram features the model reads beside MiniLM (0: none); an
     error for vectors a bundle cannot compute."""
+    from labelloop.embed.char_ngrams import char_ngrams_in
+
     embedder = predictor.featurizer.removeprefix("embedder:")
-    match = re.fullmatch(re.escape(EDGE_EMBEDDER) + r"(?:\+chars(\d+))?", embedder)
-    if match is None:
+    inner, n_features = char_ngrams_in(embedder)
+    if inner != EDGE_EMBEDDER:
         raise EdgeExportError(
             f"the model was trained on {embedder!r} vectors; edge bundles embed with the "
             f"default {EDGE_EMBEDDER!r} only, with or without character n-grams "
             "(embedding.backend: minilm)"
         )
-    return int(match.group(1) or 0)
+    return n_features
 
 
 def _thresholds(
