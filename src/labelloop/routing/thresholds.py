@@ -579,13 +579,29 @@ def _posterior_mode(
     prec[:2] = 1.0 / base_sd**2
     if slope_sd is not None:
         prec[2 + k :] = 1.0 / slope_sd**2 if slope_sd > 0 else 1e12
+
+    def objective(t: np.ndarray) -> float:
+        """The penalised log-likelihood Newton climbs."""
+        eta = x @ t
+        loglik = ok * eta - np.logaddexp(0.0, eta)
+        return float(w @ loglik - 0.5 * prec @ (t - mean) ** 2)
+
     theta = mean.copy()
+    value = objective(theta)
     for _ in range(iterations):
         p = _sigmoid(x @ theta)
         grad = x.T @ (w * (ok - p)) - prec * (theta - mean)
         hess = (x * (w * p * (1 - p))[:, None]).T @ x + np.diag(prec)
         step = np.linalg.solve(hess, grad)
-        theta = theta + step
+        # Step halving: on nearly separable evidence (a label whose items are all wrong) full
+        # Newton steps overshoot and can land anywhere, e.g. a curve that calls the top of
+        # the pool right with all of its labeled items wrong.
+        for _ in range(40):
+            new_value = objective(theta + step)
+            if new_value >= value - 1e-12 * abs(value):
+                break
+            step = step / 2
+        theta, value = theta + step, new_value
         if float(np.abs(step).max()) < 1e-8:
             break
     p = _sigmoid(x @ theta)
