@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from labelloop.routing.thresholds import (
+    class_alpha,
     fit_calibrated_thresholds,
     fit_correctness_model,
     fit_sample_thresholds,
@@ -181,10 +182,11 @@ def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None
     from labelloop.demo.data import SMS_SPAM_LABELS, sms_spam_path
     from labelloop.project import Project
 
-    fits = []
+    fits, alphas = [], []
 
     def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         fits.append(len(args[2]))  # the pool's size
+        alphas.append(kwargs["alpha"])
         return fit_calibrated_thresholds(*args, **kwargs)
 
     monkeypatch.setattr(route_module, "fit_calibrated_thresholds", counted)
@@ -218,6 +220,11 @@ def test_the_loop_routes_with_the_calibrated_rule(tmp_path, monkeypatch) -> None
         machine = fl[fl.source_kind == "machine"]
         right = [ls[0] == gold[c] for c, ls in zip(machine.content, machine.labels, strict=True)]
         assert np.mean(right) >= TARGET
+        # metrics.class_guarantee "all": both labels' bounds at 97.5%, not 95%.
+        assert alphas[-1] == 0.05
+        p.config.metrics.class_guarantee = "all"
+        p.route()
+        assert alphas[-1] == 0.025
     finally:
         p.close()
 
@@ -297,3 +304,35 @@ def test_pool_confidence_on_the_held_out_scale_keeps_an_overconfident_pool_hones
     assert prec_honest >= TARGET and cov_honest > 0.2
     with pytest.raises(ValueError, match="pool_conf"):
         fit_calibrated_thresholds(fit, fit_y, pool, pool_conf=conf[:10])
+
+
+def test_a_guarantee_for_every_label_at_once_keeps_all_of_many_labels_at_the_target() -> None:
+    """metrics.class_guarantee: with 25 labels, each bound at 95% leaves a label below target
+    now and then (about 1 in 20 of those that auto-accept, by chance alone); bounds at
+    1 - 0.05 / 25 leave none in more draws, and label less."""
+    assert class_alpha(0.05, 77, "each") == 0.05
+    assert class_alpha(0.05, 77, "all") == pytest.approx(0.05 / 77)
+    with pytest.raises(ValueError, match="guarantee"):
+        class_alpha(0.05, 77, "most")
+    rng = np.random.default_rng(7)
+    k, draws = 25, 12
+    failed = {"each": 0, "all": 0}
+    covered: dict[str, list[float]] = {"each": [], "all": []}
+    for r in range(draws):
+        pool, pool_y = scores(5000, rng, k=k)
+        every, every_y = scores(1000, rng, k=k)
+        for guarantee in failed:
+            ts = fit_calibrated_thresholds(
+                every,
+                every_y,
+                pool,
+                alpha=class_alpha(0.05, k, guarantee),
+                n_draws=64,
+                seed=r,
+                guard_alpha=None,
+            )
+            failed[guarantee] += not classes_met(ts.values, pool, pool_y)
+            covered[guarantee].append(realised(ts.values, pool, pool_y)[0])
+    assert failed["all"] <= failed["each"]
+    assert failed["all"] <= 1, failed
+    assert np.mean(covered["all"]) < np.mean(covered["each"])

@@ -54,6 +54,7 @@ from labelloop.routing.sequential import tighten_thresholds
 from labelloop.routing.thresholds import (
     SetThreshold,
     ThresholdSet,
+    class_alpha,
     fit_calibrated_thresholds,
     fit_sample_thresholds,
     fit_set_threshold,
@@ -543,6 +544,7 @@ def _label_thresholds(
     calibrator = fit_calibrator(held_out, y)
     metrics = ctx.config.metrics
     names = labelers.label_names
+    alpha = class_alpha(0.05, len(names), metrics.class_guarantee)
     in_sample = calibration_evidence(ctx, labelers.humans.item_ids) if sample.active else None
     if in_sample is not None and pool_probs is not None and metrics.threshold_rule == "calibrated":
         sample_w = np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12))
@@ -557,6 +559,7 @@ def _label_thresholds(
             pool,
             pool_conf=pool_conf,
             target=metrics.precision_target,
+            alpha=alpha,
             guard_probs=calibrator.transform(held_out[in_sample]),
             guard_y=y[in_sample],
             guard_weights=sample_w,
@@ -570,6 +573,7 @@ def _label_thresholds(
             y[in_sample],
             weights=np.full(int(in_sample.sum()), 1.0 / max(sample.inclusion, 1e-12)),
             target=metrics.precision_target,
+            alpha=alpha,
             max_strength=metrics.prior_strength,
             min_prior_wrong=metrics.prior_min_wrong,
             reviewer_accuracy=reviewer_accuracy_high(ctx),
@@ -581,6 +585,7 @@ def _label_thresholds(
             calibrator.transform(held_out),
             y,
             target=metrics.precision_target,
+            alpha=alpha,
             min_support=min_support,
             label_names=names,
         )

@@ -32,6 +32,23 @@ from labelloop.core.stats import (  # noqa: F401 - re-exported: routing.precisio
 )
 
 
+def _level(alpha: float) -> str:
+    """A confidence level as people write it: "95%", "99.9%"."""
+    return f"{100 * (1 - alpha):.3g}%"
+
+
+def class_alpha(alpha: float, n_labels: int, guarantee: str = "each") -> float:
+    """The error level each label's bound is fit at: ``alpha`` when each label is to meet the
+    target on its own ("each": of many labels that auto-accept, about ``alpha`` of them may
+    fall short by chance), ``alpha / n_labels`` when all of them are to meet it at once ("all",
+    Bonferroni: a 77-intent taxonomy at 95% then fits each bound at 99.94%)."""
+    if guarantee == "each":
+        return alpha
+    if guarantee == "all":
+        return alpha / max(n_labels, 1)
+    raise ValueError(f"guarantee={guarantee!r}: expected 'each' or 'all'")
+
+
 @dataclass(frozen=True)
 class LabelThreshold:
     """The auto-accept rule for one label and the evidence behind it.
@@ -105,7 +122,7 @@ def _fit_one(
         why = (
             f"only {n_all} {items} (< min_support={min_support})"
             if n_all < min_support
-            else f"no threshold reaches a {1 - alpha:.0%} lower bound >= {target}"
+            else f"no threshold reaches a {_level(alpha)} lower bound >= {target}"
         )
         return math.inf, n_all, prec_all, low_all, why
     i = int(np.flatnonzero(passing)[-1])
@@ -389,7 +406,7 @@ def fit_sample_thresholds(
         else:
             prec = float(k_eff[-1, j] / n_eff[-1, j]) if n_eff[-1, j] > 0 else math.nan
             best = float(lows[:, j].max())
-            why = f"no cut reaches a {1 - alpha:.0%} posterior lower bound >= {target} (best {best:.3f})"
+            why = f"no cut reaches a {_level(alpha)} posterior lower bound >= {target} (best {best:.3f})"
             out.append(LabelThreshold(names[j], math.inf, support, prec, best, why))
     return ThresholdSet(tuple(out), target, alpha, SHRUNK_METHOD, 0)
 
@@ -783,7 +800,7 @@ def fit_calibrated_thresholds(
         if g < 0:
             best = float(lows.max())
             why = refused or (
-                f"no cut reaches a {1 - alpha:.0%} model lower bound >= {target} on the pool "
+                f"no cut reaches a {_level(alpha)} model lower bound >= {target} on the pool "
                 f"(best {best:.3f})"
             )
             support = int(len(s_conf))
