@@ -66,6 +66,10 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bo
         out["review"] = {"gold_share": args.gold_share, "gold_from_label_field": True}
     if args.char_ngrams is not None:
         out["embedding"] = {"char_ngrams": args.char_ngrams}
+    if args.active:
+        out["active"] = {
+            k.strip(): float(v) for k, v in (kv.split("=") for kv in args.active.split(","))
+        }
     return out
 
 
@@ -77,6 +81,7 @@ def metrics_settings(args: argparse.Namespace) -> dict[str, float | str]:
         "prior_strength",
         "prior_min_wrong",
         "threshold_rule",
+        "class_guarantee",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
 
@@ -325,12 +330,23 @@ def main() -> None:
         help="metrics.threshold_rule: the sample's own bound, or the pool-calibrated model",
     )
     ap.add_argument(
+        "--class-guarantee",
+        choices=("each", "all"),
+        default=None,
+        help="metrics.class_guarantee: each label's bound at 95%%, or all labels' at once",
+    )
+    ap.add_argument(
         "--gold-share", type=float, default=0.0, help="share of the queue that is gold items"
     )
     ap.add_argument(
         "--compare-margin",
         action="store_true",
         help="also plain margin sampling's learning curve with the same student",
+    )
+    ap.add_argument(
+        "--active",
+        default="",
+        help="active settings, e.g. density=0,disagreement=0 (the queue's score weights)",
     )
     ap.add_argument("--dump", default=None, help="folder for each seed's final arrays (.npz)")
     args = ap.parse_args()

@@ -24,6 +24,13 @@ each rule this prints, on the pool:
 * ``--draw-seeds N``: the ``real`` fit again with N seeds of the rule's own random draws
   (posterior draws, bootstrap resamples): the range of coverage the seed alone gives on the
   same evidence (issue 10, fourth round).
+* ``--ceiling``: what a rule that knew the pool's calibration curve exactly could label
+  (``known_curve_cuts``): the loop's correctness model (logistic in logit(confidence), a
+  per-label offset and slope) fit on the whole pool's truth, so there is no estimation error
+  left, with per label the lowest cut whose share right among the items it labels still
+  clears the target at 95% (each item right by chance around its known probability) and,
+  apart, the lowest cut whose expected share right clears it. The gap between the oracle and
+  these is what no honest rule can close; the gap between these and ``real`` is estimation.
 """
 
 from __future__ import annotations
@@ -41,7 +48,11 @@ from bench_autolabel import oracle_coverage  # noqa: E402
 
 from labelloop.routing.calibration import fit_calibrator  # noqa: E402
 from labelloop.routing.thresholds import (  # noqa: E402
+    _design,
+    _sigmoid,
+    class_alpha,
     fit_calibrated_thresholds,
+    fit_correctness_model,
     fit_sample_thresholds,
 )
 
@@ -83,6 +94,13 @@ def rules(target: float, n_boot: int, reviewer_accuracy: float = 1.0) -> dict[st
 
         return f
 
+    def every_label() -> Rule:
+        def f(s, y, all_p, all_y, pool, seed, pool_conf=None):  # noqa: ANN001, ANN202
+            alpha = class_alpha(0.05, pool.shape[1], "all")
+            return calibrated("all", alpha=alpha)(s, y, all_p, all_y, pool, seed, pool_conf)
+
+        return f
+
     return {
         "bound (current, 95%)": bound(0.05),
         "bound 80%": bound(0.20),
@@ -92,12 +110,40 @@ def rules(target: float, n_boot: int, reviewer_accuracy: float = 1.0) -> dict[st
         # The rule metrics.threshold_rule "calibrated" runs (fit_calibrated_thresholds'
         # defaults, fit on every human label, the sample guarding).
         "all: laplace 95% +guard (calibrated)": calibrated("all"),
+        # metrics.class_guarantee "all": every label's bound at 1 - 0.05 / labels.
+        "all: laplace, every label at once (calibrated, class_guarantee all)": every_label(),
         # Before 2026-12-02's evening: the guard refused cuts one by one and the scan started
         # at the highest cut, so the first refusal or jitter near the top ended it.
         "all: laplace, guard each cut, scan from top": calibrated("all", guard_scope="each-cut"),
         "all: laplace 95% +guard, not predictive": calibrated("all", predictive=False),
         "all: laplace sd1 slopes 95% +guard": calibrated("all", class_sd=1.0, slope_sd=1.0),
     }
+
+
+def known_curve_cuts(
+    pool: np.ndarray, truth: np.ndarray, target: float, predictive: bool, z: float = 1.645
+) -> np.ndarray:
+    """Per-label thresholds from the pool's own calibration curve, fit knowing the truth (see
+    ``--ceiling``): the lowest cut whose items' modelled share right (minus ``z`` standard
+    deviations of its luck with ``predictive``) is >= ``target``; inf where none is."""
+    n, k = pool.shape
+    pred = pool.argmax(axis=1)
+    conf = pool.max(axis=1)
+    theta = fit_correctness_model(conf, pred, pred == truth, k, class_sd=3.0, slope_sd=3.0)
+    p_right = _sigmoid(_design(conf, pred, k, True) @ theta)
+    thr = np.full(k, np.inf)
+    for j in range(k):
+        mine = np.flatnonzero(pred == j)
+        if not len(mine):
+            continue
+        order = mine[np.argsort(-conf[mine], kind="stable")]
+        m = np.arange(1, len(order) + 1)
+        mean = np.cumsum(p_right[order]) / m
+        low = mean - z * np.sqrt(np.cumsum(p_right[order] * (1 - p_right[order]))) / m
+        ok = np.flatnonzero((low if predictive else mean) >= target)
+        if len(ok):
+            thr[j] = conf[order][ok[-1]]
+    return thr
 
 
 def measure(
@@ -147,6 +193,36 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
         f"labels, calibrator {cal.method}, oracle coverage {oracle:.3f}",
         flush=True,
     )
+    if args.ceiling:
+        from scipy.stats import norm
+
+        every = class_alpha(0.05, pool.shape[1], "all")
+        for name, predictive, z in (
+            ("ceiling: known curve, expected", False, 0.0),
+            ("ceiling: known curve, 95% on realised", True, float(norm.ppf(0.95))),
+            ("ceiling: known curve, 99% on realised", True, float(norm.ppf(0.99))),
+            ("ceiling: known curve, every label at once", True, float(norm.ppf(1 - every))),
+        ):
+            thr = known_curve_cuts(pool, truth, target, predictive, z)
+            n_auto, prec, below, big, worst = measure(thr, pool, truth, target)
+            cover = n_auto / len(truth)
+            print(
+                f"  {name:36s} coverage {cover:.3f} ({cover / oracle:.2f} of oracle) "
+                f"precision {prec:.3f} below {below}/{big} worst {worst}",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "dump": str(path),
+                    "rule": name,
+                    "coverage": cover,
+                    "oracle": oracle,
+                    "precision": prec,
+                    "below": below,
+                    "big": big,
+                    "worst": worst,
+                }
+            )
     for name in names:
         t0 = time.perf_counter()
         thr = table[name](sample, y[in_sample], cal.transform(held), y, pool, 0, pool_conf)
@@ -247,6 +323,9 @@ def main() -> None:
         "--draw-seeds", type=int, default=0, help="refit with this many seeds of the rule's draws"
     )
     ap.add_argument("--rules", default="", help="comma-separated substrings of rule names")
+    ap.add_argument(
+        "--ceiling", action="store_true", help="also the rules that know the pool's curve"
+    )
     args = ap.parse_args()
     for path in args.dumps:
         run_dump(path, args)
