@@ -202,22 +202,3 @@ def test_normalise_and_combined_priority():
         combined_priority({"margin": margin}, {"entropy": 1.0})
     with pytest.raises(ValueError, match="lengths differ"):
         combined_priority({"a": margin, "b": dens[:2]}, {"a": 1, "b": 1})
-
-
-def test_active_learning_reads_the_students_margin_in_single_label_projects() -> None:
-    """The queue's uncertainty comes from the model people's labels train (the student), not
-    the ensemble, whose zero-shot member knows little at 77 intents (issue 10, eighth round);
-    multi-label projects and sets without a student keep the ensemble's."""
-    from types import SimpleNamespace
-
-    from labelloop.annotate.route import learner_probs
-
-    stack = np.stack([np.full((3, 2), 0.5), np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])])
-    ensemble = np.full((3, 2), 0.7)
-    members = [SimpleNamespace(labeler_id="zeroshot"), SimpleNamespace(labeler_id="student")]
-    single = SimpleNamespace(task="single_label", student=object(), members=members)
-    assert np.array_equal(learner_probs(single, stack, ensemble), stack[1])
-    multi = SimpleNamespace(task="multi_label", student=object(), members=members)
-    assert learner_probs(multi, stack, ensemble) is ensemble
-    none = SimpleNamespace(task="single_label", student=None, members=members[:1])
-    assert learner_probs(none, stack[:1], ensemble) is ensemble

@@ -380,9 +380,7 @@ def route(
         )
     else:
         sampled = np.zeros(len(ids), dtype=bool)
-    priority = review_priority(
-        ctx, learner_probs(labelers, stack, calibrated), split, vectors, len(labelers.humans)
-    )
+    priority = review_priority(ctx, calibrated, split, vectors, len(labelers.humans))
 
     def machine_label(k: int) -> dict[str, Any]:
         return {
@@ -675,22 +673,6 @@ def group_near_duplicates(
         ctx.db, [(int(ids[idx[j]]), int(ids[idx[rep_of[j]]])) for j in np.flatnonzero(members)]
     )
     return waiting
-
-
-def learner_probs(labelers: LabelerSet, stack: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """The probabilities active learning reads its uncertainty from: the student's own
-    (``stack``'s student row) in a single-label project, else ``probs`` (the ensemble's).
-
-    Why the student's: it is the model the human labels train, and the ensemble's margin also
-    carries the zero-shot labeler, which at 77 intents knows little. On banking77 (1,000
-    labels, retrain every 100) the student's margin took its macro-F1 at 198 / 297 / 395 labels
-    from 0.529 / 0.647 / 0.696 to 0.582 / 0.704 / 0.746, ahead of plain margin sampling's
-    0.546 / 0.678 / 0.730 (docs/benchmarks.md, issue 10, eighth round). Between retrains
-    ``rescore_queue`` still orders by the ensemble: that is how it was measured."""
-    if labelers.task != "single_label" or labelers.student is None:
-        return probs
-    ids = [m.labeler_id for m in labelers.members]
-    return stack[ids.index("student")] if "student" in ids else probs
 
 
 def review_priority(
