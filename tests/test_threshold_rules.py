@@ -309,7 +309,8 @@ def test_pool_confidence_on_the_held_out_scale_keeps_an_overconfident_pool_hones
 def test_a_guarantee_for_every_label_at_once_keeps_all_of_many_labels_at_the_target() -> None:
     """metrics.class_guarantee: with 25 labels, each bound at 95% leaves a label below target
     now and then (about 1 in 20 of those that auto-accept, by chance alone); bounds at
-    1 - 0.05 / 25 leave none in more draws, and label less."""
+    1 - 0.05 / 25 leave one below in fewer draws (here: 5 of 12 against none), and label
+    less."""
     assert class_alpha(0.05, 77, "each") == 0.05
     assert class_alpha(0.05, 77, "all") == pytest.approx(0.05 / 77)
     with pytest.raises(ValueError, match="guarantee"):
