@@ -365,7 +365,13 @@ def paired_log_loss_gain(a: HeldOutScores, b: HeldOutScores) -> tuple[float, flo
     error from the paired fold differences (0 when there are no per-fold scores)."""
     if a.split_id != b.split_id:
         raise ValueError("the two scores come from different splits; compare like with like")
-    gain = a.log_loss - b.log_loss
+    return _log_loss_gain(a, b)
+
+
+def _log_loss_gain(a: HeldOutScores, b: HeldOutScores) -> tuple[float, float]:
+    """``paired_log_loss_gain`` for scores known to share their folds (two views of the same
+    items on the same folds differ in ``split_id``, which fingerprints the features too)."""
+    gain = float(a.log_loss - b.log_loss)
     diffs = np.subtract(a.fold_log_loss, b.fold_log_loss)
     if len(diffs) < 2:
         return gain, 0.0
@@ -480,9 +486,7 @@ def compare_views(
         for name, X in views.items()
     }
     other = min((n for n in scores if n != current), key=lambda n: scores[n].log_loss)
-    diffs = np.subtract(scores[current].fold_log_loss, scores[other].fold_log_loss)
-    gain = float(scores[current].log_loss - scores[other].log_loss)
-    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+    gain, se = _log_loss_gain(scores[current], scores[other])  # shared folds: paired
     needed = min_gain_se * se
     scored_on = "random sample" if mask is not None else "all human labels"
     return ViewChoice(other if gain > needed else current, scores, gain, needed, scored_on)
