@@ -67,9 +67,21 @@ def project_settings(args: argparse.Namespace) -> dict[str, dict[str, float | bo
     if args.char_ngrams is not None:
         out["embedding"] = {"char_ngrams": args.char_ngrams}
     if args.active:
-        out["active"] = {
-            k.strip(): float(v) for k, v in (kv.split("=") for kv in args.active.split(","))
-        }
+        out["active"] = args.active
+    return out
+
+
+def active_weights(text: str) -> dict[str, float]:
+    """``--active``'s "name=weight,name=weight" as the project's ``active`` section."""
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"{part!r}: expected name=weight, e.g. density=0")
     return out
 
 
@@ -345,7 +357,8 @@ def main() -> None:
     )
     ap.add_argument(
         "--active",
-        default="",
+        type=active_weights,
+        default=None,
         help="active settings, e.g. density=0,disagreement=0 (the queue's score weights)",
     )
     ap.add_argument("--dump", default=None, help="folder for each seed's final arrays (.npz)")

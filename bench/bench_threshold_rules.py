@@ -121,11 +121,11 @@ def rules(target: float, n_boot: int, reviewer_accuracy: float = 1.0) -> dict[st
 
 
 def known_curve_cuts(
-    pool: np.ndarray, truth: np.ndarray, target: float, predictive: bool, z: float = 1.645
+    pool: np.ndarray, truth: np.ndarray, target: float, z: float = 1.645
 ) -> np.ndarray:
     """Per-label thresholds from the pool's own calibration curve, fit knowing the truth (see
-    ``--ceiling``): the lowest cut whose items' modelled share right (minus ``z`` standard
-    deviations of its luck with ``predictive``) is >= ``target``; inf where none is."""
+    ``--ceiling``): the lowest cut whose items' modelled share right, minus ``z`` standard
+    deviations of its luck (0: the expected share alone), is >= ``target``; inf where none is."""
     n, k = pool.shape
     pred = pool.argmax(axis=1)
     conf = pool.max(axis=1)
@@ -140,7 +140,7 @@ def known_curve_cuts(
         m = np.arange(1, len(order) + 1)
         mean = np.cumsum(p_right[order]) / m
         low = mean - z * np.sqrt(np.cumsum(p_right[order] * (1 - p_right[order]))) / m
-        ok = np.flatnonzero((low if predictive else mean) >= target)
+        ok = np.flatnonzero(low >= target)
         if len(ok):
             thr[j] = conf[order][ok[-1]]
     return thr
@@ -197,13 +197,13 @@ def run_dump(path: Path, args: argparse.Namespace) -> list[dict[str, object]]:
         from scipy.stats import norm
 
         every = class_alpha(0.05, pool.shape[1], "all")
-        for name, predictive, z in (
-            ("ceiling: known curve, expected", False, 0.0),
-            ("ceiling: known curve, 95% on realised", True, float(norm.ppf(0.95))),
-            ("ceiling: known curve, 99% on realised", True, float(norm.ppf(0.99))),
-            ("ceiling: known curve, every label at once", True, float(norm.ppf(1 - every))),
+        for name, z in (
+            ("ceiling: known curve, expected", 0.0),
+            ("ceiling: known curve, 95% on realised", float(norm.ppf(0.95))),
+            ("ceiling: known curve, 99% on realised", float(norm.ppf(0.99))),
+            ("ceiling: known curve, every label at once", float(norm.ppf(1 - every))),
         ):
-            thr = known_curve_cuts(pool, truth, target, predictive, z)
+            thr = known_curve_cuts(pool, truth, target, z)
             n_auto, prec, below, big, worst = measure(thr, pool, truth, target)
             cover = n_auto / len(truth)
             print(
